@@ -1,0 +1,1 @@
+"""imshop-push: SQS notification requests to rate-limited, exactly-once IMSHOP push API calls."""

@@ -1,0 +1,135 @@
+"""Configuration: parsed once per execution environment from the environment, into one typed object.
+
+Every error names the variable, so a misconfigured stack says what to fix in its first log line.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import math
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from urllib.parse import urlsplit
+
+DEFAULT_RATE_LIMIT_REQUESTS = 10
+DEFAULT_RATE_LIMIT_WINDOW_SECONDS = 60.0
+DEFAULT_MAX_RECIPIENTS_PER_REQUEST = 1000
+DEFAULT_HTTP_TIMEOUT_SECONDS = 10.0
+DEFAULT_CONNECT_TIMEOUT_SECONDS = 3.0
+SAM_LOCAL_HOST = "host.docker.internal"  # the developer's machine, seen from a `sam local` container
+DEFAULT_STATE_TTL_SECONDS = (
+    14 * 24 * 3600
+)  # the longest an SQS message can live, so a redelivery always finds its state
+
+
+class ConfigError(ValueError):
+    """A variable is missing or malformed; the message names it."""
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """Everything the dispatcher reads from its environment."""
+
+    api_url: str | None
+    api_url_parameter: str | None
+    api_key: str | None
+    api_key_parameter: str | None
+    state_table_name: str | None
+    dead_letter_queue_url: str | None
+    rate_limit_requests: int
+    rate_limit_window_seconds: float
+    rate_limit_margin_seconds: float
+    max_recipients_per_request: int
+    http_timeout_seconds: float
+    connect_timeout_seconds: float
+    state_ttl_seconds: int
+    sam_local: bool = False
+    """Inside `sam local invoke` (AWS_SAM_LOCAL=true): the sandbox on the host is reachable only as
+    host.docker.internal, over plain http."""
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+        env = os.environ if env is None else env
+        api_url = _text(env, "IMSHOP_API_URL")
+        api_url_parameter = _text(env, "IMSHOP_API_URL_PARAMETER")
+        if api_url is None and api_url_parameter is None:
+            raise ConfigError("IMSHOP_API_URL or IMSHOP_API_URL_PARAMETER must be set (the IMSHOP push API URL)")
+        sam_local = env.get("AWS_SAM_LOCAL") == "true"
+        if api_url is not None:
+            check_api_url(api_url, variable="IMSHOP_API_URL", sam_local=sam_local)
+        window = _number(env, "RATE_LIMIT_WINDOW_SECONDS", DEFAULT_RATE_LIMIT_WINDOW_SECONDS, float, minimum=0.001)
+        default_margin = round(window * 0.02, 6)  # 2 %: clock skew between executions and the vendor's counter
+        margin = _number(env, "RATE_LIMIT_MARGIN_SECONDS", default_margin, float, minimum=0.0)
+        if margin > window * 0.05:
+            raise ConfigError(
+                f"RATE_LIMIT_MARGIN_SECONDS must be at most 5% of RATE_LIMIT_WINDOW_SECONDS ({window * 0.05:g})"
+            )
+        max_recipients = _number(env, "MAX_RECIPIENTS_PER_REQUEST", DEFAULT_MAX_RECIPIENTS_PER_REQUEST, int, minimum=1)
+        if max_recipients > DEFAULT_MAX_RECIPIENTS_PER_REQUEST:
+            raise ConfigError("MAX_RECIPIENTS_PER_REQUEST must be at most 1000 (the vendor's limit)")
+        return cls(
+            api_url=api_url,
+            api_url_parameter=api_url_parameter,
+            api_key=_text(env, "IMSHOP_API_KEY"),
+            api_key_parameter=_text(env, "IMSHOP_API_KEY_PARAMETER"),
+            state_table_name=_text(env, "STATE_TABLE_NAME"),
+            dead_letter_queue_url=_text(env, "DEAD_LETTER_QUEUE_URL"),
+            rate_limit_requests=_number(env, "RATE_LIMIT_REQUESTS", DEFAULT_RATE_LIMIT_REQUESTS, int, minimum=1),
+            rate_limit_window_seconds=window,
+            rate_limit_margin_seconds=margin,
+            max_recipients_per_request=max_recipients,
+            http_timeout_seconds=_number(
+                env, "HTTP_TIMEOUT_SECONDS", DEFAULT_HTTP_TIMEOUT_SECONDS, float, minimum=0.001
+            ),
+            connect_timeout_seconds=_number(
+                env, "HTTP_CONNECT_TIMEOUT_SECONDS", DEFAULT_CONNECT_TIMEOUT_SECONDS, float, minimum=0.001
+            ),
+            state_ttl_seconds=_number(env, "STATE_TTL_SECONDS", DEFAULT_STATE_TTL_SECONDS, int, minimum=60),
+            sam_local=sam_local,
+        )
+
+
+def check_api_url(url: str, *, variable: str, sam_local: bool = False) -> None:
+    """Refuse plain http except to loopback: the URL and key would otherwise cross the network in clear.
+
+    The error never repeats the URL: it is a secret (its path carries the customer's token).
+    """
+    parts = urlsplit(url)
+    if parts.scheme not in {"http", "https"} or not parts.hostname:
+        raise ConfigError(f"{variable} must be an absolute https:// URL")
+    if parts.scheme == "http" and not _is_loopback(parts.hostname, sam_local=sam_local):
+        raise ConfigError(f"{variable} must use https:// (plain http:// is allowed only for loopback hosts)")
+
+
+def _is_loopback(host: str, *, sam_local: bool) -> bool:
+    if host == "localhost" or (sam_local and host == SAM_LOCAL_HOST):
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _text(env: Mapping[str, str], name: str) -> str | None:
+    """Unset and empty mean the same: CloudFormation cannot omit a variable conditionally without noise."""
+    value = env.get(name, "").strip()
+    return value or None
+
+
+def _number[T: (int, float)](
+    env: Mapping[str, str], name: str, default: T, kind: Callable[[str], T], *, minimum: T
+) -> T:
+    raw = _text(env, name)
+    if raw is None:
+        return default
+    try:
+        value = kind(raw)
+    except ValueError:
+        noun = "an integer" if kind is int else "a number"
+        raise ConfigError(f"{name} must be {noun}, got {raw!r}") from None
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ConfigError(f"{name} must be a finite number, got {raw!r}")
+    if value < minimum:
+        raise ConfigError(f"{name} must be at least {minimum}, got {raw!r}")
+    return value

@@ -1,0 +1,557 @@
+"""One SQS batch in, one disposition per record out: the dispatcher's whole job, I/O behind interfaces.
+
+Order of work, and why:
+1. parse and validate every record (poison is known before any budget is spent);
+2. resolve idempotency keys inside the batch, then claim each key in the state store (duplicates of
+   delivered requests stop here; a live execution elsewhere keeps its request);
+3. subtract what earlier attempts already delivered;
+4. plan the fewest calls (merge equal content, split at the recipient limit);
+5. send call by call, each through the shared rate limiter, recording progress before and after;
+6. settle state, then re-enqueue backlog and dead-letter poison; whatever could not be written goes back to
+   SQS as a batch item failure, so nothing is dropped silently.
+"""
+
+from __future__ import annotations
+
+import enum
+import logging
+import time
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Protocol
+
+from botocore.exceptions import BotoCoreError, ClientError
+
+from imshop_push import observability as m
+from imshop_push.imshop_client import CallOutcome, CallResult
+from imshop_push.inbound import InboundMessage
+from imshop_push.masking import mask_recipients
+from imshop_push.model import NotificationRequest, Recipient
+from imshop_push.observability import MetricSink
+from imshop_push.parsing import PoisonMessageError, parse_body
+from imshop_push.planning import Delivery, PlannedCall, plan_calls
+from imshop_push.rate_limit import Denied, Permit, RateLimiter, wait_for_permit
+from imshop_push.sqs_outbox import Deferral, Poison
+from imshop_push.state import (
+    CallStatus,
+    ClaimStatus,
+    Settlement,
+    StateStore,
+    call_id,
+    delivery_digest,
+    pack_digests,
+)
+
+logger = logging.getLogger(__name__)
+
+MAX_RATE_LIMITED_RETRIES = 3
+STORE_ERRORS = (ClientError, BotoCoreError)
+
+
+class Disposition(enum.StrEnum):
+    DELIVERED = "delivered"
+    DUPLICATE = "duplicate"
+    EXPIRED = "expired"
+    DEAD_LETTERED = "dead_lettered"
+    DEFERRED = "deferred"  # re-enqueued with a delay: waiting for rate budget is not a failure
+    RETRY = "retry"  # returned to SQS as a batch item failure
+
+    @property
+    def is_failure(self) -> bool:
+        return self is Disposition.RETRY
+
+
+@dataclass(frozen=True, slots=True)
+class RecordResult:
+    disposition: Disposition
+    reason: str = ""
+
+
+class PushApi(Protocol):
+    @property
+    def worst_case_seconds(self) -> float: ...
+
+    def send(self, payload: dict[str, object]) -> CallOutcome: ...
+
+
+class DeadLetterSink(Protocol):
+    def send(self, poison: Sequence[Poison]) -> set[str]: ...
+
+
+class BacklogSink(Protocol):
+    def requeue(self, deferrals: Sequence[Deferral]) -> set[str]: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Deadline:
+    """Wall-clock limits of one invocation (epoch seconds)."""
+
+    hard: float  # the function times out here; leases end here
+    last_call_start: float  # a call started later could outlive the invocation
+
+
+@dataclass(slots=True)
+class _Work:
+    """A claimed request on its way through the calls of this attempt."""
+
+    request: NotificationRequest
+    message: InboundMessage
+    attempts: tuple[str, ...]  # earlier attempts, whose calls may have delivered some recipients
+    attempt_id: str  # this one
+    pending_calls: set[int] = field(default_factory=set)
+    failed: str | None = None
+    poisoned: str | None = None
+    expired: bool = False
+    deferred_until: float | None = None
+
+
+class Dispatcher:
+    def __init__(
+        self,
+        *,
+        api: PushApi,
+        limiter: RateLimiter,
+        state: StateStore,
+        dead_letters: DeadLetterSink | None,
+        backlog: BacklogSink,
+        metric: MetricSink,
+        max_recipients: int,
+        rate_limit_requests: int,
+        rate_limit_window_seconds: float,
+        clock: Callable[[], float] = time.time,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self._api = api
+        self._limiter = limiter
+        self._state = state
+        self._dead_letters = dead_letters
+        self._backlog = backlog
+        self._metric = metric
+        self._max_recipients = max_recipients
+        self._rate_limit_requests = rate_limit_requests
+        self._window = rate_limit_window_seconds
+        self._clock = clock
+        self._sleep = sleep
+
+    def dispatch(self, messages: Sequence[InboundMessage], *, deadline: Deadline) -> dict[str, RecordResult]:
+        results: dict[str, RecordResult] = {}
+        poison: list[Poison] = []
+        self._metric(m.REQUESTS_RECEIVED, len(messages))
+
+        requests = self._parse(messages, poison)
+        requests = self._resolve_keys_in_batch(requests, results, poison)
+        requests = self._drop_expired(requests, results)
+        attempt_id = uuid.uuid4().hex
+        work = self._claim(requests, attempt_id, deadline, results, poison)
+        if work:
+            deliveries = self._remaining_deliveries(work, results)
+            self._send(work, deliveries, attempt_id, deadline)
+            self._settle(work, results)
+        self._dead_letter(poison, results)
+        return results
+
+    # 1. parse -------------------------------------------------------------------------------------------
+    def _parse(
+        self, messages: Sequence[InboundMessage], poison: list[Poison]
+    ) -> list[tuple[InboundMessage, NotificationRequest]]:
+        parsed = []
+        for message in messages:
+            try:
+                parsed.append((message, parse_body(message.body, message_id=message.message_id)))
+            except PoisonMessageError as e:
+                self._metric(m.REQUESTS_INVALID, 1)
+                logger.warning("invalid request", extra={"message_id": message.message_id, "reason": e.reason})
+                poison.append(Poison(message, e.reason))
+        return parsed
+
+    # 2. keys --------------------------------------------------------------------------------------------
+    def _resolve_keys_in_batch(
+        self,
+        requests: list[tuple[InboundMessage, NotificationRequest]],
+        results: dict[str, RecordResult],
+        poison: list[Poison],
+    ) -> list[tuple[InboundMessage, NotificationRequest]]:
+        """A key seen twice in one batch: the first carries the notification, the copy is a duplicate."""
+        first: dict[str, NotificationRequest] = {}
+        unique = []
+        for message, request in requests:
+            seen = first.get(request.idempotency_key)
+            if seen is None:
+                first[request.idempotency_key] = request
+                unique.append((message, request))
+            elif seen.fingerprint == request.fingerprint:
+                self._metric(m.DUPLICATES_SKIPPED, 1)
+                results[message.message_id] = RecordResult(Disposition.DUPLICATE, f"same key as {seen.message_id}")
+            else:
+                poison.append(Poison(message, _key_reused_reason()))
+        return unique
+
+    def _drop_expired(
+        self, requests: list[tuple[InboundMessage, NotificationRequest]], results: dict[str, RecordResult]
+    ) -> list[tuple[InboundMessage, NotificationRequest]]:
+        now = datetime.fromtimestamp(self._clock(), UTC)
+        live = []
+        for message, request in requests:
+            if request.is_expired(now):
+                self._expire(message.message_id, request, results)
+            else:
+                live.append((message, request))
+        return live
+
+    def _expire(self, message_id: str, request: NotificationRequest, results: dict[str, RecordResult]) -> None:
+        self._metric(m.REQUESTS_EXPIRED, 1)
+        logger.info(
+            "request expired, not sent",
+            extra={
+                "message_id": message_id,
+                "expires_at": request.expires_at.isoformat() if request.expires_at else None,
+                "recipients": mask_recipients(rid for _, rid in request.recipients),
+            },
+        )
+        results[message_id] = RecordResult(Disposition.EXPIRED, "expiresAt has passed")
+
+    def _claim(
+        self,
+        requests: list[tuple[InboundMessage, NotificationRequest]],
+        attempt_id: str,
+        deadline: Deadline,
+        results: dict[str, RecordResult],
+        poison: list[Poison],
+    ) -> dict[str, _Work]:
+        if not requests:
+            return {}
+        try:
+            claims = self._state.claim_many(
+                [(r.idempotency_key, r.fingerprint) for _, r in requests],
+                attempt_id=attempt_id,
+                now=self._clock(),
+                lease_until=deadline.hard,
+            )
+        except STORE_ERRORS:
+            logger.exception("state store unavailable: the whole batch goes back to SQS")
+            for message, _ in requests:
+                results[message.message_id] = RecordResult(Disposition.RETRY, "state store unavailable")
+            return {}
+        work: dict[str, _Work] = {}
+        for message, request in requests:
+            claim = claims[request.idempotency_key]
+            if claim.status is ClaimStatus.CLAIMED:
+                work[message.message_id] = _Work(request, message, claim.attempts, attempt_id)
+            elif claim.status is ClaimStatus.DUPLICATE:
+                self._metric(m.DUPLICATES_SKIPPED, 1)
+                results[message.message_id] = RecordResult(Disposition.DUPLICATE, "already delivered")
+            elif claim.status is ClaimStatus.CONFLICT:
+                poison.append(Poison(message, _key_reused_reason()))
+            else:
+                results[message.message_id] = RecordResult(
+                    Disposition.RETRY, "another execution is delivering this request"
+                )
+        return work
+
+    # 3. progress ----------------------------------------------------------------------------------------
+    def _remaining_deliveries(self, work: dict[str, _Work], results: dict[str, RecordResult]) -> list[Delivery]:
+        """Each request minus what the calls of *its own* earlier attempts delivered.
+
+        Another request's calls never count: two keys are two notifications, even with equal content.
+        """
+        progress = self._load_progress(work)
+        deliveries = []
+        for message_id, w in work.items():
+            if w.failed:
+                continue
+            recipients: Sequence[Recipient] = w.request.recipients
+            if w.attempts:
+                sent = set().union(*(progress.get(a, (set(), set()))[0] for a in w.attempts))
+                unknown = set().union(*(progress.get(a, (set(), set()))[1] for a in w.attempts))
+                digests = {r: delivery_digest(w.request.content, r) for r in recipients}
+                recipients = [r for r in recipients if digests[r] not in sent]
+                ambiguous = sum(1 for r in recipients if digests[r] in unknown)
+                if ambiguous:
+                    self._metric(m.AMBIGUOUS_REDELIVERIES, ambiguous)
+                    logger.warning(
+                        "resending recipients whose earlier call's outcome is unknown",
+                        extra={"message_id": message_id, "recipients": ambiguous},
+                    )
+            if recipients:
+                deliveries.append(Delivery(message_id, w.request.content, recipients))
+            else:
+                results[message_id] = RecordResult(Disposition.DELIVERED, "delivered by an earlier attempt")
+        return deliveries
+
+    def _load_progress(self, work: dict[str, _Work]) -> dict[str, tuple[set[bytes], set[bytes]]]:
+        """attempt id -> (digests of confirmed calls, digests of calls whose outcome is unknown)."""
+        progress: dict[str, tuple[set[bytes], set[bytes]]] = {}
+        earlier = {a for w in work.values() for a in w.attempts}
+        if not earlier:
+            return progress
+        try:
+            for record in self._state.load_calls(earlier):
+                sent, unknown = progress.setdefault(record.attempt_id, (set(), set()))
+                if record.status is CallStatus.SENT:
+                    sent.update(record.digests)
+                elif record.status is CallStatus.PENDING:
+                    unknown.update(record.digests)
+        except STORE_ERRORS:
+            logger.exception("cannot read earlier progress: those requests go back to SQS")
+            for w in work.values():
+                if w.attempts:
+                    w.failed = "state store unavailable"
+        return progress
+
+    # 4-5. plan and send ---------------------------------------------------------------------------------
+    def _send(self, work: dict[str, _Work], deliveries: list[Delivery], attempt_id: str, deadline: Deadline) -> None:
+        calls = plan_calls(deliveries, max_recipients=self._max_recipients)
+        if not calls:
+            return
+        try:
+            self._state.start_attempt(attempt_id, len(calls), now=self._clock())
+        except STORE_ERRORS:
+            logger.exception("cannot record the attempt: its requests go back to SQS")
+            for d in deliveries:
+                work[d.message_id].failed = "state store unavailable"
+            return
+        for index, call in enumerate(calls):
+            for message_id in call.message_ids:
+                work[message_id].pending_calls.add(index)
+        for index, call in enumerate(calls):
+            try:
+                denied = self._send_one(work, call, call_id(attempt_id, index), index, deadline)
+            except STORE_ERRORS:
+                logger.exception("the shared rate limiter is unavailable: the rest goes back to SQS")
+                for rest in calls[index:]:
+                    self._fail([work[mid] for mid in rest.message_ids], "rate limiter unavailable")
+                return
+            if denied is not None:
+                self._defer_rest(work, calls[index:], denied)
+                return
+
+    def _defer_rest(self, work: dict[str, _Work], calls: list[PlannedCall], denied: Denied) -> None:
+        """Out of budget for this invocation: spread the rest over the windows in which their turn comes.
+
+        The n-th call still waiting cannot start before `retry_at + (n // limit) windows`; delaying its
+        requests until then keeps them from being received again (and re-enqueued again) for nothing.
+        """
+        limit = max(1, self._rate_limit_requests)
+        for position, call in enumerate(calls):
+            turn = denied.retry_at + (position // limit) * self._window
+            for message_id in call.message_ids:
+                w = work[message_id]
+                if w.deferred_until is None or turn < w.deferred_until:
+                    w.deferred_until = turn
+
+    def _send_one(
+        self, work: dict[str, _Work], call: PlannedCall, cid: str, index: int, deadline: Deadline
+    ) -> Denied | None:
+        owners = [work[mid] for mid in call.message_ids]
+        for _ in range(MAX_RATE_LIMITED_RETRIES + 1):
+            live_call = self._without_expired(call, owners)
+            if live_call is None:
+                for w in owners:
+                    w.pending_calls.discard(index)
+                return None
+            call = live_call
+            permit = wait_for_permit(
+                self._limiter,
+                latest_start=deadline.last_call_start,
+                clock=self._clock,
+                sleep=self._sleep,
+                on_wait=lambda _s: self._metric(m.RATE_LIMIT_WAITS, 1),
+            )
+            if isinstance(permit, Denied):
+                return permit
+            live_call = self._without_expired(call, owners)  # the wait may have outlived some requests
+            if live_call is None:
+                self._tighten(permit, self._clock())
+                for w in owners:
+                    w.pending_calls.discard(index)
+                return None
+            call = live_call
+            digests = pack_digests([delivery_digest(call.content, r) for r in call.recipients])
+            try:
+                self._state.mark_call(cid, digests, status=CallStatus.PENDING, now=self._clock())
+            except STORE_ERRORS:
+                self._tighten(permit, self._clock())
+                logger.exception("cannot record the call before sending: not sent")
+                self._fail(owners, "state store unavailable")
+                return None
+            outcome = self._api.send(call.payload())
+            finished_at = self._clock()
+            self._metric(_CALL_METRIC[outcome.result], 1)
+            self._log_call(call, outcome)
+            if outcome.result is CallResult.RATE_LIMITED:
+                retry_after = outcome.retry_after_seconds
+                self._tighten(permit, finished_at)
+                self._mark_not_delivered(cid, digests)
+                self._limiter.block_until(finished_at + (retry_after if retry_after is not None else self._window))
+                continue
+            # Proof of delivery first: the slot can wait, the record of what was sent cannot.
+            self._apply(owners, call, outcome, cid=cid, digests=digests, index=index)
+            self._tighten(permit, finished_at)
+            return None
+        self._fail(owners, "IMSHOP kept answering 429")
+        return None
+
+    def _mark_not_delivered(self, cid: str, digests: bytes) -> None:
+        """IMSHOP surely did not deliver: a redelivery must not count these recipients as ambiguous."""
+        try:
+            self._state.mark_call(cid, digests, status=CallStatus.FAILED, now=self._clock())
+        except STORE_ERRORS:
+            logger.warning("could not record a failed call; a retry will count it as ambiguous", exc_info=True)
+
+    def _tighten(self, permit: Permit, finished_at: float) -> None:
+        """Free the slot one window after the call ended. If that write fails, the pessimistic reservation
+        taken with the permit still holds: only throughput suffers, never the limit."""
+        try:
+            self._limiter.release(permit, finished_at)
+        except STORE_ERRORS:
+            logger.warning("could not release a rate-limit slot early; it frees itself later", exc_info=True)
+
+    def _apply(
+        self,
+        owners: list[_Work],
+        call: PlannedCall,
+        outcome: CallOutcome,
+        *,
+        cid: str,
+        digests: bytes,
+        index: int,
+    ) -> None:
+        if outcome.result is CallResult.SENT:
+            self._metric(m.RECIPIENTS_SENT, len(call.recipients))
+            try:
+                self._state.mark_call(cid, digests, status=CallStatus.SENT, now=self._clock())
+            except STORE_ERRORS:
+                # Delivered, but the proof is not stored: a redelivery will see the call as ambiguous.
+                logger.exception("delivered, but could not record it")
+                self._fail(owners, "delivered but not recorded; a retry counts as ambiguous")
+                return
+            for w in owners:
+                w.pending_calls.discard(index)
+        elif outcome.result is CallResult.REJECTED:
+            self._mark_not_delivered(cid, digests)
+            reason = outcome.reason if len(owners) == 1 else f"{outcome.reason} (merged call of {len(owners)} requests)"
+            for w in owners:
+                w.poisoned = reason
+        else:
+            if outcome.result is CallResult.FAILED:
+                self._mark_not_delivered(cid, digests)
+            self._fail(owners, outcome.reason)
+
+    def _without_expired(self, call: PlannedCall, owners: list[_Work]) -> PlannedCall | None:
+        """Drop recipients whose every requester expired while waiting: never sent late."""
+        now = datetime.fromtimestamp(self._clock(), UTC)
+        expired = {w.request.message_id for w in owners if not w.expired and w.request.is_expired(now)}
+        for w in owners:
+            if w.request.message_id in expired:
+                w.expired = True
+        if not any(w.expired for w in owners):
+            return call
+        live = [w for w in owners if not w.expired]
+        if not live:
+            return None
+        wanted = {r for w in live for r in w.request.recipients}
+        recipients = tuple(r for r in call.recipients if r in wanted)
+        return PlannedCall(call.content, recipients, frozenset(w.request.message_id for w in live))
+
+    def _fail(self, owners: list[_Work], reason: str) -> None:
+        for w in owners:
+            w.failed = w.failed or reason
+
+    def _log_call(self, call: PlannedCall, outcome: CallOutcome) -> None:
+        level = logging.INFO if outcome.result is CallResult.SENT else logging.WARNING
+        logger.log(
+            level,
+            "IMSHOP call",
+            extra={
+                "outcome": outcome.result.value,
+                "reason": outcome.reason,
+                "status": outcome.status,
+                "recipients": len(call.recipients),
+                "requests": len(call.message_ids),
+                "sample": mask_recipients(rid for _, rid in call.recipients),
+            },
+        )
+
+    # 6. settle ------------------------------------------------------------------------------------------
+    def _settle(self, work: dict[str, _Work], results: dict[str, RecordResult]) -> None:
+        settlements = []
+        deferrals = []
+        poison: list[Poison] = []
+        for message_id, w in work.items():
+            if message_id in results:  # delivered by an earlier attempt
+                settlements.append(Settlement(w.request.idempotency_key, w.request.fingerprint, True, ()))
+                continue
+            result = self._result_of(w)
+            results[message_id] = result
+            if result.disposition is Disposition.EXPIRED:
+                self._expire(message_id, w.request, results)
+            done = result.disposition in (Disposition.DELIVERED, Disposition.EXPIRED)
+            attempts = () if done else (*w.attempts, w.attempt_id)
+            settlements.append(Settlement(w.request.idempotency_key, w.request.fingerprint, done, attempts))
+            if result.disposition is Disposition.DEFERRED:
+                deferrals.append(self._deferral(w))
+            elif result.disposition is Disposition.DEAD_LETTERED:
+                poison.append(Poison(w.message, result.reason))
+        try:
+            self._state.settle(settlements, now=self._clock())
+        except STORE_ERRORS:
+            logger.exception("cannot settle state: requests go back to SQS (progress is kept)")
+            for message_id in work:
+                results[message_id] = RecordResult(Disposition.RETRY, "state store unavailable")
+            return
+        if deferrals:
+            self._metric(m.REQUESTS_DEFERRED, len(deferrals))
+            for message_id in self._backlog.requeue(deferrals):
+                results[message_id] = RecordResult(Disposition.RETRY, "could not re-enqueue backlog")
+        if poison:
+            self._dead_letter(poison, results)
+
+    def _result_of(self, w: _Work) -> RecordResult:
+        if w.poisoned:
+            return RecordResult(Disposition.DEAD_LETTERED, w.poisoned)
+        if w.failed:
+            return RecordResult(Disposition.RETRY, w.failed)
+        if w.expired:
+            return RecordResult(Disposition.EXPIRED, "expiresAt has passed")
+        if w.pending_calls:
+            return RecordResult(Disposition.DEFERRED, "waiting for rate budget")
+        return RecordResult(Disposition.DELIVERED)
+
+    def _deferral(self, w: _Work) -> Deferral:
+        retry_at = w.deferred_until if w.deferred_until is not None else self._clock()
+        delay = max(0, int(retry_at - self._clock() + 0.999))
+        return Deferral(w.message, delay, w.request.idempotency_key, w.request.key_is_message_id)
+
+    def _dead_letter(self, poison: list[Poison], results: dict[str, RecordResult]) -> None:
+        if not poison:
+            return
+        self._metric(m.DEAD_LETTERED, len(poison))
+        if self._dead_letters is None:
+            for p in poison:
+                logger.warning(
+                    "no DEAD_LETTER_QUEUE_URL: poison request dropped",
+                    extra={"message_id": p.message.message_id, "reason": p.reason},
+                )
+                results[p.message.message_id] = RecordResult(Disposition.DEAD_LETTERED, p.reason)
+            return
+        failed = self._dead_letters.send(poison)
+        for p in poison:
+            if p.message.message_id in failed:
+                results[p.message.message_id] = RecordResult(Disposition.RETRY, "could not write to the DLQ")
+            else:
+                results[p.message.message_id] = RecordResult(Disposition.DEAD_LETTERED, p.reason)
+
+
+def _key_reused_reason() -> str:
+    return "idempotencyKey: key reused with different content (it was already used for another notification)"
+
+
+_CALL_METRIC = {
+    CallResult.SENT: m.IMSHOP_CALLS_SENT,
+    CallResult.FAILED: m.IMSHOP_CALLS_FAILED,
+    CallResult.REJECTED: m.IMSHOP_CALLS_REJECTED,
+    CallResult.AMBIGUOUS: m.IMSHOP_CALLS_AMBIGUOUS,
+    CallResult.RATE_LIMITED: m.IMSHOP_CALLS_RATE_LIMITED,
+}

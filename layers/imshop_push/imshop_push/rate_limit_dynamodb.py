@@ -1,0 +1,111 @@
+"""The rate-limit window kept in the DynamoDB state table, so every execution and cold start shares it.
+
+One item per IMSHOP integration (keyed by a hash of its URL, never the URL itself). Every change is a
+conditional write on a version number: two executions racing for the last slot cannot both win.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from typing import TYPE_CHECKING, Any
+
+from botocore.exceptions import ClientError
+
+from imshop_push.rate_limit import Denied, Permit, WindowPolicy, live_slots, new_token, next_opening
+
+if TYPE_CHECKING:
+    from mypy_boto3_dynamodb import DynamoDBClient
+
+MAX_CONFLICT_RETRIES = 20
+
+
+def limiter_item_id(api_url: str) -> str:
+    return "ratelimit#" + hashlib.sha256(api_url.encode()).hexdigest()[:24]
+
+
+class DynamoDBRateLimiter:
+    def __init__(self, client: DynamoDBClient, table_name: str, item_id: str, policy: WindowPolicy) -> None:
+        self._client = client
+        self._table = table_name
+        self._key = {"id": {"S": item_id}}
+        self._policy = policy
+
+    def try_acquire(self, now: float) -> Permit | Denied:
+        for _ in range(MAX_CONFLICT_RETRIES):
+            item = self._client.get_item(TableName=self._table, Key=self._key, ConsistentRead=True).get("Item")
+            version = int(item["version"]["N"]) if item else 0
+            slots = {token: float(v["N"]) for token, v in item.get("slots", {}).get("M", {}).items()} if item else {}
+            blocked_until = float(item["blocked_until"]["N"]) if item and "blocked_until" in item else 0.0
+            live = live_slots(slots, now)
+            retry_at = next_opening(live, blocked_until, now, self._policy.limit)
+            if retry_at is not None:
+                return Denied(retry_at)
+            token = new_token()
+            live[token] = self._policy.reserved_until(now)
+            if self._write_slots(live, version):
+                return Permit(token)
+        # Lost every race: others are taking the slots; ask again shortly rather than spin.
+        return Denied(now + self._policy.window_seconds / max(self._policy.limit, 1))
+
+    def release(self, permit: Permit, finished_at: float) -> None:
+        try:
+            self._client.update_item(
+                TableName=self._table,
+                Key=self._key,
+                UpdateExpression="SET slots.#t = :free, version = version + :one",
+                ConditionExpression="attribute_exists(slots.#t)",
+                ExpressionAttributeNames={"#t": permit.token},
+                ExpressionAttributeValues={
+                    ":free": {"N": _num(self._policy.free_after(finished_at))},
+                    ":one": {"N": "1"},
+                },
+            )
+        except ClientError as e:
+            # The slot was already reused: its pessimistic reservation ran out, nothing left to tighten.
+            if not _conditional_failure(e):
+                raise
+
+    def block_until(self, until: float) -> None:
+        try:
+            self._client.update_item(
+                TableName=self._table,
+                Key=self._key,
+                UpdateExpression="SET blocked_until = :u, version = if_not_exists(version, :zero) + :one",
+                ConditionExpression="attribute_not_exists(blocked_until) OR blocked_until < :u",
+                ExpressionAttributeValues={":u": {"N": _num(until)}, ":zero": {"N": "0"}, ":one": {"N": "1"}},
+            )
+        except ClientError as e:
+            if not _conditional_failure(e):  # someone already blocked for longer: keep theirs
+                raise
+
+    def _write_slots(self, slots: dict[str, float], version: int) -> bool:
+        values: dict[str, Any] = {
+            ":slots": {"M": {token: {"N": _num(free_at)} for token, free_at in slots.items()}},
+            ":next": {"N": str(version + 1)},
+        }
+        if version:
+            condition = "version = :version"
+            values[":version"] = {"N": str(version)}
+        else:
+            condition = "attribute_not_exists(version)"
+        try:
+            self._client.update_item(
+                TableName=self._table,
+                Key=self._key,
+                UpdateExpression="SET slots = :slots, version = :next",
+                ConditionExpression=condition,
+                ExpressionAttributeValues=values,
+            )
+        except ClientError as e:
+            if _conditional_failure(e):
+                return False
+            raise
+        return True
+
+
+def _num(value: float) -> str:
+    return f"{value:.6f}"
+
+
+def _conditional_failure(error: ClientError) -> bool:
+    return error.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException"

@@ -1,0 +1,1 @@
+"""Local stand-ins (IMSHOP sandbox, runners) so tests and `make demo` need no network or AWS account."""

@@ -1,0 +1,231 @@
+"""`make demo`: the dispatcher's main job on this machine, with nothing to configure.
+
+A loopback IMSHOP sandbox and moto server stand in for the vendor and AWS; the SQS event source runs the
+real handler in worker processes. Two phases: the sample events of `events/` (valid requests in all three
+body forms, and poison), then a backlog far above the rate limit draining at the configured rate with
+merged calls. The vendor's 10 calls a minute are time-scaled to 10 calls a second. Exits non-zero if
+anything unexpected happened.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import time
+from collections import Counter
+from collections.abc import Sequence
+from typing import Any
+
+from imshop_push.masking import mask_recipients
+from imshop_push.parsing import PoisonMessageError, parse_body
+from imshop_push_local.stack import REPO_ROOT, LocalStack, StackSettings
+
+EVENTS_DIR = REPO_ROOT / "events"
+# The production ratios, time-scaled 30x: window 60 s -> 2 s, function timeout 90 s -> 3 s (1.5 windows),
+# batching window 5 s -> 0.2 s, call timeouts 3 + 10 s -> 0.2 + 0.3 s.
+DEMO_SETTINGS = StackSettings(
+    rate_limit_requests=10,
+    rate_limit_window_seconds=2.0,
+    function_timeout_seconds=3.0,
+    http_timeout_seconds=0.3,
+    connect_timeout_seconds=0.2,
+    sandbox_slow_seconds=0.6,
+    visibility_timeout_seconds=18,
+    max_receive_count=3,
+    concurrency=2,
+    batch_size=500,
+    batching_window_seconds=0.2,
+    log_level="ERROR",
+)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--backlog-notifications", type=int, default=40, help="distinct notifications")
+    parser.add_argument("--recipients-per-request", type=int, default=30)
+    parser.add_argument("--requests-per-notification", type=int, default=10)
+    args = parser.parse_args(argv)
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)
+
+    problems: list[str] = []
+    with LocalStack(DEMO_SETTINGS) as stack:
+        s = stack.settings
+        print("imshop-push demo")
+        print(f"  IMSHOP sandbox  {_redacted(stack.sandbox.url)}  (enforces the vendor contract and limits)")
+        print(f"  AWS emulator    {stack.aws.endpoint_url}  (moto server: SQS + DLQ, DynamoDB state table, SSM)")
+        print(
+            f"  rate limit      {s.rate_limit_requests} calls per {s.rate_limit_window_seconds:g} s window"
+            f" (the vendor's 10/min, time-scaled);  maxReceiveCount {s.max_receive_count}"
+        )
+        stack.start_consumers()
+        problems += sample_events_phase(stack)
+        stack.sandbox.reset()
+        problems += backlog_phase(
+            stack,
+            notifications=args.backlog_notifications,
+            requests_per_notification=args.requests_per_notification,
+            recipients_per_request=args.recipients_per_request,
+        )
+    print()
+    if problems:
+        print("UNEXPECTED:")
+        for problem in problems:
+            print(f"  - {problem}")
+        return 1
+    print("OK: every valid recipient notified exactly once, poison dead-lettered with reasons, no call over the limit.")
+    return 0
+
+
+def sample_events_phase(stack: LocalStack) -> list[str]:
+    bodies, expected_valid, expected_poison = _sample_bodies()
+    print(f"\n1) sample events ({len(bodies)} messages from {EVENTS_DIR.relative_to(REPO_ROOT)}/*.json)")
+    ids = stack.publish(bodies)
+    started = time.monotonic()
+    if not stack.source.drain(timeout=60):
+        return ["sample events did not drain within 60 s"]
+    _print_calls(stack, started)
+    reports = [r for r in stack.source.reports() if r.message_ids]
+    failed = sum(len(r.failed_ids) for r in reports)
+    print(f"   invocations: {len(reports)}; records returned to SQS for retry: {failed}")
+    dead = stack.dead_letters()
+    print(f"   dead-letter queue: {len(dead)} message(s)")
+    for message in dead:
+        attributes = message.get("MessageAttributes", {})
+        source = attributes.get("sourceMessageId", {}).get("StringValue", "?")
+        reason = attributes.get("error", {}).get("StringValue", "?")
+        print(f"     - {source[:8]}…  {reason}")
+    problems = []
+    poison_ids = {ids[i] for i in expected_poison}
+    dead_ids = {m.get("MessageAttributes", {}).get("sourceMessageId", {}).get("StringValue") for m in dead}
+    if dead_ids != poison_ids:
+        problems.append(f"dead letters {len(dead_ids)} != poison {len(poison_ids)}")
+    problems += _exactly_once(stack, expected_valid)
+    return problems
+
+
+def backlog_phase(
+    stack: LocalStack, *, notifications: int, requests_per_notification: int, recipients_per_request: int
+) -> list[str]:
+    requests = [
+        {
+            "userIds": [f"7900{n:03d}{r:02d}{k:02d}" for k in range(recipients_per_request)],
+            "message": {"title": f"Бонусы сгорают · сегмент {n}", "summary": "Потратьте бонусы до конца недели"},
+            "deeplink": f"shop://bonus/{n}",
+        }
+        for n in range(notifications)
+        for r in range(requests_per_notification)
+    ]
+    window = stack.settings.rate_limit_window_seconds
+    print(
+        f"\n2) backlog: {len(requests)} requests = {notifications} distinct notifications"
+        f" x {requests_per_notification} requests x {recipients_per_request} recipients"
+    )
+    stack.publish(requests)
+    started = time.monotonic()
+    if not stack.source.drain(timeout=300):
+        return ["the backlog did not drain within 300 s"]
+    elapsed = time.monotonic() - started
+    calls = stack.sandbox.calls
+    per_window = _per_window(calls, window)
+    handled = sum(len(r.message_ids) for r in stack.source.reports())
+    print(f"   drained in {elapsed:.1f} s; IMSHOP calls: {len(calls)} (fewest possible: {notifications})")
+    print(f"   recipients per call: {sorted(Counter(_recipients(c.body) for c in calls).items())}")
+    print(f"   calls per {window:g} s window: {' '.join(map(str, per_window))}")
+    print(
+        f"   limit violations seen by the sandbox: {stack.sandbox.violations};"
+        f" records handled incl. re-enqueued backlog: {handled}"
+    )
+    problems = _exactly_once(stack, requests)
+    dead = stack.dead_letters()
+    print(f"   dead-letter queue: {len(dead)} message(s)")
+    if dead:
+        problems.append(f"{len(dead)} backlog requests were dead-lettered")
+    if stack.sandbox.violations:
+        problems.append(f"{stack.sandbox.violations} calls over the limit")
+    return problems
+
+
+def _sample_bodies() -> tuple[list[str], list[dict[str, Any]], list[int]]:
+    bodies: list[str] = []
+    valid: list[dict[str, Any]] = []
+    poison: list[int] = []
+    for path in sorted(EVENTS_DIR.glob("*.json")):
+        document = json.loads(path.read_text(encoding="utf-8"))
+        for record in document.get("Records", []) if isinstance(document, dict) else []:
+            body = record["body"]
+            try:
+                request = parse_body(body, message_id=record["messageId"])
+            except PoisonMessageError:
+                poison.append(len(bodies))
+            else:
+                valid.append(
+                    {
+                        "userIds": [rid for field, rid in request.recipients if field == "userIds"],
+                        "installIds": [rid for field, rid in request.recipients if field == "installIds"],
+                        "message": {"title": request.content.title, "summary": request.content.summary},
+                        "deeplink": request.content.deeplink,
+                    }
+                )
+            bodies.append(body)
+    return bodies, valid, poison
+
+
+def _exactly_once(stack: LocalStack, requests: Sequence[dict[str, Any]]) -> list[str]:
+    expected = set()
+    for r in requests:
+        content = (r["message"]["title"], r["message"]["summary"], r.get("deeplink"))
+        expected |= {(*content, "user", u) for u in r.get("userIds") or []}
+        expected |= {(*content, "install", i) for i in r.get("installIds") or []}
+    delivered = stack.sandbox.delivered()
+    problems = []
+    missing = expected - set(delivered)
+    twice = [d for d, n in delivered.items() if n > 1]
+    if missing:
+        problems.append(f"{len(missing)} recipients never notified")
+    if twice:
+        problems.append(f"{len(twice)} recipients notified more than once")
+    if set(delivered) - expected:
+        problems.append("IMSHOP received recipients nobody asked for")
+    print(
+        f"   recipients notified: {sum(delivered.values())} of {len(expected)} expected, each exactly once"
+        if not problems
+        else f"   recipients: {len(delivered)} notified, {len(missing)} missing, {len(twice)} twice"
+    )
+    return problems
+
+
+def _print_calls(stack: LocalStack, started: float) -> None:
+    calls = stack.sandbox.calls
+    print(f"   IMSHOP received {len(calls)} call(s):")
+    for number, call in enumerate(calls, 1):
+        body = call.body if isinstance(call.body, dict) else {}
+        message = body.get("message", {})
+        ids = [*body.get("userIds", []), *body.get("installIds", [])]
+        print(
+            f"     #{number} {call.status} {message.get('title', '?')!r}"
+            f" -> {_recipients(body)} recipient(s) {mask_recipients(ids)}"
+            + (f" deeplink={body['deeplink']}" if "deeplink" in body else "")
+        )
+
+
+def _recipients(body: Any) -> int:
+    return len(body.get("userIds", [])) + len(body.get("installIds", [])) if isinstance(body, dict) else 0
+
+
+def _per_window(calls: Sequence[Any], window: float) -> list[int]:
+    if not calls:
+        return []
+    first = calls[0].arrived_at
+    counts = Counter(int((c.arrived_at - first) // window) for c in calls)
+    return [counts.get(i, 0) for i in range(max(counts) + 1)]
+
+
+def _redacted(url: str) -> str:
+    scheme_host, _, _ = url.partition("/api/")
+    return f"{scheme_host}/api/…(secret token)"
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,398 @@
+"""The Lambda entry point with a realistic SQS event: partial batch responses, configuration errors, and what
+reaches the logs (SPEC 4.5, 4.9, section 8).
+
+The handler builds its own Runtime from the environment, as in Lambda; only the IMSHOP client and the SQS
+writers are in-process fakes, so nothing leaves the process.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any, cast
+
+import pytest
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+import app
+import imshop_push.runtime
+import imshop_push.sqs_outbox
+from imshop_push.imshop_client import CallOutcome, CallResult
+from imshop_push.sqs_outbox import Deferral, Poison
+
+pytestmark = pytest.mark.filterwarnings("ignore:No application metrics to publish:UserWarning")
+
+API_KEY = "imshop-live-key-5d41402abc4b2a76"
+URL_TOKEN = "c9f0f895fb98ab9159f51fd0297e236d"
+API_URL = f"https://push.imshop.example/api/v1/integration/{URL_TOKEN}/push"
+DLQ_URL = "https://sqs.eu-central-1.amazonaws.com/123456789012/imshop-push-dlq"
+QUEUE_ARN = "arn:aws:sqs:eu-central-1:123456789012:imshop-push-requests"
+PHONE = "79161234567"
+OTHER_PHONE = "79267654321"
+
+ENV_VARS = (
+    "IMSHOP_API_URL",
+    "IMSHOP_API_URL_PARAMETER",
+    "IMSHOP_API_KEY",
+    "IMSHOP_API_KEY_PARAMETER",
+    "STATE_TABLE_NAME",
+    "DEAD_LETTER_QUEUE_URL",
+    "RATE_LIMIT_REQUESTS",
+    "RATE_LIMIT_WINDOW_SECONDS",
+    "RATE_LIMIT_MARGIN_SECONDS",
+    "MAX_RECIPIENTS_PER_REQUEST",
+    "HTTP_TIMEOUT_SECONDS",
+    "HTTP_CONNECT_TIMEOUT_SECONDS",
+)
+
+
+# --- fakes ----------------------------------------------------------------------------------------------
+
+
+class FakeImshopClient:
+    """Replaces `ImshopClient` in the runtime: answers by title, so one batch can hold every outcome."""
+
+    instances: list[FakeImshopClient] = []  # noqa: RUF012 - reset by the fixture for every test
+
+    def __init__(self, url: str, *, api_key: str | None, connect_timeout_seconds: float, read_timeout_seconds: float):
+        self.url = url
+        self.api_key = api_key
+        self.payloads: list[dict[str, Any]] = []
+        self.worst_case_seconds = connect_timeout_seconds + read_timeout_seconds
+        FakeImshopClient.instances.append(self)
+
+    def send(self, payload: dict[str, Any]) -> CallOutcome:
+        self.payloads.append(payload)
+        title = payload["message"]["title"]
+        if "FAIL" in title:
+            return CallOutcome(CallResult.FAILED, "IMSHOP answered 503: no error text", 503)
+        if "REJECT" in title:
+            return CallOutcome(
+                CallResult.REJECTED,
+                'IMSHOP answered 400: Bad Request: child "userIds" fails because ["userIds" must be an array]',
+                400,
+            )
+        return CallOutcome(CallResult.SENT, "success", 200)
+
+
+@dataclass
+class Outbox:
+    """What the fake SQS writers received, and which message ids they are told to refuse."""
+
+    dead_letters: list[Poison] = field(default_factory=list)
+    requeued: list[Deferral] = field(default_factory=list)
+    refuse: set[str] = field(default_factory=set)
+
+
+def fake_writers(outbox: Outbox) -> tuple[type, type]:
+    class FakeDeadLetterQueue:
+        def __init__(self, client: Callable[[], Any], queue_url: str) -> None:
+            assert queue_url == DLQ_URL
+
+        def send(self, poison: Sequence[Poison]) -> set[str]:
+            outbox.dead_letters += [p for p in poison if p.message.message_id not in outbox.refuse]
+            return {p.message.message_id for p in poison} & outbox.refuse
+
+    class FakeSourceQueue:
+        def __init__(self, client: Callable[[], Any]) -> None:
+            pass
+
+        def requeue(self, deferrals: Sequence[Deferral]) -> set[str]:
+            outbox.requeued += [d for d in deferrals if d.message.message_id not in outbox.refuse]
+            return {d.message.message_id for d in deferrals} & outbox.refuse
+
+    return FakeDeadLetterQueue, FakeSourceQueue
+
+
+@dataclass
+class FakeContext:
+    function_name: str = "imshop-push-SendNotifications"
+    function_version: str = "$LATEST"
+    invoked_function_arn: str = "arn:aws:lambda:eu-central-1:123456789012:function:imshop-push-SendNotifications"
+    memory_limit_in_mb: int = 256
+    aws_request_id: str = "6f1b0c5e-3f3a-4b8e-9a64-1f7f0c2d9b11"
+    log_group_name: str = "/aws/lambda/imshop-push-SendNotifications"
+    log_stream_name: str = "2026/11/26/[$LATEST]0123456789abcdef"
+    remaining_ms: int = 90_000
+
+    def get_remaining_time_in_millis(self) -> int:
+        return self.remaining_ms
+
+
+def record(message_id: str, body: str, **attributes: str) -> dict[str, Any]:
+    """One record as Lambda's SQS event source delivers it."""
+    return {
+        "messageId": message_id,
+        "receiptHandle": f"AQEB{message_id}==",
+        "body": body,
+        "attributes": {
+            "ApproximateReceiveCount": "1",
+            "SentTimestamp": "1764186000000",
+            "SenderId": "AROAEXAMPLE:order-service",
+            "ApproximateFirstReceiveTimestamp": "1764186000123",
+        },
+        "messageAttributes": {
+            name: {"stringValue": value, "stringListValues": [], "binaryListValues": [], "dataType": "String"}
+            for name, value in attributes.items()
+        },
+        "md5OfBody": "0" * 32,
+        "eventSource": "aws:sqs",
+        "eventSourceARN": QUEUE_ARN,
+        "awsRegion": "eu-central-1",
+    }
+
+
+def request(title: str, *users: str, **extra: Any) -> str:
+    return json.dumps(
+        {"userIds": list(users), "message": {"title": title, "summary": "Подробности в приложении"}, **extra}
+    )
+
+
+def invoke(*records: dict[str, Any], context: FakeContext | None = None) -> dict[str, Any]:
+    response: dict[str, Any] = app.lambda_handler(
+        {"Records": list(records)}, cast(LambdaContext, context or FakeContext())
+    )
+    assert set(response) == {"batchItemFailures"}
+    return response
+
+
+def failures(response: dict[str, Any]) -> list[str]:
+    return [item["itemIdentifier"] for item in response["batchItemFailures"]]
+
+
+# --- fixtures -------------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def outbox(monkeypatch: pytest.MonkeyPatch) -> Iterator[Outbox]:
+    """A fresh execution environment: env as deployed (minus SSM and DynamoDB), fakes for the I/O."""
+    for name in ENV_VARS:
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("IMSHOP_API_URL", API_URL)
+    monkeypatch.setenv("IMSHOP_API_KEY", API_KEY)
+    monkeypatch.setenv("DEAD_LETTER_QUEUE_URL", DLQ_URL)
+    monkeypatch.setattr(app, "_runtime", None)
+    monkeypatch.setattr(app.metrics.provider, "namespace", "ImshopPushTest")
+    monkeypatch.setattr(imshop_push.runtime, "ImshopClient", FakeImshopClient)
+    box = Outbox()
+    dead_letter_queue, source_queue = fake_writers(box)
+    monkeypatch.setattr(imshop_push.sqs_outbox, "DeadLetterQueue", dead_letter_queue)
+    monkeypatch.setattr(imshop_push.sqs_outbox, "SourceQueue", source_queue)
+    FakeImshopClient.instances = []
+    yield box
+    FakeImshopClient.instances = []
+
+
+def sent_payloads() -> list[dict[str, Any]]:
+    return [p for client in FakeImshopClient.instances for p in client.payloads]
+
+
+class CurrentStdout:
+    """Writes to whatever `sys.stdout` is at the moment of writing (capsys swaps it in for the test call)."""
+
+    def write(self, text: str) -> int:
+        return sys.stdout.write(text)
+
+    def flush(self) -> None:
+        sys.stdout.flush()
+
+
+@pytest.fixture
+def logs(capsys: pytest.CaptureFixture[str]) -> Iterator[Callable[[], list[dict[str, Any]]]]:
+    """Every stdout line of the invocation, parsed. The log handler bound the stdout of import time, so it
+    writes through `CurrentStdout` for the test; levels go to DEBUG, to see everything that could leak."""
+    loggers = [logging.getLogger(app.logger.name), logging.getLogger("imshop_push")]
+    handlers = [h for h in app.logger.handlers if isinstance(h, logging.StreamHandler)]  # shared by both loggers
+    assert handlers, "the handler's logger has no stream handler"
+    streams = {h: h.stream for h in handlers}
+    for h in handlers:
+        h.stream = CurrentStdout()
+    levels = {lg: lg.level for lg in loggers}
+    for lg in loggers:
+        lg.setLevel(logging.DEBUG)
+
+    def read() -> list[dict[str, Any]]:
+        lines = [line for line in capsys.readouterr().out.splitlines() if line.strip()]
+        parsed = []
+        for line in lines:
+            try:
+                parsed.append(json.loads(line))
+            except json.JSONDecodeError:
+                pytest.fail(f"not a JSON log line: {line!r}")
+        return parsed
+
+    yield read
+    for h, stream in streams.items():
+        h.stream = stream
+    for lg, level in levels.items():
+        lg.setLevel(level)
+
+
+# --- partial batch response -----------------------------------------------------------------------------
+
+
+def test_partial_batch_response_names_exactly_the_failed_records(outbox: Outbox) -> None:
+    outbox.refuse = {"poison-dlq-down"}
+
+    response = invoke(
+        record("sent", request("Заказ отправлен", PHONE)),
+        record("transient", request("FAIL", OTHER_PHONE)),
+        record("poison", "not json"),
+        record("poison-dlq-down", json.dumps({"userId": [PHONE], "message": {"title": "t", "summary": "s"}})),
+        record("rejected", request("REJECT", "79035550000")),
+        record("expired", request("Поздно", PHONE, expiresAt="2020-01-01T00:00:00Z")),
+    )
+
+    assert sorted(failures(response)) == ["poison-dlq-down", "transient"]
+    assert len(failures(response)) == len(set(failures(response)))
+    assert sorted(p.message.message_id for p in outbox.dead_letters) == ["poison", "rejected"]
+
+
+def test_the_handler_wires_url_key_and_dead_letters_from_the_environment(outbox: Outbox) -> None:
+    response = invoke(
+        record("m1", request("Заказ отправлен", PHONE), source="orders"),
+        record("m2", json.dumps({"userIds": [PHONE], "message": {"title": "t"}}), source="crm"),
+    )
+
+    assert failures(response) == []
+    [client] = FakeImshopClient.instances
+    assert client.url == API_URL
+    assert client.api_key == API_KEY
+    assert client.payloads == [
+        {"userIds": [PHONE], "message": {"title": "Заказ отправлен", "summary": "Подробности в приложении"}}
+    ]
+    [poison] = outbox.dead_letters
+    assert poison.reason == "message.summary: is a required property"
+    assert poison.message.message_attributes["source"]["stringValue"] == "crm"
+    assert poison.message.event_source_arn == QUEUE_ARN
+
+
+def test_envelopes_from_eventbridge_and_sns_are_merged_with_raw_requests(outbox: Outbox) -> None:
+    detail = {"userIds": [OTHER_PHONE], "message": {"title": "Бонусы", "summary": "Сгорают завтра"}}
+    eventbridge = {
+        "version": "0",
+        "id": "9a1b2c3d-0000-4000-8000-000000000001",
+        "detail-type": "Bonus reminder",
+        "source": "retailer.crm",
+        "account": "123456789012",
+        "time": "2026-11-26T09:00:00Z",
+        "region": "eu-central-1",
+        "resources": [],
+        "detail": detail,
+    }
+    sns = {
+        "Type": "Notification",
+        "MessageId": "2d6f5c0e-0000-4000-8000-000000000002",
+        "TopicArn": "arn:aws:sns:eu-central-1:123456789012:bonus",
+        "Message": json.dumps({**detail, "userIds": [PHONE]}),
+        "Timestamp": "2026-11-26T09:00:00.000Z",
+    }
+
+    response = invoke(record("eb", json.dumps(eventbridge)), record("sns", json.dumps(sns)))
+
+    assert failures(response) == []
+    assert sent_payloads() == [{"userIds": [OTHER_PHONE, PHONE], "message": detail["message"]}]
+
+
+def test_a_batch_in_which_every_record_fails_transiently_lists_them_all_without_raising(outbox: Outbox) -> None:
+    ids = [f"m{i}" for i in range(5)]
+
+    response = invoke(*[record(mid, request(f"FAIL {mid}", f"7916000000{i}")) for i, mid in enumerate(ids)])
+
+    assert sorted(failures(response)) == ids
+
+
+def test_a_bad_variable_sends_the_whole_batch_back_and_logs_an_error_naming_it(
+    outbox: Outbox, monkeypatch: pytest.MonkeyPatch, logs: Callable[[], list[dict[str, Any]]]
+) -> None:
+    monkeypatch.setenv("RATE_LIMIT_REQUESTS", "abc")
+
+    response = invoke(record("m1", request("Заказ", PHONE)), record("m2", "not json"))
+
+    assert sorted(failures(response)) == ["m1", "m2"]
+    assert FakeImshopClient.instances == []
+    assert outbox.dead_letters == []  # nothing is decided while the configuration is broken
+    errors = [line for line in logs() if line.get("level") == "ERROR"]
+    assert errors
+    assert any("RATE_LIMIT_REQUESTS" in json.dumps(line, ensure_ascii=False) for line in errors)
+
+
+def test_a_fixed_variable_takes_effect_on_the_next_invocation(outbox: Outbox, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("RATE_LIMIT_REQUESTS", "abc")
+    assert failures(invoke(record("m1", request("Заказ", PHONE)))) == ["m1"]
+    monkeypatch.setenv("RATE_LIMIT_REQUESTS", "10")
+
+    assert failures(invoke(record("m1", request("Заказ", PHONE)))) == []
+    assert len(sent_payloads()) == 1
+
+
+def test_no_url_at_all_is_a_retry_not_a_crash(outbox: Outbox, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("IMSHOP_API_URL")
+
+    assert failures(invoke(record("m1", request("Заказ", PHONE)))) == ["m1"]
+
+
+# --- logs -----------------------------------------------------------------------------------------------
+
+
+def test_logs_are_json_and_name_the_message_id_of_a_poison_record(
+    outbox: Outbox, logs: Callable[[], list[dict[str, Any]]]
+) -> None:
+    invoke(record("ok", request("Заказ", PHONE)), record("poison-1", "{"))
+
+    lines = logs()
+    poison_lines = [line for line in lines if line.get("message_id") == "poison-1"]
+    assert poison_lines
+    assert poison_lines[0]["level"] == "WARNING"
+    assert "body: is not valid JSON" in poison_lines[0]["reason"]
+    assert any(line.get("function_request_id") == FakeContext.aws_request_id for line in lines)
+
+
+def test_every_record_has_a_log_line_carrying_its_message_id(
+    outbox: Outbox, logs: Callable[[], list[dict[str, Any]]]
+) -> None:
+    # SPEC 8: the SQS message id is the correlation id. An operator looking up a failed or delivered record
+    # must find it in the logs.
+    ids = ["delivered-1", "failed-1", "poison-1"]
+
+    invoke(
+        record("delivered-1", request("Заказ", PHONE)),
+        record("failed-1", request("FAIL", OTHER_PHONE)),
+        record("poison-1", "[]"),
+    )
+
+    lines = logs()
+    for mid in ids:
+        assert any(mid in (line.get("correlation_id"), line.get("message_id")) for line in lines), mid
+    retried = [line for line in lines if line.get("correlation_id") == "failed-1" and line["level"] == "WARNING"]
+    assert retried, "a record sent back to SQS is logged at WARNING with its message id"
+
+
+def test_logs_never_contain_the_key_the_url_token_or_a_full_phone_number(
+    outbox: Outbox, monkeypatch: pytest.MonkeyPatch, logs: Callable[[], list[dict[str, Any]]]
+) -> None:
+    phones = [f"7916{n:07d}" for n in range(12)]
+    invoke(
+        record("sent", request("Заказ отправлен", *phones[:3])),
+        record("transient", request("FAIL", *phones[3:6])),
+        record("rejected", request("REJECT", phones[6])),
+        record("expired", request("Поздно", phones[7], expiresAt="2020-01-01T00:00:00Z")),
+        record("wrong-type", json.dumps({"userIds": [int(phones[8])], "message": {"title": "t", "summary": "s"}})),
+        record("sns-bad", json.dumps({"Type": "Notification", "MessageId": "x", "Message": f"userIds={phones[9]}"})),
+        record("bad-json", f'{{"userIds": ["{phones[10]}"], '),
+    )
+    # ...and a misconfigured stack whose URL is plain http
+    monkeypatch.setattr(app, "_runtime", None)
+    monkeypatch.setenv("IMSHOP_API_URL", API_URL.replace("https://", "http://"))
+    invoke(record("after", request("Заказ", phones[11])))
+
+    assert set(phones[:7]) <= {u for p in sent_payloads() for u in p.get("userIds", [])}  # they were in play
+    text = json.dumps(logs(), ensure_ascii=False)
+    assert API_KEY not in text
+    assert URL_TOKEN not in text
+    assert "push.imshop.example" not in text
+    for phone in phones:
+        assert phone not in text, phone

@@ -1,0 +1,248 @@
+"""The IMSHOP client: what each answer means for delivery, and what goes on the wire (no network)."""
+
+from __future__ import annotations
+
+import io
+import json
+from typing import Any, cast
+
+import pytest
+import urllib3
+from urllib3.exceptions import (
+    ConnectTimeoutError,
+    NewConnectionError,
+    ProtocolError,
+    ReadTimeoutError,
+    SSLError,
+)
+
+from imshop_push.imshop_client import CallOutcome, CallResult, ImshopClient, classify
+from imshop_push.parsing import parse_body
+from imshop_push.planning import Delivery, plan_calls
+
+URL = "https://push.imshop.example/api/v1/notifications/7f3c9e0a-path-token"
+TOKEN = "7f3c9e0a-path-token"
+PAYLOAD: dict[str, Any] = {"userIds": ["79991234567"], "message": {"title": "Заказ", "summary": "Отправлен"}}
+
+
+# --- classify -------------------------------------------------------------------------------------------
+
+
+def test_200_success_true_is_sent() -> None:
+    outcome = classify(200, b'{"success": true}')
+
+    assert outcome.result is CallResult.SENT
+    assert outcome.status == 200
+
+
+def test_200_success_false_is_failed_with_the_vendor_error() -> None:
+    outcome = classify(200, b'{"success": false, "error": "Integration is unavailable"}')
+
+    assert outcome.result is CallResult.FAILED
+    assert "Integration is unavailable" in outcome.reason
+
+
+@pytest.mark.parametrize(
+    "body",
+    [b"", b"<html>OK</html>", b"[]", b"{}", b'{"success": "true"}', b'{"success": 1}', b'{"ok": true}', b"\xff\xfe"],
+)
+def test_200_without_a_success_flag_is_ambiguous(body: bytes) -> None:
+    # The call arrived and IMSHOP answered, but did it send? Nobody can say: at least once beats lost.
+    assert classify(200, body).result is CallResult.AMBIGUOUS
+
+
+def test_400_is_rejected_with_the_vendor_message() -> None:
+    body = json.dumps(
+        {"error": "Bad Request", "message": 'child "userIds" fails because ["userIds" must be an array]'}
+    ).encode()
+
+    outcome = classify(400, body)
+
+    assert outcome.result is CallResult.REJECTED
+    assert outcome.status == 400
+    assert 'child "userIds" fails because ["userIds" must be an array]' in outcome.reason
+
+
+def test_400_without_a_body_is_still_rejected() -> None:
+    assert classify(400, b"").result is CallResult.REJECTED
+
+
+def test_a_huge_vendor_error_is_truncated() -> None:
+    outcome = classify(400, json.dumps({"message": "x" * 10_000}).encode())
+
+    assert outcome.result is CallResult.REJECTED
+    assert len(outcome.reason) < 1000
+
+
+@pytest.mark.parametrize("status", [401, 403, 404])
+def test_auth_and_url_errors_are_failed_not_poison(status: int) -> None:
+    # A wrong key or URL is the operator's to fix; the requests themselves are fine and must not be lost.
+    outcome = classify(status, b'{"error": "Unauthorized"}')
+
+    assert outcome.result is CallResult.FAILED
+    assert outcome.status == status
+    assert str(status) in outcome.reason
+
+
+@pytest.mark.parametrize(("header", "seconds"), [("7", 7.0), ("0.25", 0.25), ("0", 0.0), (" 12 ", 12.0)])
+def test_429_is_rate_limited_with_retry_after(header: str, seconds: float) -> None:
+    outcome = classify(429, b'{"error": "Too Many Requests"}', header)
+
+    assert outcome.result is CallResult.RATE_LIMITED
+    assert outcome.retry_after_seconds == seconds
+
+
+@pytest.mark.parametrize("header", ["soon", "", "-5", "nan", "inf", "Wed, 21 Oct 2015 07:28:00 GMT", None])
+def test_429_with_an_unusable_retry_after_is_rate_limited_without_one(header: str | None) -> None:
+    outcome = classify(429, b"", header)
+
+    assert outcome.result is CallResult.RATE_LIMITED
+    assert outcome.retry_after_seconds is None
+
+
+@pytest.mark.parametrize("status", [500, 502, 503, 504])
+def test_server_errors_are_failed(status: int) -> None:
+    outcome = classify(status, b"<html>Bad Gateway</html>")
+
+    assert outcome.result is CallResult.FAILED
+    assert outcome.status == status
+
+
+# --- ImshopClient on a fake pool --------------------------------------------------------------------------
+
+
+class FakePool:
+    """Stands in for `urllib3.PoolManager`: records each request and answers or raises as told."""
+
+    def __init__(self, *, status: int = 200, data: bytes = b'{"success": true}', headers: dict[str, str] | None = None):
+        self.status = status
+        self.data = data
+        self.headers = headers or {"Content-Type": "application/json"}
+        self.error: Exception | None = None
+        self.requests: list[dict[str, Any]] = []
+
+    def request(self, method: str, url: str, **kwargs: Any) -> urllib3.HTTPResponse:
+        self.requests.append({"method": method, "url": url, **kwargs})
+        if self.error is not None:
+            raise self.error
+        return urllib3.HTTPResponse(
+            body=io.BytesIO(self.data), status=self.status, headers=self.headers, preload_content=True
+        )
+
+
+def client(
+    pool: FakePool, *, api_key: str | None = "imshop-key-123", connect: float = 2.0, read: float = 7.0
+) -> ImshopClient:
+    return ImshopClient(
+        URL,
+        api_key=api_key,
+        connect_timeout_seconds=connect,
+        read_timeout_seconds=read,
+        pool=cast(urllib3.PoolManager, pool),
+    )
+
+
+def test_send_posts_json_to_the_url_with_the_bearer_key() -> None:
+    pool = FakePool()
+
+    outcome = client(pool).send(PAYLOAD)
+
+    assert outcome == CallOutcome(CallResult.SENT, "success", 200)
+    [request] = pool.requests
+    assert request["method"] == "POST"
+    assert request["url"] == URL
+    assert request["headers"]["Authorization"] == "Bearer imshop-key-123"
+    assert request["headers"]["Content-Type"].startswith("application/json")
+    assert json.loads(request["body"].decode("utf-8")) == PAYLOAD
+
+
+@pytest.mark.parametrize("api_key", [None, ""])
+def test_no_key_no_authorization_header(api_key: str | None) -> None:
+    pool = FakePool()
+
+    client(pool, api_key=api_key).send(PAYLOAD)
+
+    assert "Authorization" not in pool.requests[0]["headers"]
+
+
+def test_urllib3_never_retries_or_follows_redirects() -> None:
+    # A retried or re-POSTed call could reach IMSHOP twice: the dispatcher alone decides about resending.
+    pool = FakePool()
+
+    client(pool).send(PAYLOAD)
+
+    assert pool.requests[0]["retries"] is False
+    assert pool.requests[0]["redirect"] is False
+
+
+def test_timeouts_are_passed_and_worst_case_is_their_sum() -> None:
+    pool = FakePool()
+    api = client(pool, connect=2.0, read=7.5)
+
+    api.send(PAYLOAD)
+
+    timeout = pool.requests[0]["timeout"]
+    assert isinstance(timeout, urllib3.Timeout)
+    assert timeout.connect_timeout == 2.0
+    assert timeout.read_timeout == 7.5
+    assert api.worst_case_seconds == 9.5
+
+
+def test_the_body_is_the_planned_payload_without_extensions() -> None:
+    body = json.dumps(
+        {
+            "userIds": ["79991234567"],
+            "installIds": ["iid-1"],
+            "message": {"title": "Бонусы", "summary": "Сгорают завтра"},
+            "deeplink": "slug://bonus",
+            "idempotencyKey": "bonus-1",
+            "expiresAt": "2026-12-01T18:00:00Z",
+        }
+    )
+    request = parse_body(body, message_id="m-1")
+    [call] = plan_calls([Delivery(request.message_id, request.content, request.recipients)], max_recipients=1000)
+    pool = FakePool()
+
+    client(pool).send(call.payload())
+
+    sent = json.loads(pool.requests[0]["body"].decode("utf-8"))
+    assert sent == {
+        "userIds": ["79991234567"],
+        "installIds": ["iid-1"],
+        "message": {"title": "Бонусы", "summary": "Сгорают завтра"},
+        "deeplink": "slug://bonus",
+    }
+    assert "Бонусы".encode() in pool.requests[0]["body"]  # UTF-8, not \u escapes
+
+
+def test_send_classifies_the_answer_with_its_retry_after_header() -> None:
+    pool = FakePool(status=429, data=b"", headers={"Retry-After": "3"})
+
+    outcome = client(pool).send(PAYLOAD)
+
+    assert outcome.result is CallResult.RATE_LIMITED
+    assert outcome.retry_after_seconds == 3.0
+
+
+@pytest.mark.parametrize(
+    ("error", "result"),
+    [
+        (ConnectTimeoutError("connect timed out"), CallResult.FAILED),
+        (NewConnectionError(cast(Any, None), "Connection refused"), CallResult.FAILED),
+        (SSLError("certificate verify failed"), CallResult.FAILED),
+        (ReadTimeoutError(cast(Any, None), URL, "Read timed out."), CallResult.AMBIGUOUS),
+        (ProtocolError("Connection aborted.", ConnectionResetError(104, "reset")), CallResult.AMBIGUOUS),
+    ],
+    ids=["connect timeout", "refused", "tls", "read timeout", "dropped"],
+)
+def test_network_errors_before_sending_fail_and_after_sending_are_ambiguous(
+    error: Exception, result: CallResult
+) -> None:
+    pool = FakePool()
+    pool.error = error
+
+    outcome = client(pool).send(PAYLOAD)
+
+    assert outcome.result is result
+    assert TOKEN not in outcome.reason
+    assert URL not in outcome.reason

@@ -1,0 +1,728 @@
+"""Deployment properties of template.yaml (SPEC sections 6 and 8) that cfn-lint cannot know.
+
+The template is read with a YAML loader that turns CloudFormation short tags (``!Ref``,
+``!Sub``, ``!GetAtt``, ...) into their long JSON form, so the tests see what CloudFormation sees.
+"""
+
+from __future__ import annotations
+
+import ast
+import copy
+import importlib
+import json
+import operator
+import re
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from imshop_push.observability import METRIC_NAMES
+
+TEMPLATE_PATH = Path(__file__).resolve().parents[2] / "template.yaml"
+REGION = "eu-central-1"
+
+# Statements allowed a wildcard in a resource, keyed by (logical id, Sid), with the condition key
+# that must confine them. The SSM default key's id is unknown to the template, so kms:Decrypt
+# names the account's keys and is only usable through SSM.
+WILDCARD_RESOURCE_EXCEPTIONS: dict[tuple[str, str], str] = {
+    ("SendNotificationsFunctionRole", "DecryptSecureStringsViaSsm"): "kms:ViaService",
+}
+
+FUNCTION_ENV_VARS = frozenset(
+    {
+        "IMSHOP_API_URL",
+        "IMSHOP_API_URL_PARAMETER",
+        "IMSHOP_API_KEY_PARAMETER",
+        "STATE_TABLE_NAME",
+        "DEAD_LETTER_QUEUE_URL",
+        "RATE_LIMIT_REQUESTS",
+        "RATE_LIMIT_WINDOW_SECONDS",
+        "MAX_RECIPIENTS_PER_REQUEST",
+        "HTTP_TIMEOUT_SECONDS",
+        "POWERTOOLS_SERVICE_NAME",
+        "POWERTOOLS_METRICS_NAMESPACE",
+        "POWERTOOLS_LOG_LEVEL",
+    }
+)
+
+FAILURE_METRICS = frozenset(
+    {"ImshopCallsFailed", "ImshopCallsRejected", "ImshopCallsAmbiguous", "ImshopCallsRateLimited"}
+)
+
+ARITHMETIC: dict[type[ast.operator], Callable[[float, float], float]] = {
+    ast.Add: operator.add,
+    ast.Sub: operator.sub,
+    ast.Mult: operator.mul,
+    ast.Div: operator.truediv,
+}
+COMPARISONS: dict[type[ast.cmpop], Callable[[float, float], bool]] = {
+    ast.Gt: operator.gt,
+    ast.GtE: operator.ge,
+    ast.Lt: operator.lt,
+    ast.LtE: operator.le,
+}
+
+
+# --------------------------------------------------------------------------- loading
+
+
+def _construct_short_tag(loader: Any, tag_suffix: str, node: Any) -> dict[str, Any]:
+    if isinstance(node, yaml.ScalarNode):
+        value: Any = loader.construct_scalar(node)
+    elif isinstance(node, yaml.SequenceNode):
+        value = loader.construct_sequence(node, deep=True)
+    else:
+        value = loader.construct_mapping(node, deep=True)
+    if tag_suffix in {"Ref", "Condition"}:
+        return {tag_suffix: value}
+    if tag_suffix == "GetAtt" and isinstance(value, str):
+        value = value.split(".", 1)
+    return {f"Fn::{tag_suffix}": value}
+
+
+# A subclass, so that the tags are not registered on yaml.SafeLoader for everyone else.
+_CfnLoader: Any = type("_CfnLoader", (yaml.SafeLoader,), {})
+_CfnLoader.add_multi_constructor("!", _construct_short_tag)
+
+
+def load_template(path: Path = TEMPLATE_PATH) -> dict[str, Any]:
+    loaded: dict[str, Any] = yaml.load(path.read_text(encoding="utf-8"), Loader=_CfnLoader)
+    return loaded
+
+
+@pytest.fixture(scope="module")
+def template() -> dict[str, Any]:
+    return load_template()
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def resources_of(template: dict[str, Any], resource_type: str) -> dict[str, dict[str, Any]]:
+    return {
+        logical_id: resource
+        for logical_id, resource in template["Resources"].items()
+        if resource["Type"] == resource_type
+    }
+
+
+def the_function(template: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+    functions = resources_of(template, "AWS::Serverless::Function")
+    assert len(functions) == 1, sorted(functions)
+    ((logical_id, resource),) = functions.items()
+    return logical_id, resource
+
+
+def function_property(template: dict[str, Any], name: str) -> Any:
+    """A property of the function, falling back to Globals.Function as SAM does."""
+    _, function = the_function(template)
+    if name in function["Properties"]:
+        return function["Properties"][name]
+    return template.get("Globals", {}).get("Function", {})[name]
+
+
+def sqs_event(template: dict[str, Any]) -> dict[str, Any]:
+    _, function = the_function(template)
+    events = [event for event in function["Properties"]["Events"].values() if event["Type"] == "SQS"]
+    assert len(events) == 1
+    properties: dict[str, Any] = events[0]["Properties"]
+    return properties
+
+
+def getatt_target(value: Any, attribute: str = "Arn") -> str:
+    """The logical id in ``!GetAtt X.<attribute>``; fails for anything else."""
+    assert isinstance(value, dict), value
+    assert set(value) == {"Fn::GetAtt"}, value
+    logical_id, got_attribute = value["Fn::GetAtt"]
+    assert got_attribute == attribute, value
+    return str(logical_id)
+
+
+def ref_target(value: Any) -> str:
+    assert isinstance(value, dict), value
+    assert set(value) == {"Ref"}, value
+    return str(value["Ref"])
+
+
+def parameter(template: dict[str, Any], name: str) -> dict[str, Any]:
+    found: dict[str, Any] = template["Parameters"][name]
+    return found
+
+
+def resolve_default(template: dict[str, Any], value: Any) -> Any:
+    """A literal, or the default of the parameter a ``!Ref`` names."""
+    if isinstance(value, dict) and set(value) == {"Ref"}:
+        return parameter(template, value["Ref"])["Default"]
+    return value
+
+
+def lowest_value(template: dict[str, Any], value: Any) -> float:
+    """The least value a number can take at deploy time: a literal, or a parameter's MinValue."""
+    if isinstance(value, dict) and set(value) == {"Ref"}:
+        spec = parameter(template, value["Ref"])
+        assert spec["Type"] == "Number", value
+        assert "MinValue" in spec, f"parameter {value['Ref']} needs a MinValue"
+        return float(spec["MinValue"])
+    return float(value)
+
+
+def sub_text(value: Any) -> str | None:
+    """The text of a ``!Sub`` (short or list form) or of a plain string; None for other intrinsics."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, dict) and set(value) == {"Fn::Sub"}:
+        body = value["Fn::Sub"]
+        return str(body if isinstance(body, str) else body[0])
+    return None
+
+
+def render_sub(template: dict[str, Any], text: str) -> str:
+    """Fill a ``!Sub`` body: parameters with their defaults, pseudo parameters, other names as themselves."""
+    pseudo = {"AWS::Region": REGION, "AWS::AccountId": "123456789012", "AWS::Partition": "aws"}
+
+    def replace(match: re.Match[str]) -> str:
+        name = match.group(1)
+        if name in pseudo:
+            return pseudo[name]
+        if name in template.get("Parameters", {}):
+            return str(parameter(template, name)["Default"])
+        return name
+
+    return re.sub(r"\$\{([^!}][^}]*)\}", replace, text)
+
+
+def as_list(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else [value]
+
+
+def flatten_if(values: list[Any]) -> Iterator[Any]:
+    """Both branches of every ``!If`` (minus AWS::NoValue), so both deployments are checked."""
+    for value in values:
+        if isinstance(value, dict) and set(value) == {"Fn::If"}:
+            _, when_true, when_false = value["Fn::If"]
+            yield from flatten_if(as_list(when_true) + as_list(when_false))
+        elif value == {"Ref": "AWS::NoValue"}:
+            continue
+        else:
+            yield value
+
+
+def iam_statements(template: dict[str, Any]) -> Iterator[tuple[str, dict[str, Any]]]:
+    """(logical id, statement) for every identity-policy statement of the template."""
+    for logical_id, resource in template["Resources"].items():
+        properties = resource.get("Properties", {})
+        documents: list[Any] = []
+        if resource["Type"] == "AWS::IAM::Role":
+            documents = [policy["PolicyDocument"] for policy in properties.get("Policies", [])]
+        elif resource["Type"] in {"AWS::IAM::Policy", "AWS::IAM::ManagedPolicy"}:
+            documents = [properties["PolicyDocument"]]
+        elif resource["Type"] == "AWS::Serverless::Function":
+            documents = [p for p in as_list(properties.get("Policies", [])) if isinstance(p, dict)]
+            documents = [d for d in documents if "Statement" in d]
+        for document in documents:
+            for statement in as_list(document["Statement"]):
+                yield logical_id, statement
+
+
+def grants(template: dict[str, Any], role_id: str) -> set[tuple[str, str]]:
+    """(action, logical id of the resource) pairs a role's ``!GetAtt X.Arn`` statements allow."""
+    granted: set[tuple[str, str]] = set()
+    for logical_id, statement in iam_statements(template):
+        if logical_id != role_id or statement["Effect"] != "Allow":
+            continue
+        for resource in flatten_if(as_list(statement["Resource"])):
+            if isinstance(resource, dict) and "Fn::GetAtt" in resource:
+                granted.update((action, resource["Fn::GetAtt"][0]) for action in as_list(statement["Action"]))
+    return granted
+
+
+def dashboard_metrics(template: dict[str, Any]) -> list[list[Any]]:
+    """Every metric array of every dashboard widget, '.' shorthands expanded."""
+    dashboards = resources_of(template, "AWS::CloudWatch::Dashboard")
+    assert len(dashboards) == 1
+    ((_, dashboard),) = dashboards.items()
+    text = sub_text(dashboard["Properties"]["DashboardBody"])
+    assert text is not None
+    body = json.loads(render_sub(template, text))
+    metrics: list[list[Any]] = []
+    for widget in body["widgets"]:
+        previous: list[Any] = []
+        for metric in widget.get("properties", {}).get("metrics", []):
+            fields = [field for field in metric if not isinstance(field, dict)]
+            expanded = [previous[i] if field == "." else field for i, field in enumerate(fields)]
+            metrics.append(expanded)
+            previous = expanded
+    return metrics
+
+
+def alarm_metric_stats(alarm: dict[str, Any]) -> list[dict[str, Any]]:
+    """The metrics an alarm reads: its single metric, or the MetricStats of its metric math."""
+    properties = alarm["Properties"]
+    if "MetricName" in properties:
+        return [
+            {
+                "Namespace": properties["Namespace"],
+                "MetricName": properties["MetricName"],
+                "Dimensions": properties.get("Dimensions", []),
+            }
+        ]
+    return [query["MetricStat"]["Metric"] for query in properties.get("Metrics", []) if "MetricStat" in query]
+
+
+def alarms_on(template: dict[str, Any], namespace: str, metric_name: str) -> list[dict[str, Any]]:
+    return [
+        alarm
+        for alarm in resources_of(template, "AWS::CloudWatch::Alarm").values()
+        if any(
+            metric["Namespace"] == namespace and metric["MetricName"] == metric_name
+            for metric in alarm_metric_stats(alarm)
+        )
+    ]
+
+
+def dimension(metric: dict[str, Any], name: str) -> Any:
+    values = [d["Value"] for d in metric["Dimensions"] if d["Name"] == name]
+    assert len(values) == 1, metric
+    return values[0]
+
+
+def evaluate_metric_math(queries: dict[str, dict[str, Any]], query_id: str, sums: dict[str, float]) -> float:
+    """Evaluate one query of an alarm's metric math for one period, metrics given by name.
+
+    Understands what the alarms use: + - * /, comparisons, FILL(m, value) and a lazy IF(c, a, b).
+    """
+    query = queries[query_id]
+    if "MetricStat" in query:
+        return sums[query["MetricStat"]["Metric"]["MetricName"]]
+
+    def walk(node: ast.expr) -> float:
+        if isinstance(node, ast.Constant) and isinstance(node.value, int | float):
+            return float(node.value)
+        if isinstance(node, ast.Name):
+            return evaluate_metric_math(queries, node.id, sums)
+        if isinstance(node, ast.BinOp) and type(node.op) in ARITHMETIC:
+            return ARITHMETIC[type(node.op)](walk(node.left), walk(node.right))
+        if isinstance(node, ast.Compare) and len(node.ops) == 1 and type(node.ops[0]) in COMPARISONS:
+            return float(COMPARISONS[type(node.ops[0])](walk(node.left), walk(node.comparators[0])))
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Name):
+            if node.func.id == "FILL":  # every period has a value here
+                return walk(node.args[0])
+            if node.func.id == "IF":
+                condition, when_true, when_false = node.args
+                return walk(when_true) if walk(condition) else walk(when_false)
+        raise AssertionError(f"metric math not understood: {ast.dump(node)}")
+
+    return walk(ast.parse(query["Expression"], mode="eval").body)
+
+
+# --------------------------------------------------------------------------- the loader itself
+
+
+def test_loader_reads_short_tags_as_long_form(tmp_path: Path) -> None:
+    path = tmp_path / "t.yaml"
+    path.write_text("a: !Ref X\nb: !GetAtt Q.Arn\nc: !Sub 'x${Y}'\nd: !If [C, 1, 2]\ne: !Equals [1, 1]\n")
+    assert load_template(path) == {
+        "a": {"Ref": "X"},
+        "b": {"Fn::GetAtt": ["Q", "Arn"]},
+        "c": {"Fn::Sub": "x${Y}"},
+        "d": {"Fn::If": ["C", 1, 2]},
+        "e": {"Fn::Equals": [1, 1]},
+    }
+
+
+# --------------------------------------------------------------------------- event source and queues
+
+
+def test_reserved_concurrency_not_below_event_source_maximum_concurrency(template: dict[str, Any]) -> None:
+    reserved = function_property(template, "ReservedConcurrentExecutions")
+    maximum = sqs_event(template)["ScalingConfig"]["MaximumConcurrency"]
+    if reserved != maximum:  # not the same parameter: both must be literals
+        assert not isinstance(reserved, dict), "reserved concurrency must follow MaximumConcurrency"
+        assert not isinstance(maximum, dict), "reserved concurrency must follow MaximumConcurrency"
+        assert int(reserved) >= int(maximum)
+    assert lowest_value(template, maximum) >= 2  # SQS's minimum for MaximumConcurrency
+    assert int(resolve_default(template, reserved)) >= int(resolve_default(template, maximum)) >= 2
+
+
+def test_queue_visibility_timeout_at_least_six_times_function_timeout(template: dict[str, Any]) -> None:
+    queue_id = getatt_target(sqs_event(template)["Queue"])
+    queue = template["Resources"][queue_id]["Properties"]
+    timeout = int(resolve_default(template, function_property(template, "Timeout")))
+    visibility = int(resolve_default(template, queue["VisibilityTimeout"]))
+    assert timeout == 90
+    assert visibility >= 6 * timeout
+
+
+def test_queue_redrives_to_dead_letter_queue(template: dict[str, Any]) -> None:
+    queue_id = getatt_target(sqs_event(template)["Queue"])
+    queue = template["Resources"][queue_id]["Properties"]
+    policy = queue["RedrivePolicy"]
+    assert int(policy["maxReceiveCount"]) >= 5
+    dlq_id = getatt_target(policy["deadLetterTargetArn"])
+    dlq = template["Resources"][dlq_id]["Properties"]
+    assert dlq["MessageRetentionPeriod"] == 14 * 24 * 3600
+    assert dlq["MessageRetentionPeriod"] > queue.get("MessageRetentionPeriod", 4 * 24 * 3600)
+    # The DLQ accepts redrive only from this queue; its ARN is spelled out from the queue's name.
+    allow = dlq["RedriveAllowPolicy"]
+    assert allow["redrivePermission"] == "byQueue"
+    (source_arn,) = allow["sourceQueueArns"]
+    source_text, queue_name = sub_text(source_arn), sub_text(queue["QueueName"])
+    assert source_text is not None
+    assert queue_name is not None
+    assert source_text == "arn:${AWS::Partition}:sqs:${AWS::Region}:${AWS::AccountId}:" + queue_name
+
+
+def test_every_queue_is_encrypted(template: dict[str, Any]) -> None:
+    queues = resources_of(template, "AWS::SQS::Queue")
+    assert len(queues) >= 2
+    for logical_id, queue in queues.items():
+        properties = queue["Properties"]
+        assert properties.get("SqsManagedSseEnabled") is True or "KmsMasterKeyId" in properties, logical_id
+
+
+def test_event_source_reports_batch_item_failures_and_batches(template: dict[str, Any]) -> None:
+    event = sqs_event(template)
+    assert event["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
+    assert lowest_value(template, event["MaximumBatchingWindowInSeconds"]) >= 1
+    assert int(resolve_default(template, event["MaximumBatchingWindowInSeconds"])) == 5
+    assert int(resolve_default(template, event["BatchSize"])) == 100
+
+
+def test_runtime_is_python313_on_arm64(template: dict[str, Any]) -> None:
+    assert function_property(template, "Runtime") == "python3.13"
+    assert function_property(template, "Architectures") == ["arm64"]
+    assert function_property(template, "Handler") == "app.lambda_handler"
+    assert function_property(template, "CodeUri").rstrip("/") == "functions/send_notifications"
+    (layer_ref,) = function_property(template, "Layers")
+    layer = template["Resources"][ref_target(layer_ref)]
+    assert layer["Type"] == "AWS::Serverless::LayerVersion"
+    assert layer["Metadata"] == {"BuildMethod": "python3.13", "BuildArchitecture": "arm64"}
+    assert layer["Properties"]["ContentUri"].rstrip("/") == "layers/imshop_push"
+    assert layer["Properties"]["CompatibleRuntimes"] == ["python3.13"]
+    assert layer["Properties"]["CompatibleArchitectures"] == ["arm64"]
+
+
+def test_function_may_loop_through_its_own_queue(template: dict[str, Any]) -> None:
+    # Deferred backlog goes back to the function's own queue; Lambda's recursion detection
+    # would otherwise drop such a message after 16 rounds (SPEC 4.7: backlog is not failure).
+    assert function_property(template, "RecursiveLoop") == "Allow"
+
+
+# --------------------------------------------------------------------------- state table
+
+
+def test_state_table(template: dict[str, Any]) -> None:
+    tables = resources_of(template, "AWS::DynamoDB::Table")
+    assert len(tables) == 1
+    ((_, table),) = tables.items()
+    properties = table["Properties"]
+    assert properties["KeySchema"] == [{"AttributeName": "id", "KeyType": "HASH"}]
+    assert properties["AttributeDefinitions"] == [{"AttributeName": "id", "AttributeType": "S"}]
+    assert properties["TimeToLiveSpecification"] == {"AttributeName": "expiration", "Enabled": True}
+    assert properties["BillingMode"] == "PAY_PER_REQUEST"
+    assert properties["SSESpecification"]["SSEEnabled"] is True
+    assert properties["PointInTimeRecoverySpecification"]["PointInTimeRecoveryEnabled"] is True
+
+
+# --------------------------------------------------------------------------- function configuration
+
+
+def test_function_environment(template: dict[str, Any]) -> None:
+    env = function_property(template, "Environment")["Variables"]
+    assert set(env) >= FUNCTION_ENV_VARS
+    tables = resources_of(template, "AWS::DynamoDB::Table")
+    assert ref_target(env["STATE_TABLE_NAME"]) in tables
+    dlq_id = getatt_target(
+        template["Resources"][getatt_target(sqs_event(template)["Queue"])]["Properties"]["RedrivePolicy"][
+            "deadLetterTargetArn"
+        ]
+    )
+    assert ref_target(env["DEAD_LETTER_QUEUE_URL"]) == dlq_id
+    assert resolve_default(template, env["IMSHOP_API_URL_PARAMETER"]) == "/imshop-push/api-url"
+    assert resolve_default(template, env["IMSHOP_API_KEY_PARAMETER"]) == ""  # empty: no key
+    assert int(resolve_default(template, env["RATE_LIMIT_REQUESTS"])) == 10
+    assert int(resolve_default(template, env["RATE_LIMIT_WINDOW_SECONDS"])) == 60
+    assert int(resolve_default(template, env["MAX_RECIPIENTS_PER_REQUEST"])) == 1000
+    assert int(resolve_default(template, env["HTTP_TIMEOUT_SECONDS"])) == 10
+    assert resolve_default(template, env["POWERTOOLS_SERVICE_NAME"]) == "imshop-push"
+    assert env["POWERTOOLS_METRICS_NAMESPACE"] == "ImshopPush"
+    assert env["POWERTOOLS_LOG_LEVEL"] == "INFO"
+
+
+def test_function_logs_to_own_log_group_with_retention(template: dict[str, Any]) -> None:
+    logging_config = function_property(template, "LoggingConfig")
+    log_group = template["Resources"][ref_target(logging_config["LogGroup"])]
+    assert log_group["Type"] == "AWS::Logs::LogGroup"
+    assert int(resolve_default(template, log_group["Properties"]["RetentionInDays"])) == 30
+    assert logging_config["LogFormat"] == "JSON"
+
+
+# --------------------------------------------------------------------------- least privilege
+
+
+def test_no_iam_action_has_a_wildcard(template: dict[str, Any]) -> None:
+    statements = list(iam_statements(template))
+    assert statements
+    for logical_id, statement in statements:
+        for action in as_list(statement["Action"]):
+            assert "*" not in action, (logical_id, statement.get("Sid"), action)
+        assert "NotAction" not in statement, (logical_id, statement.get("Sid"))
+        assert "NotResource" not in statement, (logical_id, statement.get("Sid"))
+
+
+def test_wildcard_resources_only_where_listed_and_conditioned(template: dict[str, Any]) -> None:
+    for logical_id, statement in iam_statements(template):
+        key = (logical_id, str(statement.get("Sid")))
+        for resource in flatten_if(as_list(statement["Resource"])):
+            text = sub_text(resource)
+            if text is None or "*" not in text:
+                continue
+            assert key in WILDCARD_RESOURCE_EXCEPTIONS, f"wildcard resource {text!r} in {key}"
+            condition_keys = {k for test in statement.get("Condition", {}).values() for k in test}
+            assert WILDCARD_RESOURCE_EXCEPTIONS[key] in condition_keys, key
+
+
+def test_kms_decrypt_only_through_ssm(template: dict[str, Any]) -> None:
+    kms = [
+        statement
+        for _, statement in iam_statements(template)
+        if any(action.startswith("kms:") for action in as_list(statement["Action"]))
+    ]
+    assert kms
+    for statement in kms:
+        assert as_list(statement["Action"]) == ["kms:Decrypt"]
+        via = statement["Condition"]["StringEquals"]["kms:ViaService"]
+        assert sub_text(via) == "ssm.${AWS::Region}.amazonaws.com"
+
+
+def test_function_role_is_explicit_and_has_no_managed_policies(template: dict[str, Any]) -> None:
+    # Without an explicit Role, SAM attaches AWSLambdaSQSQueueExecutionRole (every queue) and
+    # AWSLambdaBasicExecutionRole (every log group).
+    role_id = getatt_target(function_property(template, "Role"))
+    assert template["Resources"][role_id]["Type"] == "AWS::IAM::Role"
+    _, function = the_function(template)
+    assert "Policies" not in function["Properties"]
+    for logical_id, role in resources_of(template, "AWS::IAM::Role").items():
+        assert "ManagedPolicyArns" not in role["Properties"], logical_id
+
+
+def test_function_permissions_are_those_the_code_needs_on_this_stack_only(template: dict[str, Any]) -> None:
+    role_id = getatt_target(function_property(template, "Role"))
+    queue_id = getatt_target(sqs_event(template)["Queue"])
+    dlq_id = getatt_target(template["Resources"][queue_id]["Properties"]["RedrivePolicy"]["deadLetterTargetArn"])
+    (table_id,) = resources_of(template, "AWS::DynamoDB::Table")
+    log_group_id = ref_target(function_property(template, "LoggingConfig")["LogGroup"])
+    consume = ("ReceiveMessage", "DeleteMessage", "GetQueueAttributes", "ChangeMessageVisibility")
+    needed = {(f"sqs:{action}", queue_id) for action in consume}
+    # Deferred backlog is re-enqueued (SendMessageBatch is authorised as SendMessage); poison
+    # goes to the DLQ, which the function never reads.
+    needed |= {("sqs:SendMessage", queue_id), ("sqs:GetQueueUrl", queue_id), ("sqs:SendMessage", dlq_id)}
+    needed |= {
+        (f"dynamodb:{a}", table_id)
+        for a in ("GetItem", "PutItem", "UpdateItem", "DeleteItem", "BatchGetItem", "BatchWriteItem")
+    }
+    needed |= {("logs:CreateLogStream", log_group_id), ("logs:PutLogEvents", log_group_id)}
+    granted = grants(template, role_id)
+    assert needed <= granted, sorted(needed - granted)
+    # Everything granted by GetAtt targets this stack's queue, DLQ, table or log group, and no
+    # more than the code needs.
+    assert granted <= needed, sorted(granted - needed)
+    assert ("sqs:SendMessage", dlq_id) in granted
+    assert not any(action == "sqs:ReceiveMessage" and target == dlq_id for action, target in granted)
+
+
+def test_parameter_reads_limited_to_the_two_parameters(template: dict[str, Any]) -> None:
+    role_id = getatt_target(function_property(template, "Role"))
+    ssm = [s for lid, s in iam_statements(template) if lid == role_id and "ssm:GetParameter" in as_list(s["Action"])]
+    assert len(ssm) == 1
+    assert as_list(ssm[0]["Action"]) == ["ssm:GetParameter"]
+    arns = {sub_text(resource) for resource in flatten_if(as_list(ssm[0]["Resource"]))}
+    prefix = "arn:${AWS::Partition}:ssm:${AWS::Region}:${AWS::AccountId}:parameter"
+    assert arns == {prefix + "${ImshopApiUrlParameterName}", prefix + "${ImshopApiKeyParameterName}"}
+    # Names start with "/": the ARN is "...:parameter/name", so no "/" after "parameter".
+    for name in ("ImshopApiUrlParameterName", "ImshopApiKeyParameterName"):
+        assert parameter(template, name)["AllowedPattern"].startswith(("^/", "^$|^/"))
+    # The key's ARN is only granted when a key parameter is given.
+    (resource_if,) = [r for r in as_list(ssm[0]["Resource"]) if isinstance(r, dict) and "Fn::If" in r]
+    condition, _, when_false = resource_if["Fn::If"]
+    assert when_false == {"Ref": "AWS::NoValue"}
+    assert template["Conditions"][condition] == {
+        "Fn::Not": [{"Fn::Equals": [{"Ref": "ImshopApiKeyParameterName"}, ""]}]
+    }
+
+
+def test_sam_transform_adds_no_iam(template: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> None:
+    """The template SAM hands to CloudFormation has only our roles, with no managed policies."""
+    monkeypatch.setenv("AWS_DEFAULT_REGION", REGION)
+    monkeypatch.setenv("AWS_REGION", REGION)
+    transform = importlib.import_module("samtranslator.translator.transform").transform
+    document = copy.deepcopy(template)
+    for resource in document["Resources"].values():  # local paths become S3 locations at package time
+        for uri in ("CodeUri", "ContentUri"):
+            if uri in resource.get("Properties", {}):
+                resource["Properties"][uri] = "s3://bucket/key"
+    output: dict[str, Any] = transform(document, {}, None)
+    roles = {lid for lid, r in output["Resources"].items() if r["Type"] == "AWS::IAM::Role"}
+    assert roles == set(resources_of(template, "AWS::IAM::Role"))
+    for logical_id, resource in output["Resources"].items():
+        assert "ManagedPolicyArns" not in resource.get("Properties", {}), logical_id
+        assert resource["Type"] not in {"AWS::IAM::Policy", "AWS::IAM::ManagedPolicy"}, logical_id
+    (mapping,) = [r for r in output["Resources"].values() if r["Type"] == "AWS::Lambda::EventSourceMapping"]
+    assert mapping["Properties"]["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
+
+
+# --------------------------------------------------------------------------- dashboard and alarms
+
+
+def test_dashboard_shows_exactly_the_code_metrics(template: dict[str, Any]) -> None:
+    custom = [m for m in dashboard_metrics(template) if m[0] == "ImshopPush"]
+    assert {m[1] for m in custom} == METRIC_NAMES
+    for metric in custom:  # Powertools adds the service dimension
+        assert metric[2:] == ["service", "imshop-push"], metric
+
+
+def test_dashboard_shows_queue_and_function_health(template: dict[str, Any]) -> None:
+    shown = {(m[0], m[1], m[3]) for m in dashboard_metrics(template) if len(m) >= 4}
+    queue_id = getatt_target(sqs_event(template)["Queue"])
+    dlq_id = getatt_target(template["Resources"][queue_id]["Properties"]["RedrivePolicy"]["deadLetterTargetArn"])
+    function_id, _ = the_function(template)
+    assert ("AWS/SQS", "ApproximateNumberOfMessagesVisible", f"{queue_id}.QueueName") in shown
+    assert ("AWS/SQS", "ApproximateNumberOfMessagesVisible", f"{dlq_id}.QueueName") in shown
+    assert ("AWS/SQS", "ApproximateAgeOfOldestMessage", f"{queue_id}.QueueName") in shown
+    for name in ("Errors", "Duration", "Throttles", "ConcurrentExecutions"):
+        assert ("AWS/Lambda", name, function_id) in shown, name
+
+
+def test_alarm_metrics_are_metrics_the_code_emits(template: dict[str, Any]) -> None:
+    used = {
+        metric["MetricName"]
+        for alarm in resources_of(template, "AWS::CloudWatch::Alarm").values()
+        for metric in alarm_metric_stats(alarm)
+        if metric["Namespace"] == "ImshopPush"
+    }
+    assert used
+    assert used <= METRIC_NAMES
+
+
+def test_alarms_cover_dead_letters_backlog_and_errors(template: dict[str, Any]) -> None:
+    queue_id = getatt_target(sqs_event(template)["Queue"])
+    dlq_id = getatt_target(template["Resources"][queue_id]["Properties"]["RedrivePolicy"]["deadLetterTargetArn"])
+    function_id, _ = the_function(template)
+
+    (dlq_alarm,) = [
+        a
+        for a in alarms_on(template, "AWS/SQS", "ApproximateNumberOfMessagesVisible")
+        if getatt_target(dimension(alarm_metric_stats(a)[0], "QueueName"), "QueueName") == dlq_id
+    ]
+    assert dlq_alarm["Properties"]["Threshold"] == 0
+    assert dlq_alarm["Properties"]["ComparisonOperator"] == "GreaterThanThreshold"
+
+    (age_alarm,) = alarms_on(template, "AWS/SQS", "ApproximateAgeOfOldestMessage")
+    assert getatt_target(dimension(alarm_metric_stats(age_alarm)[0], "QueueName"), "QueueName") == queue_id
+    assert age_alarm["Properties"]["Threshold"] == {"Ref": "OldestMessageAgeAlarmSeconds"}
+
+    (errors_alarm,) = alarms_on(template, "AWS/Lambda", "Errors")
+    assert ref_target(dimension(alarm_metric_stats(errors_alarm)[0], "FunctionName")) == function_id
+    assert errors_alarm["Properties"]["Threshold"] == 0
+
+    (topic_id,) = resources_of(template, "AWS::SNS::Topic")
+    for alarm in resources_of(template, "AWS::CloudWatch::Alarm").values():
+        assert alarm["Properties"]["AlarmActions"] == [{"Ref": topic_id}]
+        assert alarm["Properties"]["TreatMissingData"] == "notBreaching"
+
+
+def test_imshop_failure_rate_alarm(template: dict[str, Any]) -> None:
+    (alarm,) = [
+        a
+        for a in resources_of(template, "AWS::CloudWatch::Alarm").values()
+        if {m["MetricName"] for m in alarm_metric_stats(a)} >= FAILURE_METRICS
+    ]
+    properties = alarm["Properties"]
+    queries = {query["Id"]: query for query in properties["Metrics"]}
+    by_name = {q["MetricStat"]["Metric"]["MetricName"]: q for q in queries.values() if "MetricStat" in q}
+    assert set(by_name) == FAILURE_METRICS | {"ImshopCallsSent"}
+    for query in by_name.values():
+        assert query["MetricStat"]["Period"] == 900  # 15 minutes
+        assert query["MetricStat"]["Stat"] == "Sum"
+        assert query["MetricStat"]["Metric"]["Namespace"] == "ImshopPush"
+        service = dimension(query["MetricStat"]["Metric"], "service")
+        assert resolve_default(template, service) == "imshop-push"
+    assert properties["Threshold"] == 0.2
+    assert properties["ComparisonOperator"] == "GreaterThanThreshold"
+
+    # Evaluate the math on sample sums: 3 failures of each kind and 8 sent -> 12 of 20 calls.
+    (returned,) = [q["Id"] for q in queries.values() if q.get("ReturnData", True)]
+    sample = dict.fromkeys(FAILURE_METRICS, 3.0) | {"ImshopCallsSent": 8.0}
+    assert evaluate_metric_math(queries, returned, sample) == pytest.approx(12 / 20)
+    assert evaluate_metric_math(queries, returned, sample | {"ImshopCallsSent": 12.0}) == pytest.approx(0.5)
+    idle = dict.fromkeys(FAILURE_METRICS, 0.0) | {"ImshopCallsSent": 0.0}
+    assert evaluate_metric_math(queries, returned, idle) == 0
+    only_failures = dict.fromkeys(FAILURE_METRICS, 0.0) | {"ImshopCallsRateLimited": 2.0, "ImshopCallsSent": 0.0}
+    assert evaluate_metric_math(queries, returned, only_failures) == 1
+
+
+# --------------------------------------------------------------------------- bonus reminder schedule
+
+
+def test_bonus_reminder_schedule_only_with_both_parameters(template: dict[str, Any]) -> None:
+    schedules = resources_of(template, "AWS::Scheduler::Schedule")
+    assert len(schedules) == 1
+    ((_, schedule),) = schedules.items()
+    condition = template["Conditions"][schedule["Condition"]]
+    assert condition == {
+        "Fn::And": [
+            {"Fn::Not": [{"Fn::Equals": [{"Ref": "BonusReminderScheduleExpression"}, ""]}]},
+            {"Fn::Not": [{"Fn::Equals": [{"Ref": "BonusReminderPayload"}, ""]}]},
+        ]
+    }
+    assert parameter(template, "BonusReminderScheduleExpression")["Default"] == ""
+    assert parameter(template, "BonusReminderPayload")["Default"] == ""
+    properties = schedule["Properties"]
+    assert properties["FlexibleTimeWindow"] == {"Mode": "OFF"}  # the string, not YAML's false
+    target = properties["Target"]
+    queue_id = getatt_target(sqs_event(template)["Queue"])
+    assert getatt_target(target["Arn"]) == queue_id
+    assert target["Input"] == {"Ref": "BonusReminderPayload"}
+    role_id = getatt_target(target["RoleArn"])
+    assert template["Resources"][role_id]["Condition"] == schedule["Condition"]
+    assert grants(template, role_id) == {("sqs:SendMessage", queue_id)}
+
+
+# --------------------------------------------------------------------------- interface
+
+
+def test_parameter_defaults(template: dict[str, Any]) -> None:
+    expected: dict[str, object] = {
+        "ImshopApiUrlParameterName": "/imshop-push/api-url",
+        "ImshopApiKeyParameterName": "",
+        "MaximumConcurrency": 2,
+        "BatchSize": 100,
+        "MaximumBatchingWindowInSeconds": 5,
+        "RateLimitRequests": 10,
+        "RateLimitWindowSeconds": 60,
+        "MaxRecipientsPerRequest": 1000,
+        "OldestMessageAgeAlarmSeconds": 900,
+        "AlarmEmail": "",
+        "LogRetentionInDays": 30,
+        "BonusReminderScheduleExpression": "",
+        "BonusReminderPayload": "",
+    }
+    defaults = {name: template["Parameters"][name]["Default"] for name in expected}
+    assert defaults == expected
+    assert parameter(template, "MaximumConcurrency")["MinValue"] == 2
+    assert parameter(template, "MaxRecipientsPerRequest")["MaxValue"] == 1000
+
+
+def test_outputs(template: dict[str, Any]) -> None:
+    assert set(template["Outputs"]) >= {
+        "QueueUrl",
+        "QueueArn",
+        "DeadLetterQueueUrl",
+        "DeadLetterQueueArn",
+        "StateTableName",
+        "FunctionName",
+        "DashboardName",
+    }
