@@ -26,10 +26,12 @@ LOOPBACK = "127.0.0.1"
 
 # Few, quick retries: a local emulator either answers at once or is gone, and a test that waits for
 # botocore's default backoff against a stopped server only hides the real failure.
-_CLIENT_CONFIG = Config(retries={"max_attempts": 2, "mode": "standard"}, connect_timeout=5, read_timeout=30)
+_DEFAULT_ATTEMPTS = 2
 
 
-def make_client(service: str, endpoint_url: str, region: str = DEFAULT_REGION) -> Any:
+def make_client(
+    service: str, endpoint_url: str, region: str = DEFAULT_REGION, *, max_attempts: int = _DEFAULT_ATTEMPTS
+) -> Any:
     """A boto3 client that can only talk to ``endpoint_url``.
 
     A fresh session with explicit dummy credentials keeps the developer's profile, SSO cache and
@@ -42,7 +44,10 @@ def make_client(service: str, endpoint_url: str, region: str = DEFAULT_REGION) -
         aws_secret_access_key=DUMMY_CREDENTIAL,
         region_name=region,
     )
-    return session.client(service, endpoint_url=endpoint_url, config=_CLIENT_CONFIG)  # type: ignore[call-overload]
+    config = Config(
+        retries={"total_max_attempts": max_attempts, "mode": "standard"}, connect_timeout=5, read_timeout=30
+    )
+    return session.client(service, endpoint_url=endpoint_url, config=config)  # type: ignore[call-overload]
 
 
 @dataclass(frozen=True)

@@ -162,9 +162,12 @@ def _worker_main(
     environment = _new_environment(config)
     try:
         _prepare_os_environ(environment, env)
-        sys.path[:0] = [p for p in sys_path if p not in sys.path]
+        # First on the path, as the function's code and layers are in Lambda's.
+        sys.path[:] = [*sys_path, *(p for p in sys.path if p not in sys_path)]
         handler = load_handler(config.handler)
-        sqs: SQSClient = make_client("sqs", env["AWS_ENDPOINT_URL"], config.region)
+        # No silent retries: a ReceiveMessage retried after a lost answer would hide messages that
+        # SQS already counted as received (they return only after the visibility timeout).
+        sqs: SQSClient = make_client("sqs", env["AWS_ENDPOINT_URL"], config.region, max_attempts=1)
     except Exception:
         text = traceback.format_exc()
         sys.stderr.write(f"[event source worker {index}] init failed:\n{text}")
@@ -301,7 +304,10 @@ def _invoke(
     duration = time.monotonic() - started
 
     failed = set(failed_ids)
-    _delete(sqs, config.queue_url, [m for m in messages if m.get("MessageId") not in failed])
+    try:
+        _delete(sqs, config.queue_url, [m for m in messages if m.get("MessageId") not in failed])
+    except Exception as exc:  # the messages come back after the visibility timeout: at-least-once
+        sys.stderr.write(f"[event source worker {index}] DeleteMessageBatch failed: {exc}\n")
     _send(
         conn,
         (

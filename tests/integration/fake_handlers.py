@@ -66,10 +66,20 @@ def name_unknown_item(event: dict[str, Any], context: Any) -> dict[str, Any]:
     return {"batchItemFailures": [{"itemIdentifier": "not-a-message-of-this-batch"}]}
 
 
-def hang_on_first_delivery(event: dict[str, Any], context: Any) -> dict[str, Any]:
-    """Hangs (a stuck call, a dead lock) on a first delivery of a body containing "hang"."""
-    _log(event, context)
-    first = any("hang" in r["body"] and r["attributes"]["ApproximateReceiveCount"] == "1" for r in event["Records"])
-    if first:
-        time.sleep(60)  # the simulated hang; the test ends it by killing the execution
+def hang_once(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    """Hangs (a stuck call, a deadlock) in its first invocation, whichever worker runs it.
+
+    "First" is decided by creating a marker file next to the log, so it holds across processes and
+    does not depend on receive counts.
+    """
+    try:
+        os.close(os.open(os.environ[LOG_ENV] + ".hung", os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+    except FileExistsError:
+        first = False
+    else:
+        first = True
+    _log(event, context)  # after the marker: once the test sees this line, a retry will not hang
+    if not first:
+        return {"batchItemFailures": []}
+    time.sleep(60)  # the simulated hang; the test ends it by killing the execution
     return {"batchItemFailures": []}
