@@ -9,13 +9,14 @@ from __future__ import annotations
 import json
 from collections import Counter
 from collections.abc import Callable, Collection, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 import pytest
 from botocore.exceptions import ClientError
 
+from fake_clock import T0, FakeClock
 from imshop_push.dispatcher import Deadline, Dispatcher, Disposition, RecordResult
 from imshop_push.imshop_client import CallOutcome, CallResult
 from imshop_push.inbound import InboundMessage
@@ -24,7 +25,6 @@ from imshop_push.rate_limit import Denied, InProcessRateLimiter, Permit, WindowP
 from imshop_push.sqs_outbox import Deferral, Poison
 from imshop_push.state import CallRecord, CallStatus, Claim, InProcessStateStore, Settlement
 
-T0 = 1_800_000_000.0  # 2027-01-15, epoch seconds
 QUEUE_ARN = "arn:aws:sqs:eu-central-1:123456789012:imshop-push-requests"
 WORST_CASE = 13.0
 SHIPPED = {"title": "Заказ отправлен", "summary": "Заказ передан в доставку"}
@@ -36,20 +36,6 @@ AMBIGUOUS = CallOutcome(CallResult.AMBIGUOUS, "no answer within the read timeout
 
 
 # --- fakes ----------------------------------------------------------------------------------------------
-
-
-@dataclass
-class FakeClock:
-    now: float = T0
-    sleeps: list[float] = field(default_factory=list)
-
-    def __call__(self) -> float:
-        return self.now
-
-    def sleep(self, seconds: float) -> None:
-        assert seconds >= 0
-        self.sleeps.append(seconds)
-        self.now += seconds
 
 
 @dataclass

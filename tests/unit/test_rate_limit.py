@@ -8,12 +8,12 @@ than `limit` arrivals inside one window.
 from __future__ import annotations
 
 import heapq
-from dataclasses import dataclass, field
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from fake_clock import T0, FakeClock
 from imshop_push.rate_limit import (
     Denied,
     InProcessRateLimiter,
@@ -23,22 +23,6 @@ from imshop_push.rate_limit import (
     next_opening,
     wait_for_permit,
 )
-
-T0 = 1_800_000_000.0
-
-
-@dataclass
-class FakeClock:
-    now: float = T0
-    sleeps: list[float] = field(default_factory=list)
-
-    def __call__(self) -> float:
-        return self.now
-
-    def sleep(self, seconds: float) -> None:
-        assert seconds >= 0
-        self.sleeps.append(seconds)
-        self.now += seconds
 
 
 def policy(limit: int = 10, window: float = 60.0, margin: float = 1.2, worst: float = 13.0) -> WindowPolicy:
