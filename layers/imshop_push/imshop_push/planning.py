@@ -52,22 +52,29 @@ def plan_calls(deliveries: Iterable[Delivery], *, max_recipients: int) -> list[P
     """
     if max_recipients < 1:
         raise ValueError("max_recipients must be at least 1")
-    owners_by_content: dict[Content, dict[Recipient, list[str]]] = {}
+    # Per content: each recipient's first owner (the message id itself, no container per recipient: a 6 MB
+    # batch can hold 350,000 recipients), and the further owners of the few recipients requested twice.
+    groups: dict[Content, tuple[dict[Recipient, str], dict[Recipient, list[str]]]] = {}
     for delivery in deliveries:
-        owners = owners_by_content.setdefault(delivery.content, {})
+        group = groups.get(delivery.content)
+        if group is None:
+            group = groups[delivery.content] = ({}, {})
+        first, more = group
+        message_id = delivery.message_id
         for recipient in delivery.recipients:
-            holders = owners.get(recipient)
-            if holders is None:
-                owners[recipient] = [delivery.message_id]
-            elif holders[-1] != delivery.message_id:
-                holders.append(delivery.message_id)
+            owner = first.setdefault(recipient, message_id)
+            if owner != message_id:
+                more.setdefault(recipient, []).append(message_id)
     calls: list[PlannedCall] = []
-    for content, owners in owners_by_content.items():
-        recipients = list(owners)
+    for content, (first, more) in groups.items():
+        recipients = list(first)
         for start in range(0, len(recipients), max_recipients):
             chunk = tuple(recipients[start : start + max_recipients])
-            message_ids = frozenset(mid for recipient in chunk for mid in owners[recipient])
-            calls.append(PlannedCall(content, chunk, message_ids))
+            message_ids = {first[recipient] for recipient in chunk}
+            if more:
+                for recipient in chunk:
+                    message_ids.update(more.get(recipient, ()))
+            calls.append(PlannedCall(content, chunk, frozenset(message_ids)))
     return calls
 
 
