@@ -20,7 +20,7 @@ import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 from botocore.exceptions import BotoCoreError, ClientError
 
@@ -40,7 +40,7 @@ from imshop_push.state import (
     Settlement,
     StateStore,
     call_id,
-    delivery_digest,
+    delivery_digests,
     pack_digests,
 )
 
@@ -63,8 +63,7 @@ class Disposition(enum.StrEnum):
         return self is Disposition.RETRY
 
 
-@dataclass(frozen=True, slots=True)
-class RecordResult:
+class RecordResult(NamedTuple):
     disposition: Disposition
     reason: str = ""
 
@@ -265,7 +264,7 @@ class Dispatcher:
             if w.attempts:
                 sent = set().union(*(progress.get(a, (set(), set()))[0] for a in w.attempts))
                 unknown = set().union(*(progress.get(a, (set(), set()))[1] for a in w.attempts))
-                digests = {r: delivery_digest(w.request.content, r) for r in recipients}
+                digests = dict(zip(recipients, delivery_digests(w.request.content, recipients), strict=True))
                 recipients = [r for r in recipients if digests[r] not in sent]
                 ambiguous = sum(1 for r in recipients if digests[r] in unknown)
                 if ambiguous:
@@ -368,7 +367,7 @@ class Dispatcher:
                     w.pending_calls.discard(index)
                 return None
             call = live_call
-            digests = pack_digests([delivery_digest(call.content, r) for r in call.recipients])
+            digests = pack_digests(delivery_digests(call.content, call.recipients))
             try:
                 self._state.mark_call(cid, digests, status=CallStatus.PENDING, now=self._clock())
             except STORE_ERRORS:

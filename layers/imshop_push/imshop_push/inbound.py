@@ -2,21 +2,23 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Any
+from collections.abc import Mapping
+from types import MappingProxyType
+from typing import Any, NamedTuple
+
+NO_ATTRIBUTES: Mapping[str, Mapping[str, Any]] = MappingProxyType({})
 
 
-@dataclass(frozen=True, slots=True)
-class InboundMessage:
+class InboundMessage(NamedTuple):
     message_id: str
     body: str
     event_source_arn: str = ""
     receive_count: int = 1
-    message_attributes: dict[str, dict[str, Any]] = field(default_factory=dict)
+    message_attributes: Mapping[str, Mapping[str, Any]] = NO_ATTRIBUTES
     """As Lambda delivers them: {name: {"dataType", "stringValue" | "binaryValue", ...}}."""
 
 
-def to_send_attributes(lambda_attributes: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+def to_send_attributes(lambda_attributes: Mapping[str, Mapping[str, Any]]) -> dict[str, dict[str, Any]]:
     """Lambda's lower-camel attribute shape back into what SendMessage takes."""
     converted: dict[str, dict[str, Any]] = {}
     for name, attribute in lambda_attributes.items():

@@ -2,26 +2,27 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import datetime
-from typing import Literal
+from typing import Literal, NamedTuple
 
 type RecipientField = Literal["userIds", "installIds"]
 type Recipient = tuple[RecipientField, str]
 """(field, id): a user id and an install id with the same text are different recipients."""
 
 
-@dataclass(frozen=True, slots=True)
-class Content:
-    """What a recipient sees. Requests with equal content in one batch travel in one call."""
+class Content(NamedTuple):
+    """What a recipient sees. Requests with equal content in one batch travel in one call.
+
+    NamedTuples rather than frozen dataclasses for the per-record objects: immutable and hashable alike, and
+    several times cheaper to build (a 10,000-record batch builds tens of thousands; see make bench).
+    """
 
     title: str
     summary: str
     deeplink: str | None
 
 
-@dataclass(frozen=True, slots=True)
-class NotificationRequest:
+class NotificationRequest(NamedTuple):
     """One valid SQS record.
 
     `fingerprint` identifies the forwarded part (recipients and content, not the extensions): the same

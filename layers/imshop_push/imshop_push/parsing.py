@@ -12,6 +12,7 @@ import difflib
 import hashlib
 import json
 import re
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
@@ -23,7 +24,6 @@ from imshop_push.validation import request_schema, validate_request
 MAX_ENVELOPE_DEPTH = 3
 RFC3339 = re.compile(r"\d{4}-\d{2}-\d{2}[Tt]\d{2}:\d{2}:\d{2}(\.\d+)?([Zz]|[+-]\d{2}:\d{2})")
 RECIPIENT_FIELDS: tuple[RecipientField, ...] = ("userIds", "installIds")
-EXTENSION_FIELDS = frozenset({"idempotencyKey", "expiresAt"})
 
 
 class PoisonMessageError(Exception):
@@ -90,10 +90,8 @@ def _build(request: dict[str, Any], *, message_id: str, envelope_id: str | None)
     message = request["message"]
     content = Content(message["title"], message["summary"], request.get("deeplink"))
     expires_at = _parse_expiry(request["expiresAt"]) if "expiresAt" in request else None
-    forwarded = {k: v for k, v in request.items() if k not in EXTENSION_FIELDS}
-    canonical = json.dumps(forwarded, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
     try:
-        encoded = canonical.encode()
+        fingerprint = _fingerprint(content, request.get("userIds", ()), request.get("installIds", ()))
     except UnicodeEncodeError:
         # JSON allows "\ud800"; UTF-8 (and so IMSHOP) does not. It can never be sent.
         raise PoisonMessageError("body: contains an unpaired UTF-16 surrogate (text must be valid Unicode)") from None
@@ -103,9 +101,21 @@ def _build(request: dict[str, Any], *, message_id: str, envelope_id: str | None)
         content=content,
         recipients=tuple(recipients),
         expires_at=expires_at,
-        fingerprint=hashlib.sha256(encoded).hexdigest(),
+        fingerprint=fingerprint,
         key_is_message_id="idempotencyKey" not in request and envelope_id is None,
     )
+
+
+def _fingerprint(content: Content, user_ids: Sequence[str], install_ids: Sequence[str]) -> str:
+    """Identifies what is forwarded (content and recipients as given), not the extensions.
+
+    Every part is length-prefixed, so no two different requests hash alike by shifting a separator. Cheaper
+    than hashing canonical JSON, which was a tenth of the handler's time per record (make bench).
+    """
+    parts = [content.title, content.summary, content.deeplink or "", "-" if content.deeplink is None else "+"]
+    parts += [f"userIds:{len(user_ids)}", *user_ids, f"installIds:{len(install_ids)}", *install_ids]
+    text = "".join(f"{len(part)}:{part}" for part in parts)
+    return hashlib.blake2b(text.encode(), digest_size=20).hexdigest()
 
 
 def _parse_expiry(value: str) -> datetime:

@@ -19,9 +19,9 @@ from __future__ import annotations
 import enum
 import hashlib
 import threading
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 from imshop_push.model import Content, Recipient
 
@@ -35,8 +35,7 @@ class ClaimStatus(enum.StrEnum):
     BUSY = "busy"  # another live execution holds it: retry later
 
 
-@dataclass(frozen=True, slots=True)
-class Claim:
+class Claim(NamedTuple):
     status: ClaimStatus
     attempts: tuple[str, ...] = ()
 
@@ -54,8 +53,7 @@ class CallRecord:
     digests: frozenset[bytes]
 
 
-@dataclass(frozen=True, slots=True)
-class Settlement:
+class Settlement(NamedTuple):
     """Where a claimed request stands when the execution lets go of it."""
 
     key: str
@@ -81,10 +79,13 @@ class StateStore(Protocol):
     def settle(self, settlements: Sequence[Settlement], *, now: float) -> None: ...
 
 
-def delivery_digest(content: Content, recipient: Recipient) -> bytes:
-    """8 bytes that name (content, recipient) without storing the recipient id (often a phone number)."""
-    text = "\x1f".join((content.title, content.summary, content.deeplink or "", recipient[0], recipient[1]))
-    return hashlib.blake2b(text.encode(), digest_size=DIGEST_SIZE).digest()
+def delivery_digests(content: Content, recipients: Iterable[Recipient]) -> list[bytes]:
+    """8 bytes per (content, recipient) that name it without storing the recipient id (often a phone number)."""
+    prefix = "\x1f".join((content.title, content.summary, content.deeplink or "", ""))
+    return [
+        hashlib.blake2b(f"{prefix}{field}\x1f{rid}".encode(), digest_size=DIGEST_SIZE).digest()
+        for field, rid in recipients
+    ]
 
 
 def pack_digests(digests: Collection[bytes]) -> bytes:
