@@ -7,6 +7,7 @@ still answers with `batchItemFailures` naming them all instead of raising.
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from aws_lambda_powertools import Logger, Metrics
@@ -57,14 +58,17 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
         logger.error("invalid configuration; the whole batch goes back to SQS", extra={"error": str(e)})
         results = {msg.message_id: _retry("invalid configuration") for msg in messages}
 
+    debug = logger.log_level <= logging.DEBUG
+
     def record_handler(record: SQSRecord) -> str:
-        logger.set_correlation_id(record.message_id)
         result = results[record.message_id]
         if result.disposition.is_failure:
+            logger.set_correlation_id(record.message_id)
             logger.warning("record goes back to SQS", extra={"reason": result.reason})
             raise RetryLaterError(result.reason)
-        # DEBUG: a line per delivered record would cost more than handling it (see make bench).
-        logger.debug("record done", extra={"disposition": result.disposition.value, "reason": result.reason})
+        if debug:  # a line per delivered record would cost more than handling it (make bench)
+            logger.set_correlation_id(record.message_id)
+            logger.debug("record done", extra={"disposition": result.disposition.value, "reason": result.reason})
         return result.disposition.value
 
     response = process_partial_response(
