@@ -120,6 +120,11 @@ class FakePool:
         self.headers = headers or {"Content-Type": "application/json"}
         self.error: Exception | None = None
         self.requests: list[dict[str, Any]] = []
+        self.clears = 0
+
+    def clear(self) -> None:
+        """PoolManager.clear: close every pooled connection."""
+        self.clears += 1
 
     def request(self, method: str, url: str, **kwargs: Any) -> urllib3.HTTPResponse:
         self.requests.append({"method": method, "url": url, **kwargs})
@@ -246,3 +251,29 @@ def test_network_errors_before_sending_fail_and_after_sending_are_ambiguous(
     assert outcome.result is result
     assert TOKEN not in outcome.reason
     assert URL not in outcome.reason
+
+
+def test_a_pooled_connection_is_reused_only_within_a_burst() -> None:
+    """A connection idle longer than `reuse_idle_seconds` may have been closed by the server: a request
+    written into it would fail like "delivered, answer lost". So the pool is cleared after an idle gap."""
+    pool = FakePool()
+    now = [100.0]
+    client = ImshopClient(
+        URL,
+        api_key=None,
+        connect_timeout_seconds=3,
+        read_timeout_seconds=10,
+        pool=cast(Any, pool),
+        reuse_idle_seconds=2.0,
+        clock=lambda: now[0],
+    )
+    client.send(PAYLOAD)
+    assert pool.clears == 1, "the first call of an execution never trusts a pooled connection"
+    now[0] += 0.5
+    client.send(PAYLOAD)
+    now[0] += 1.9
+    client.send(PAYLOAD)
+    assert pool.clears == 1, "back-to-back calls share the connection"
+    now[0] += 2.1
+    client.send(PAYLOAD)
+    assert pool.clears == 2, "after an idle gap the pool starts afresh"
