@@ -22,6 +22,7 @@ from imshop_push.model import Content, NotificationRequest, Recipient, Recipient
 from imshop_push.validation import request_schema, validate_request
 
 MAX_ENVELOPE_DEPTH = 3
+_ENCODE = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
 RFC3339 = re.compile(r"\d{4}-\d{2}-\d{2}[Tt]\d{2}:\d{2}:\d{2}(\.\d+)?([Zz]|[+-]\d{2}:\d{2})")
 RECIPIENT_FIELDS: tuple[RecipientField, ...] = ("userIds", "installIds")
 
@@ -109,12 +110,10 @@ def _build(request: dict[str, Any], *, message_id: str, envelope_id: str | None)
 def _fingerprint(content: Content, user_ids: Sequence[str], install_ids: Sequence[str]) -> str:
     """Identifies what is forwarded (content and recipients as given), not the extensions.
 
-    Every part is length-prefixed, so no two different requests hash alike by shifting a separator. Cheaper
-    than hashing canonical JSON, which was a tenth of the handler's time per record (make bench).
+    A JSON array of the fields is unambiguous and the C encoder makes it cheap: hashing the canonical JSON of the
+    whole request (sorted keys) was a tenth of the handler's time per record (make bench).
     """
-    parts = [content.title, content.summary, content.deeplink or "", "-" if content.deeplink is None else "+"]
-    parts += [f"userIds:{len(user_ids)}", *user_ids, f"installIds:{len(install_ids)}", *install_ids]
-    text = "".join(f"{len(part)}:{part}" for part in parts)
+    text = _ENCODE([content.title, content.summary, content.deeplink, user_ids, install_ids])
     return hashlib.blake2b(text.encode(), digest_size=20).hexdigest()
 
 
