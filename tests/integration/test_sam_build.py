@@ -48,6 +48,10 @@ def test_sam_build_output_is_a_working_function(tmp_path: Path) -> None:
     function = build_dir / "SendNotificationsFunction"
     assert (layer / "imshop_push" / "schemas" / "notification_request.json").is_file()
     assert not (layer / "boto3").exists(), "boto3 comes with the Lambda runtime and must not be shipped"
+    # Lambda's file system is read-only: without shipped bytecode every cold start compiles everything again.
+    for module in ("imshop_push/dispatcher", "aws_lambda_powertools/logging/logger", "urllib3/connectionpool"):
+        folder, name = module.rsplit("/", 1)
+        assert (layer / folder / "__pycache__" / f"{name}.cpython-313.pyc").is_file(), module
 
     paths = [str(function), str(layer), str(lambda_runtime_packages(tmp_path / "runtime"))]
     probe = (
@@ -57,7 +61,7 @@ def test_sam_build_output_is_a_working_function(tmp_path: Path) -> None:
     )
     result = subprocess.run(
         [sys.executable, "-I", "-S", "-c", f"import sys; sys.path[:0] = {paths!r}; {probe}"],
-        env={"IMSHOP_API_URL": "http://127.0.0.1:9/x", "PATH": env["PATH"]},
+        env={"IMSHOP_API_URL": "http://127.0.0.1:9/x", "PATH": env["PATH"], "PYTHONDONTWRITEBYTECODE": "1"},
         capture_output=True,
         text=True,
         check=True,
