@@ -130,7 +130,10 @@ def backlog_phase(
     calls = stack.sandbox.calls
     per_window = _per_window(calls, window)
     handled = sum(len(r.message_ids) for r in stack.source.reports())
-    print(f"   drained in {elapsed:.1f} s; IMSHOP calls: {len(calls)} (fewest possible: {notifications})")
+    print(
+        f"   drained in {elapsed:.1f} s; IMSHOP calls: {len(calls)}"
+        f" ({notifications} if each notification's requests all shared one batch: merging is per batch)"
+    )
     print(f"   recipients per call: {sorted(Counter(_recipients(c.body) for c in calls).items())}")
     print(f"   calls per {window:g} s window: {' '.join(map(str, per_window))}")
     print(
