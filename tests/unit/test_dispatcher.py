@@ -21,9 +21,10 @@ from imshop_push.dispatcher import Deadline, Dispatcher, Disposition, RecordResu
 from imshop_push.imshop_client import CallOutcome, CallResult
 from imshop_push.inbound import InboundMessage
 from imshop_push.observability import METRIC_NAMES
+from imshop_push.parsing import parse_body
 from imshop_push.rate_limit import Denied, InProcessRateLimiter, Permit, WindowPolicy
-from imshop_push.sqs_outbox import Deferral, Poison
-from imshop_push.state import CallRecord, CallStatus, Claim, InProcessStateStore, Settlement
+from imshop_push.sqs_outbox import Deferral, Poison, dead_letter_entry, requeue_entry
+from imshop_push.state import CallRecord, CallStatus, Claim, InProcessStateStore, Settlement, StateStoreError
 
 QUEUE_ARN = "arn:aws:sqs:eu-central-1:123456789012:imshop-push-requests"
 WORST_CASE = 13.0
@@ -194,7 +195,9 @@ class Harness:
     def results(self, *messages: InboundMessage, seconds: float = 90.0) -> dict[str, RecordResult]:
         now = self.clock()
         hard = now + seconds
-        deadline = Deadline(hard=hard, last_call_start=hard - min(3.0, seconds * 0.1) - WORST_CASE)
+        deadline = Deadline(
+            hard=hard, last_call_start=hard - min(3.0 + 0.0015 * len(messages), seconds * 0.25) - WORST_CASE
+        )
         self.deadlines.append(deadline)
         results = self.dispatcher.dispatch(list(messages), deadline=deadline)
         assert set(results) == {m.message_id for m in messages}, "one result per record, no more, no less"
@@ -239,13 +242,17 @@ def phones(count: int, start: int = 0) -> list[str]:
 
 
 def requeued_copy(deferral: Deferral, new_id: str) -> InboundMessage:
-    """What SQS hands back after the backlog sink re-enqueued a deferral (as sqs_outbox builds it)."""
-    text = deferral.message.body
-    if deferral.key_from_message_id:
-        document = json.loads(text)
-        document["idempotencyKey"] = deferral.idempotency_key
-        text = json.dumps(document, ensure_ascii=False)
-    return InboundMessage(new_id, text, deferral.message.event_source_arn, 1, deferral.message.message_attributes)
+    """What SQS hands back after the backlog sink re-enqueued a deferral, built by sqs_outbox itself."""
+    entry = requeue_entry(deferral)
+    return InboundMessage(new_id, entry["MessageBody"], deferral.message.event_source_arn, 1, lambda_attributes(entry))
+
+
+def lambda_attributes(entry: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """SendMessage's attribute shape as Lambda delivers it."""
+    return {
+        name: {"dataType": value["DataType"], "stringValue": value["StringValue"]}
+        for name, value in entry.get("MessageAttributes", {}).items()
+    }
 
 
 def drain(h: Harness, messages: list[InboundMessage], *, seconds: float, rounds: int = 30) -> None:
@@ -386,16 +393,51 @@ def test_imshop_400_is_dead_lettered_with_imshops_message_and_not_retried() -> N
     assert h.metrics["ImshopCallsRejected"] == 1
 
 
-def test_a_400_on_a_merged_call_dead_letters_every_request_it_served() -> None:
+def test_a_400_on_a_merged_call_is_tried_request_by_request_and_only_the_refused_one_is_poison() -> None:
     h = Harness()
-    h.api.script = [CallOutcome(CallResult.REJECTED, "IMSHOP answered 400: Bad Request", 400)]
 
+    def imshop(payload: dict[str, Any]) -> CallOutcome:
+        if "bad-id" in payload.get("userIds", []):
+            return CallOutcome(CallResult.REJECTED, "IMSHOP answered 400: Bad Request", 400)
+        return SENT
+
+    h.api.answer = imshop
     results = h.run(
-        msg("m1", body(users=["u1"])), msg("m2", body(users=["u2"])), msg("other", body(users=["u3"], message=BONUS))
+        msg("m1", body(users=["u1", "shared"])),
+        msg("m2", body(users=["bad-id", "shared"])),
+        msg("m3", body(users=["u3", "shared"])),
+        msg("other", body(users=["u4"], message=BONUS)),
     )
 
-    assert results == {"m1": Disposition.DEAD_LETTERED, "m2": Disposition.DEAD_LETTERED, "other": Disposition.DELIVERED}
-    assert sorted(p.message.message_id for p in h.dlq.received) == ["m1", "m2"]
+    assert results == {
+        "m1": Disposition.DELIVERED,
+        "m2": Disposition.DEAD_LETTERED,
+        "m3": Disposition.DELIVERED,
+        "other": Disposition.DELIVERED,
+    }
+    assert [p.message.message_id for p in h.dlq.received] == ["m2"]
+    assert "400" in h.dlq.received[0].reason
+    delivered = h.api.delivered()
+    accepted = Counter(
+        (c.payload["message"]["title"], f, r)
+        for c in h.api.calls
+        if "bad-id" not in c.payload.get("userIds", [])
+        for f, r in c.recipients
+    )
+    assert accepted[(SHIPPED["title"], "userIds", "shared")] == 1, "a shared recipient is sent once, not per request"
+    assert accepted[(SHIPPED["title"], "userIds", "u1")] == 1
+    assert accepted[(SHIPPED["title"], "userIds", "u3")] == 1
+    assert delivered[(SHIPPED["title"], "userIds", "bad-id")] == 2, "the merged call and the isolated one"
+
+
+def test_a_400_on_a_single_request_call_dead_letters_it_with_imshops_message() -> None:
+    h = Harness()
+    h.api.script = [CallOutcome(CallResult.REJECTED, 'IMSHOP answered 400: Bad Request: child "userIds" fails', 400)]
+
+    results = h.run(msg("m1", body(users=["u1"])))
+
+    assert results == {"m1": Disposition.DEAD_LETTERED}
+    assert h.dlq.received[0].reason == 'IMSHOP answered 400: Bad Request: child "userIds" fails'
 
 
 # --- idempotency keys -----------------------------------------------------------------------------------
@@ -617,12 +659,15 @@ def test_429_that_outlasts_the_invocation_defers_instead_of_failing() -> None:
     assert len(h.api.calls) == 1
 
 
-def test_imshop_answering_429_forever_is_retried_a_bounded_number_of_times() -> None:
+def test_imshop_answering_429_again_and_again_defers_the_request_instead_of_failing_it() -> None:
+    # Throttling is waiting for budget, not a failure: a RETRY would walk a valid request towards the DLQ.
     h = Harness()
-    h.api.answer = lambda _payload: CallOutcome(CallResult.RATE_LIMITED, "429", 429, 0.0)
+    h.api.answer = lambda _payload: CallOutcome(CallResult.RATE_LIMITED, "429", 429, 30.0)
 
-    assert h.run(msg("m1", body(users=["u1"])), seconds=900) == {"m1": Disposition.RETRY}
+    assert h.run(msg("m1", body(users=["u1"])), seconds=900) == {"m1": Disposition.DEFERRED}
     assert 2 <= len(h.api.calls) <= 5
+    [deferral] = h.backlog.received
+    assert deferral.delay_seconds >= 29, "re-enqueued for when IMSHOP said it would take calls again"
 
 
 def test_no_more_than_the_limit_of_calls_start_within_any_window() -> None:
@@ -889,3 +934,54 @@ def test_every_metric_is_a_declared_name_and_the_main_ones_are_emitted() -> None
     ):
         assert h.metrics[name] > 0, name
     assert h.metrics["RequestsReceived"] == 6
+
+
+def test_a_deferred_request_keeps_only_attempts_that_started_a_call_for_it() -> None:
+    """Redeliveries read the calls of a request's attempts: planned-but-never-started calls must not pile up
+    there, or every round of a long backlog reads more than the one before."""
+    h = Harness(limit=1, window=60, max_recipients=1)
+    first = msg("first", body(users=["u1", "u2"], key="first"))
+    never = msg("never", body(users=["u9"], key="never", message=BONUS))
+
+    assert h.run(first, never, seconds=20) == {"first": Disposition.DEFERRED, "never": Disposition.DEFERRED}
+    assert len(h.api.calls) == 1
+
+    keys = [
+        (r.idempotency_key, r.fingerprint)
+        for r in (parse_body(m.body, message_id=m.message_id) for m in (first, never))
+    ]
+    claims = h.state.claim_many(keys, attempt_id="probe", now=h.clock() + 100, lease_until=h.clock() + 200)
+    assert claims["never"].attempts == (), "no call carried it: its history stays empty"
+    (attempt,) = claims["first"].attempts
+    records = h.state.load_calls([attempt])
+    assert len(records) == 1, "only the call that was started is on record"
+
+
+def test_a_throttled_state_table_sends_records_back_instead_of_crashing_the_batch() -> None:
+    h = Harness()
+
+    def throttled(settlements: Sequence[Settlement], *, now: float) -> None:
+        raise StateStoreError("DynamoDB kept returning unprocessed items (throttled)")
+
+    h.state.settle = throttled  # type: ignore[method-assign]
+    results = h.run(msg("m1", body(users=["u1"])), msg("bad", "not json"))
+
+    assert results == {"m1": Disposition.RETRY, "bad": Disposition.DEAD_LETTERED}
+
+
+def test_a_redriven_keyless_request_resumes_where_it_stopped() -> None:
+    """A raw request without idempotencyKey is keyed by its SQS message id; redriven from the DLQ it gets a new
+    one. The dead letter carries the key, so the recipients IMSHOP already has are not sent again."""
+    h = Harness(max_recipients=1)
+    h.api.script = [SENT, CallOutcome(CallResult.REJECTED, "IMSHOP answered 400: Bad Request", 400)]
+    original = msg("m1", body(users=["u1", "u2"]), producer="crm")
+
+    assert h.run(original) == {"m1": Disposition.DEAD_LETTERED}
+    entry = dead_letter_entry(h.dlq.received[0])
+    assert entry["MessageBody"] == original.body, "the dead letter keeps the original body"
+    assert entry["MessageAttributes"]["idempotencyKey"]["StringValue"] == "m1"
+    assert entry["MessageAttributes"]["producer"]["StringValue"] == "crm"
+
+    redriven = InboundMessage("redriven-1", entry["MessageBody"], QUEUE_ARN, 1, lambda_attributes(entry))
+    assert h.run(redriven) == {"redriven-1": Disposition.DELIVERED}, "the cause was fixed, IMSHOP takes u2 now"
+    assert [c.recipients for c in h.api.calls] == [[("userIds", "u1")], [("userIds", "u2")], [("userIds", "u2")]]

@@ -473,3 +473,13 @@ def test_validate_request_accepts_what_powertools_accepts() -> None:
 
     validate_request(document)
     validate(event=document, schema=request_schema())
+
+
+def test_content_that_would_not_fit_a_push_is_poison_even_within_the_character_bounds() -> None:
+    # 4-byte emoji: 1500 characters of summary alone are 6000 bytes, past the 4 KB APNs/FCM payload.
+    message = {**MESSAGE, "summary": "🎁" * 1500}
+
+    reason = reason_for({"userIds": ["1"], "message": message})
+
+    assert reason.startswith("message: title, summary and deeplink together are ")
+    assert "at most 3500 fit a push" in reason

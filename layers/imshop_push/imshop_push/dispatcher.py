@@ -28,17 +28,18 @@ from imshop_push import observability as m
 from imshop_push.imshop_client import CallOutcome, CallResult
 from imshop_push.inbound import InboundMessage
 from imshop_push.masking import mask_recipients
-from imshop_push.model import NotificationRequest, Recipient
+from imshop_push.model import Content, NotificationRequest, Recipient
 from imshop_push.observability import MetricSink
 from imshop_push.parsing import PoisonMessageError, parse_body
 from imshop_push.planning import Delivery, PlannedCall, plan_calls
 from imshop_push.rate_limit import Denied, Permit, RateLimiter, wait_for_permit
-from imshop_push.sqs_outbox import Deferral, Poison
+from imshop_push.sqs_outbox import KEY_ATTRIBUTE, Deferral, Poison
 from imshop_push.state import (
     CallStatus,
     ClaimStatus,
     Settlement,
     StateStore,
+    StateStoreError,
     call_id,
     delivery_digests,
     pack_digests,
@@ -47,7 +48,7 @@ from imshop_push.state import (
 logger = logging.getLogger(__name__)
 
 MAX_RATE_LIMITED_RETRIES = 3
-STORE_ERRORS = (ClientError, BotoCoreError)
+STORE_ERRORS = (ClientError, BotoCoreError, StateStoreError)
 
 
 class Disposition(enum.StrEnum):
@@ -104,6 +105,18 @@ class _Work:
     poisoned: str | None = None
     expired: bool = False
     deferred_until: float | None = None
+    recorded_in_attempt: bool = False  # a call carrying it was recorded: this attempt belongs to its history
+
+
+@dataclass(slots=True)
+class _Attempt:
+    """The calls of one invocation. `recorded` is how many have call records (the attempt item says so), so a
+    redelivery reads the calls that were started, not every call that was planned."""
+
+    id: str
+    calls: list[PlannedCall]
+    recorded: int = 0
+    isolation_sent: set[tuple[Content, Recipient]] = field(default_factory=set)
 
 
 class Dispatcher:
@@ -158,7 +171,8 @@ class Dispatcher:
         parsed = []
         for message in messages:
             try:
-                parsed.append((message, parse_body(message.body, message_id=message.message_id)))
+                key = message.message_attributes.get(KEY_ATTRIBUTE, {}).get("stringValue")
+                parsed.append((message, parse_body(message.body, message_id=message.message_id, key_attribute=key)))
             except PoisonMessageError as e:
                 self._metric(m.REQUESTS_INVALID, 1)
                 logger.warning("invalid request", extra={"message_id": message.message_id, "reason": e.reason})
@@ -301,30 +315,28 @@ class Dispatcher:
 
     # 4-5. plan and send ---------------------------------------------------------------------------------
     def _send(self, work: dict[str, _Work], deliveries: list[Delivery], attempt_id: str, deadline: Deadline) -> None:
-        calls = plan_calls(deliveries, max_recipients=self._max_recipients)
-        if not calls:
-            return
-        try:
-            self._state.start_attempt(attempt_id, len(calls), now=self._clock())
-        except STORE_ERRORS:
-            logger.exception("cannot record the attempt: its requests go back to SQS")
-            for d in deliveries:
-                work[d.message_id].failed = "state store unavailable"
-            return
+        attempt = _Attempt(attempt_id, plan_calls(deliveries, max_recipients=self._max_recipients))
+        calls = attempt.calls
         for index, call in enumerate(calls):
             for message_id in call.message_ids:
                 work[message_id].pending_calls.add(index)
-        for index, call in enumerate(calls):
+        index = 0
+        while index < len(calls):
             try:
-                denied = self._send_one(work, call, call_id(attempt_id, index), index, deadline)
+                outcome = self._send_one(work, attempt, index, deadline)
             except STORE_ERRORS:
-                logger.exception("the shared rate limiter is unavailable: the rest goes back to SQS")
+                logger.exception("the state table is unavailable: the rest goes back to SQS")
                 for rest in calls[index:]:
-                    self._fail([work[mid] for mid in rest.message_ids], "rate limiter unavailable")
+                    self._fail([work[mid] for mid in rest.message_ids], "state store unavailable")
                 return
-            if denied is not None:
-                self._defer_rest(work, calls[index:], denied)
+            if isinstance(outcome, Denied):
+                self._defer_rest(work, calls[index:], outcome)
                 return
+            for split in outcome:  # a rejected merged call, one request at a time
+                for message_id in split.message_ids:
+                    work[message_id].pending_calls.add(len(calls))
+                calls.append(split)
+            index += 1
 
     def _defer_rest(self, work: dict[str, _Work], calls: list[PlannedCall], denied: Denied) -> None:
         """Out of budget for this invocation: spread the rest over the windows in which their turn comes.
@@ -341,16 +353,18 @@ class Dispatcher:
                     w.deferred_until = turn
 
     def _send_one(
-        self, work: dict[str, _Work], call: PlannedCall, cid: str, index: int, deadline: Deadline
-    ) -> Denied | None:
+        self, work: dict[str, _Work], attempt: _Attempt, index: int, deadline: Deadline
+    ) -> Denied | list[PlannedCall]:
+        """Send call `index`; returns Denied when out of budget, or calls to send next (isolation), or []."""
+        call = attempt.calls[index]
+        cid = call_id(attempt.id, index)
         owners = [work[mid] for mid in call.message_ids]
         for _ in range(MAX_RATE_LIMITED_RETRIES + 1):
-            live_call = self._without_expired(call, owners)
+            live_call = self._without_expired(call, owners, attempt)
             if live_call is None:
                 for w in owners:
                     w.pending_calls.discard(index)
-                return None
-            call = live_call
+                return []
             permit = wait_for_permit(
                 self._limiter,
                 latest_start=deadline.last_call_start,
@@ -360,37 +374,46 @@ class Dispatcher:
             )
             if isinstance(permit, Denied):
                 return permit
-            live_call = self._without_expired(call, owners)  # the wait may have outlived some requests
+            live_call = self._without_expired(call, owners, attempt)  # the wait may have outlived some requests
             if live_call is None:
                 self._tighten(permit, self._clock())
                 for w in owners:
                     w.pending_calls.discard(index)
-                return None
+                return []
             call = live_call
             digests = pack_digests(delivery_digests(call.content, call.recipients))
             try:
-                self._state.mark_call(cid, digests, status=CallStatus.PENDING, now=self._clock())
+                self._record_pending(attempt, index, cid, digests)
             except STORE_ERRORS:
                 self._tighten(permit, self._clock())
                 logger.exception("cannot record the call before sending: not sent")
                 self._fail(owners, "state store unavailable")
-                return None
+                return []
+            for w in owners:
+                w.recorded_in_attempt = True
             outcome = self._api.send(call.payload())
             finished_at = self._clock()
             self._metric(_CALL_METRIC[outcome.result], 1)
             self._log_call(call, outcome)
             if outcome.result is CallResult.RATE_LIMITED:
                 retry_after = outcome.retry_after_seconds
+                blocked_until = finished_at + (retry_after if retry_after is not None else self._window)
                 self._tighten(permit, finished_at)
                 self._mark_not_delivered(cid, digests)
-                self._limiter.block_until(finished_at + (retry_after if retry_after is not None else self._window))
+                self._limiter.block_until(blocked_until)
                 continue
             # Proof of delivery first: the slot can wait, the record of what was sent cannot.
-            self._apply(owners, call, outcome, cid=cid, digests=digests, index=index)
+            splits = self._apply(owners, call, outcome, attempt=attempt, cid=cid, digests=digests, index=index)
             self._tighten(permit, finished_at)
-            return None
-        self._fail(owners, "IMSHOP kept answering 429")
-        return None
+            return splits
+        # IMSHOP keeps throttling: that is waiting for budget, not a failure; the requests wait in the queue.
+        return Denied(blocked_until)
+
+    def _record_pending(self, attempt: _Attempt, index: int, cid: str, digests: bytes) -> None:
+        if attempt.recorded <= index:
+            self._state.start_attempt(attempt.id, index + 1, now=self._clock())
+            attempt.recorded = index + 1
+        self._state.mark_call(cid, digests, status=CallStatus.PENDING, now=self._clock())
 
     def _mark_not_delivered(self, cid: str, digests: bytes) -> None:
         """IMSHOP surely did not deliver: a redelivery must not count these recipients as ambiguous."""
@@ -413,10 +436,11 @@ class Dispatcher:
         call: PlannedCall,
         outcome: CallOutcome,
         *,
+        attempt: _Attempt,
         cid: str,
         digests: bytes,
         index: int,
-    ) -> None:
+    ) -> list[PlannedCall]:
         if outcome.result is CallResult.SENT:
             self._metric(m.RECIPIENTS_SENT, len(call.recipients))
             try:
@@ -425,34 +449,59 @@ class Dispatcher:
                 # Delivered, but the proof is not stored: a redelivery will see the call as ambiguous.
                 logger.exception("delivered, but could not record it")
                 self._fail(owners, "delivered but not recorded; a retry counts as ambiguous")
-                return
+                return []
+            if call.isolated:
+                attempt.isolation_sent.update((call.content, r) for r in call.recipients)
             for w in owners:
                 w.pending_calls.discard(index)
-        elif outcome.result is CallResult.REJECTED:
-            self._mark_not_delivered(cid, digests)
-            reason = outcome.reason if len(owners) == 1 else f"{outcome.reason} (merged call of {len(owners)} requests)"
-            for w in owners:
-                w.poisoned = reason
-        else:
-            if outcome.result is CallResult.FAILED:
-                self._mark_not_delivered(cid, digests)
+            return []
+        if outcome.result is CallResult.AMBIGUOUS:
+            self._fail(owners, outcome.reason)  # the call record stays pending: a redelivery counts it
+            return []
+        self._mark_not_delivered(cid, digests)
+        if outcome.result is not CallResult.REJECTED:
             self._fail(owners, outcome.reason)
-
-    def _without_expired(self, call: PlannedCall, owners: list[_Work]) -> PlannedCall | None:
-        """Drop recipients whose every requester expired while waiting: never sent late."""
-        now = datetime.fromtimestamp(self._clock(), UTC)
-        expired = {w.request.message_id for w in owners if not w.expired and w.request.is_expired(now)}
+            return []
+        if len(owners) == 1:
+            owners[0].poisoned = outcome.reason
+            return []
+        # A merged call refused: which request IMSHOP objects to cannot be told from one answer, and the others
+        # must not share its fate. Each request gets its own call; a recipient delivered by one of them is not
+        # sent again by the next (isolation_sent).
         for w in owners:
-            if w.request.message_id in expired:
+            w.pending_calls.discard(index)
+        wanted = {w.request.message_id: set(w.request.recipients) for w in owners}
+        return [
+            PlannedCall(
+                call.content,
+                tuple(r for r in call.recipients if r in wanted[w.request.message_id]),
+                frozenset({w.request.message_id}),
+                isolated=True,
+            )
+            for w in sorted(owners, key=lambda w: w.request.message_id)
+        ]
+
+    def _without_expired(self, call: PlannedCall, owners: list[_Work], attempt: _Attempt) -> PlannedCall | None:
+        """Drop recipients whose every requester expired while waiting (never sent late), and, for a call split
+        off a rejected merged call, recipients an earlier split already delivered."""
+        now = datetime.fromtimestamp(self._clock(), UTC)
+        for w in owners:
+            if not w.expired and w.request.is_expired(now):
                 w.expired = True
-        if not any(w.expired for w in owners):
-            return call
         live = [w for w in owners if not w.expired]
         if not live:
             return None
-        wanted = {r for w in live for r in w.request.recipients}
-        recipients = tuple(r for r in call.recipients if r in wanted)
-        return PlannedCall(call.content, recipients, frozenset(w.request.message_id for w in live))
+        recipients = call.recipients
+        if len(live) < len(owners):
+            wanted = {r for w in live for r in w.request.recipients}
+            recipients = tuple(r for r in recipients if r in wanted)
+        if call.isolated:
+            recipients = tuple(r for r in recipients if (call.content, r) not in attempt.isolation_sent)
+        if not recipients:
+            return None
+        if recipients is call.recipients:
+            return call
+        return PlannedCall(call.content, recipients, frozenset(w.request.message_id for w in live), call.isolated)
 
     def _fail(self, owners: list[_Work], reason: str) -> None:
         for w in owners:
@@ -487,12 +536,13 @@ class Dispatcher:
             if result.disposition is Disposition.EXPIRED:
                 self._expire(message_id, w.request, results)
             done = result.disposition in (Disposition.DELIVERED, Disposition.EXPIRED)
-            attempts = () if done else (*w.attempts, w.attempt_id)
+            attempts = () if done else (*w.attempts, w.attempt_id) if w.recorded_in_attempt else w.attempts
             settlements.append(Settlement(w.request.idempotency_key, w.request.fingerprint, done, attempts))
             if result.disposition is Disposition.DEFERRED:
                 deferrals.append(self._deferral(w))
             elif result.disposition is Disposition.DEAD_LETTERED:
-                poison.append(Poison(w.message, result.reason))
+                key = w.request.idempotency_key if w.request.key_is_message_id else None
+                poison.append(Poison(w.message, result.reason, idempotency_key=key))
         try:
             self._state.settle(settlements, now=self._clock())
         except STORE_ERRORS:

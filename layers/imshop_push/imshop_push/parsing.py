@@ -22,6 +22,7 @@ from imshop_push.model import Content, NotificationRequest, Recipient, Recipient
 from imshop_push.validation import request_schema, validate_request
 
 MAX_ENVELOPE_DEPTH = 3
+MAX_CONTENT_BYTES = 3500  # of the 4 KB APNs/FCM payload; the rest is for the platforms' and IMSHOP's envelope
 _ENCODE = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
 RFC3339 = re.compile(r"\d{4}-\d{2}-\d{2}[Tt]\d{2}:\d{2}:\d{2}(\.\d+)?([Zz]|[+-]\d{2}:\d{2})")
 RECIPIENT_FIELDS: tuple[RecipientField, ...] = ("userIds", "installIds")
@@ -35,8 +36,12 @@ class PoisonMessageError(Exception):
         self.reason = reason
 
 
-def parse_body(body: str, *, message_id: str) -> NotificationRequest:
-    """Parse, unwrap and validate one SQS message body; raise `PoisonMessageError` if it can never be sent."""
+def parse_body(body: str, *, message_id: str, key_attribute: str | None = None) -> NotificationRequest:
+    """Parse, unwrap and validate one SQS message body; raise `PoisonMessageError` if it can never be sent.
+
+    `key_attribute` is the message's `idempotencyKey` attribute: the dispatcher puts it on dead letters whose key
+    was their SQS message id, so that a redriven copy (a new message id) is still the same request.
+    """
     try:
         document = json.loads(body)
     except json.JSONDecodeError as e:
@@ -46,7 +51,7 @@ def parse_body(body: str, *, message_id: str) -> NotificationRequest:
         validate_request(request)
     except SchemaValidationError as e:
         raise PoisonMessageError(describe_schema_error(e)) from None
-    return _build(request, message_id=message_id, envelope_id=envelope_id)
+    return _build(request, message_id=message_id, envelope_id=envelope_id or key_attribute)
 
 
 def _unwrap(document: Any) -> tuple[dict[str, Any], str | None]:
@@ -90,6 +95,13 @@ def _build(request: dict[str, Any], *, message_id: str, envelope_id: str | None)
         raise PoisonMessageError("userIds: at least one recipient is required in userIds or installIds")
     message = request["message"]
     content = Content(message["title"], message["summary"], request.get("deeplink"))
+    if len(content.title) + len(content.summary) + len(content.deeplink or "") > MAX_CONTENT_BYTES // 4:
+        size = len(f"{content.title}{content.summary}{content.deeplink or ''}".encode(errors="surrogatepass"))
+        if size > MAX_CONTENT_BYTES:
+            raise PoisonMessageError(
+                f"message: title, summary and deeplink together are {size} bytes in UTF-8; at most"
+                f" {MAX_CONTENT_BYTES} fit a push (APNs and FCM cap the whole payload at 4 KB)"
+            )
     expires_at = _parse_expiry(request["expiresAt"]) if "expiresAt" in request else None
     try:
         fingerprint = _fingerprint(content, request.get("userIds", ()), request.get("installIds", ()))

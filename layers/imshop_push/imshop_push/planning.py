@@ -28,6 +28,8 @@ class PlannedCall:
     content: Content
     recipients: tuple[Recipient, ...]
     message_ids: frozenset[str]
+    isolated: bool = False
+    """Split off a merged call IMSHOP rejected: one request's share, to find out which request IMSHOP refuses."""
 
     def payload(self) -> dict[str, Any]:
         """The vendor's request body. Extensions never leave the dispatcher; empty recipient lists are omitted."""

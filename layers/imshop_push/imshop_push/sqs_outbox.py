@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from functools import cache
 from typing import TYPE_CHECKING, Any
@@ -22,6 +22,9 @@ if TYPE_CHECKING:
 
 SQS_MAX_ATTRIBUTES = 10
 SQS_MAX_BATCH = 10
+SQS_MAX_BATCH_BYTES = 256 * 1024
+MAX_REASON_CHARACTERS = 1000
+KEY_ATTRIBUTE = "idempotencyKey"
 SQS_MAX_DELAY_SECONDS = 900
 REASON_ATTRIBUTE = "error"
 SOURCE_ID_ATTRIBUTE = "sourceMessageId"
@@ -33,6 +36,9 @@ logger = logging.getLogger(__name__)
 class Poison:
     message: InboundMessage
     reason: str
+    idempotency_key: str | None = None
+    """Set when the key came from the SQS message id (which a redriven copy will not share) and IMSHOP may already
+    have received part of the request: the dead letter carries it, so a redrive resumes instead of resending."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,7 +57,7 @@ class DeadLetterQueue:
 
     def send(self, poison: Sequence[Poison]) -> set[str]:
         """Move poison records; return the message ids that could NOT be moved."""
-        entries = [(p.message.message_id, _dead_letter_entry(p)) for p in poison]
+        entries = [(p.message.message_id, dead_letter_entry(p)) for p in poison]
         return _send_batches(self._client(), self._url, entries)
 
 
@@ -74,7 +80,7 @@ class SourceQueue:
                 logger.exception("cannot resolve the source queue for re-enqueueing")
                 failed.update(d.message.message_id for d in items)
                 continue
-            failed |= _send_batches(self._client(), url, [(d.message.message_id, _requeue_entry(d)) for d in items])
+            failed |= _send_batches(self._client(), url, [(d.message.message_id, requeue_entry(d)) for d in items])
         return failed
 
     @cache  # noqa: B019 - one instance per execution environment; queue URLs never change
@@ -85,9 +91,14 @@ class SourceQueue:
         return self._client().get_queue_url(QueueName=parts[5], QueueOwnerAWSAccountId=parts[4])["QueueUrl"]
 
 
-def _dead_letter_entry(poison: Poison) -> dict[str, Any]:
+def dead_letter_entry(poison: Poison) -> dict[str, Any]:
     attributes = to_send_attributes(poison.message.message_attributes)
-    kept = dict(list(attributes.items())[: SQS_MAX_ATTRIBUTES - 2])
+    ours = {REASON_ATTRIBUTE: _text_attribute(_printable(poison.reason)[:MAX_REASON_CHARACTERS])}
+    ours[SOURCE_ID_ATTRIBUTE] = _text_attribute(poison.message.message_id)
+    if poison.idempotency_key is not None:
+        ours[KEY_ATTRIBUTE] = _text_attribute(poison.idempotency_key)
+    kept = {k: v for k, v in attributes.items() if k not in ours}
+    kept = dict(list(kept.items())[: SQS_MAX_ATTRIBUTES - len(ours)])
     if len(kept) < len(attributes):
         logger.warning(
             "dead letter keeps %d of %d message attributes (SQS allows %d)",
@@ -95,17 +106,30 @@ def _dead_letter_entry(poison: Poison) -> dict[str, Any]:
             len(attributes),
             SQS_MAX_ATTRIBUTES,
         )
-    kept[REASON_ATTRIBUTE] = {"DataType": "String", "StringValue": poison.reason}
-    kept[SOURCE_ID_ATTRIBUTE] = {"DataType": "String", "StringValue": poison.message.message_id}
-    return {"MessageBody": poison.message.body, "MessageAttributes": kept}
+    return {"MessageBody": poison.message.body, "MessageAttributes": kept | ours}
 
 
-def _requeue_entry(deferral: Deferral) -> dict[str, Any]:
+def _text_attribute(value: str) -> dict[str, str]:
+    return {"DataType": "String", "StringValue": value}
+
+
+def _printable(text: str) -> str:
+    """Escape what SQS refuses in attribute values (control characters, lone surrogates, U+FFFE/U+FFFF):
+    reasons quote producers' field names, which may hold anything."""
+    return "".join(
+        c
+        if (c.isprintable() or c == " ") and not ("\ud800" <= c <= "\udfff") and c not in "\ufffe\uffff"
+        else ascii(c)[1:-1]
+        for c in text
+    )
+
+
+def requeue_entry(deferral: Deferral) -> dict[str, Any]:
     body = deferral.message.body
     if deferral.key_from_message_id:
         document = json.loads(body)
         document["idempotencyKey"] = deferral.idempotency_key
-        body = json.dumps(document, ensure_ascii=False, separators=(",", ":"))
+        body = json.dumps(document, separators=(",", ":"))  # ASCII: SQS refuses U+FFFE/U+FFFF raw
     entry: dict[str, Any] = {
         "MessageBody": body,
         "DelaySeconds": max(0, min(SQS_MAX_DELAY_SECONDS, deferral.delay_seconds)),
@@ -118,8 +142,7 @@ def _requeue_entry(deferral: Deferral) -> dict[str, Any]:
 
 def _send_batches(client: SQSClient, url: str, entries: list[tuple[str, dict[str, Any]]]) -> set[str]:
     failed: set[str] = set()
-    for start in range(0, len(entries), SQS_MAX_BATCH):
-        chunk = entries[start : start + SQS_MAX_BATCH]
+    for chunk in _batches(entries):
         request = [{"Id": str(i), **entry} for i, (_, entry) in enumerate(chunk)]
         try:
             response = client.send_message_batch(QueueUrl=url, Entries=request)  # type: ignore[arg-type]
@@ -130,3 +153,28 @@ def _send_batches(client: SQSClient, url: str, entries: list[tuple[str, dict[str
         for failure in response.get("Failed", []):
             failed.add(chunk[int(failure["Id"])][0])
     return failed
+
+
+def _batches(entries: list[tuple[str, dict[str, Any]]]) -> Iterator[list[tuple[str, dict[str, Any]]]]:
+    """At most 10 entries and 256 KiB a call: SQS refuses a whole batch over its payload limit, and a backlog of
+    requests with thousands of recipients each would otherwise never leave the invocation."""
+    chunk: list[tuple[str, dict[str, Any]]] = []
+    size = 0
+    for item in entries:
+        entry_size = _payload_size(item[1])
+        if chunk and (len(chunk) == SQS_MAX_BATCH or size + entry_size > SQS_MAX_BATCH_BYTES):
+            yield chunk
+            chunk, size = [], 0
+        chunk.append(item)
+        size += entry_size
+    if chunk:
+        yield chunk
+
+
+def _payload_size(entry: dict[str, Any]) -> int:
+    """What SQS counts against its limit: the body, and each attribute's name, type and value."""
+    size = len(entry["MessageBody"].encode())
+    for name, value in entry.get("MessageAttributes", {}).items():
+        size += len(name.encode()) + len(value["DataType"].encode())
+        size += len(value["StringValue"].encode()) if "StringValue" in value else len(value.get("BinaryValue", b""))
+    return size

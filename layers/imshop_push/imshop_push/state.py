@@ -28,6 +28,10 @@ from imshop_push.model import Content, Recipient
 DIGEST_SIZE = 8
 
 
+class StateStoreError(RuntimeError):
+    """The state table did not take or give what was asked, even after retries (e.g. throttled batch writes)."""
+
+
 class ClaimStatus(enum.StrEnum):
     CLAIMED = "claimed"  # this execution now owns the request
     DUPLICATE = "duplicate"  # already delivered: acknowledge, do nothing

@@ -7,13 +7,23 @@ message, so a redelivery always finds its request's state.
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterator, Sequence
+import time
+from collections.abc import Callable, Collection, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import ClientError
 
-from imshop_push.state import CallRecord, CallStatus, Claim, ClaimStatus, Settlement, call_id, unpack_digests
+from imshop_push.state import (
+    CallRecord,
+    CallStatus,
+    Claim,
+    ClaimStatus,
+    Settlement,
+    StateStoreError,
+    call_id,
+    unpack_digests,
+)
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
@@ -22,13 +32,22 @@ CLAIM_THREADS = 8
 BATCH_GET_LIMIT = 100
 BATCH_WRITE_LIMIT = 25
 MAX_UNPROCESSED_ROUNDS = 8
+BACKOFF_BASE_SECONDS = 0.05  # doubled each round: ~6 s in all before giving up
 
 
 class DynamoDBStateStore:
-    def __init__(self, client: DynamoDBClient, table_name: str, *, ttl_seconds: int) -> None:
+    def __init__(
+        self,
+        client: DynamoDBClient,
+        table_name: str,
+        *,
+        ttl_seconds: int,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
         self._client = client
         self._table = table_name
         self._ttl = ttl_seconds
+        self._sleep = sleep
 
     def claim_many(
         self, requests: Sequence[tuple[str, str]], *, attempt_id: str, now: float, lease_until: float
@@ -135,7 +154,9 @@ class DynamoDBStateStore:
         found: dict[str, dict[str, Any]] = {}
         for chunk in _chunks(sorted(set(ids)), BATCH_GET_LIMIT):
             request: dict[str, Any] = {self._table: {"Keys": [{"id": {"S": i}} for i in chunk], "ConsistentRead": True}}
-            for _ in range(MAX_UNPROCESSED_ROUNDS):
+            for round_ in range(MAX_UNPROCESSED_ROUNDS):
+                if round_:
+                    self._sleep(BACKOFF_BASE_SECONDS * 2**round_)
                 response = self._client.batch_get_item(RequestItems=request)
                 for item in response.get("Responses", {}).get(self._table, []):
                     found[item["id"]["S"]] = item
@@ -143,17 +164,19 @@ class DynamoDBStateStore:
                 if not request:
                     break
             else:
-                raise RuntimeError("DynamoDB kept returning unprocessed keys")
+                raise StateStoreError("DynamoDB kept returning unprocessed keys (throttled)")
         return found
 
     def _batch_write(self, writes: list[dict[str, Any]]) -> None:
         request: dict[str, Any] = {self._table: writes}
-        for _ in range(MAX_UNPROCESSED_ROUNDS):
+        for round_ in range(MAX_UNPROCESSED_ROUNDS):
+            if round_:
+                self._sleep(BACKOFF_BASE_SECONDS * 2**round_)
             response = self._client.batch_write_item(RequestItems=request)
             request = dict(response.get("UnprocessedItems") or {})
             if not request:
                 return
-        raise RuntimeError("DynamoDB kept returning unprocessed items")
+        raise StateStoreError("DynamoDB kept returning unprocessed items (throttled)")
 
 
 def _chunks[T](items: Sequence[T], size: int) -> Iterator[Sequence[T]]:
