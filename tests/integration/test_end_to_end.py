@@ -135,6 +135,8 @@ def test_a_batch_is_merged_into_the_lower_bound_of_calls(stack: LocalStack) -> N
     batch_size=20,
     batching_window_seconds=0.1,
     function_timeout_seconds=2.5,
+    http_timeout_seconds=0.3,
+    connect_timeout_seconds=0.2,
     visibility_timeout_seconds=3,
 )
 def test_a_backlog_of_distinct_requests_drains_at_the_limit_and_nothing_is_dead_lettered(stack: LocalStack) -> None:
@@ -261,6 +263,8 @@ def test_an_expired_request_is_neither_sent_nor_dead_lettered(stack: LocalStack)
     batch_size=5,
     batching_window_seconds=0.05,
     function_timeout_seconds=2.0,
+    http_timeout_seconds=0.3,
+    connect_timeout_seconds=0.2,
     visibility_timeout_seconds=3,
 )
 def test_concurrent_executions_share_one_limit(stack: LocalStack) -> None:

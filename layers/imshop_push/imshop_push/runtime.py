@@ -24,7 +24,8 @@ logger = logging.getLogger(__name__)
 
 SECRET_CACHE_SECONDS = 300
 FINISH_RESERVE_SECONDS = 3.0
-FINISH_RESERVE_FRACTION = 0.1
+FINISH_RESERVE_PER_RECORD_SECONDS = 0.0015
+FINISH_RESERVE_FRACTION = 0.25
 
 
 class SecretsUnavailableError(RuntimeError):
@@ -55,14 +56,18 @@ class Runtime:
             logger.warning("DEAD_LETTER_QUEUE_URL is unset: poison requests are logged and dropped")
 
     def handle(self, messages: Sequence[InboundMessage], *, remaining_seconds: float) -> dict[str, RecordResult]:
+        now = self._clock()  # before any setup: a cold start's imports and SSM reads come out of the same budget
+        hard = now + remaining_seconds
         try:
             dispatcher = self._dispatcher()
         except (SecretsUnavailableError, ConfigError) as e:
             logger.error("configuration unavailable; the whole batch goes back to SQS: %s", e)
             return {msg.message_id: RecordResult(Disposition.RETRY, "configuration unavailable") for msg in messages}
-        now = self._clock()
-        hard = now + remaining_seconds
-        reserve = min(FINISH_RESERVE_SECONDS, remaining_seconds * FINISH_RESERVE_FRACTION)
+        # Settling, re-enqueueing and dead-lettering take time per record (batched writes, ~1 ms a record).
+        reserve = min(
+            FINISH_RESERVE_SECONDS + FINISH_RESERVE_PER_RECORD_SECONDS * len(messages),
+            remaining_seconds * FINISH_RESERVE_FRACTION,
+        )
         last_call_start = hard - reserve - self._api_worst_case
         if last_call_start <= now:
             logger.error("the function timeout leaves no time for one IMSHOP call; raise it above HTTP_TIMEOUT_SECONDS")
