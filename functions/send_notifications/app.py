@@ -25,6 +25,10 @@ from imshop_push.runtime import Runtime
 logger = Logger()
 # The domain logs through stdlib logging (no Powertools in the layer's logic); give it the same JSON format.
 copy_config_to_registered_loggers(source_logger=logger, include={"imshop_push"})
+# At DEBUG, urllib3 logs request paths (the IMSHOP URL's path is its secret token) and botocore logs responses
+# (SSM answers with the decrypted URL and key). Whatever level the function runs at, they stay quiet.
+for _noisy in ("urllib3", "botocore"):
+    logging.getLogger(_noisy).setLevel(logging.WARNING)
 metrics = Metrics()
 processor = BatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failure=False)
 _runtime: Runtime | None = None

@@ -396,3 +396,12 @@ def test_logs_never_contain_the_key_the_url_token_or_a_full_phone_number(
     assert "push.imshop.example" not in text
     for phone in phones:
         assert phone not in text, phone
+
+
+def test_transport_libraries_stay_quiet_whatever_the_log_level(monkeypatch: pytest.MonkeyPatch) -> None:
+    """urllib3 logs request paths at DEBUG (the URL's path is its secret token), botocore logs responses (SSM's
+    carry the decrypted URL and key): with Lambda's application log level at DEBUG they must still say nothing."""
+    monkeypatch.setattr(logging.getLogger(), "level", logging.DEBUG)
+    for name in ("urllib3", "urllib3.connectionpool", "botocore", "botocore.parsers", "botocore.endpoint"):
+        assert not logging.getLogger(name).isEnabledFor(logging.DEBUG), name
+        assert not logging.getLogger(name).isEnabledFor(logging.INFO), name
