@@ -516,14 +516,13 @@ def test_function_permissions_are_those_the_code_needs_on_this_stack_only(templa
     dlq_id = getatt_target(template["Resources"][queue_id]["Properties"]["RedrivePolicy"]["deadLetterTargetArn"])
     (table_id,) = resources_of(template, "AWS::DynamoDB::Table")
     log_group_id = ref_target(function_property(template, "LoggingConfig")["LogGroup"])
-    consume = ("ReceiveMessage", "DeleteMessage", "GetQueueAttributes", "ChangeMessageVisibility")
+    consume = ("ReceiveMessage", "DeleteMessage", "GetQueueAttributes")  # what Lambda's SQS poller needs
     needed = {(f"sqs:{action}", queue_id) for action in consume}
     # Deferred backlog is re-enqueued (SendMessageBatch is authorised as SendMessage); poison
     # goes to the DLQ, which the function never reads.
     needed |= {("sqs:SendMessage", queue_id), ("sqs:GetQueueUrl", queue_id), ("sqs:SendMessage", dlq_id)}
     needed |= {
-        (f"dynamodb:{a}", table_id)
-        for a in ("GetItem", "PutItem", "UpdateItem", "DeleteItem", "BatchGetItem", "BatchWriteItem")
+        (f"dynamodb:{a}", table_id) for a in ("GetItem", "PutItem", "UpdateItem", "BatchGetItem", "BatchWriteItem")
     }
     needed |= {("logs:CreateLogStream", log_group_id), ("logs:PutLogEvents", log_group_id)}
     granted = grants(template, role_id)
