@@ -985,3 +985,12 @@ def test_a_redriven_keyless_request_resumes_where_it_stopped() -> None:
     redriven = InboundMessage("redriven-1", entry["MessageBody"], QUEUE_ARN, 1, lambda_attributes(entry))
     assert h.run(redriven) == {"redriven-1": Disposition.DELIVERED}, "the cause was fixed, IMSHOP takes u2 now"
     assert [c.recipients for c in h.api.calls] == [[("userIds", "u1")], [("userIds", "u2")], [("userIds", "u2")]]
+
+
+def test_a_producers_retry_with_a_later_expiry_is_sent_although_the_first_copy_expired() -> None:
+    h = Harness()
+    expired = msg("m1", body(users=["u1"], key="reminder-1", expires_at=h.clock() - 60))
+    retried = msg("m2", body(users=["u1"], key="reminder-1", expires_at=h.clock() + 3600))
+
+    assert h.run(expired, retried) == {"m1": Disposition.EXPIRED, "m2": Disposition.DELIVERED}
+    assert h.api.delivered() == Counter({(SHIPPED["title"], "userIds", "u1"): 1})

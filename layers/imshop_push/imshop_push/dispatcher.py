@@ -153,8 +153,8 @@ class Dispatcher:
         self._metric(m.REQUESTS_RECEIVED, len(messages))
 
         requests = self._parse(messages, poison)
+        requests = self._drop_expired(requests, results)  # first: a live copy of an expired request is sent
         requests = self._resolve_keys_in_batch(requests, results, poison)
-        requests = self._drop_expired(requests, results)
         attempt_id = uuid.uuid4().hex
         work = self._claim(requests, attempt_id, deadline, results, poison)
         if work:
