@@ -19,7 +19,7 @@ from typing import Any
 from aws_lambda_powertools.utilities.validation.exceptions import SchemaValidationError
 
 from imshop_push.model import Content, NotificationRequest, Recipient, RecipientField
-from imshop_push.validation import request_schema, validate_request
+from imshop_push.validation import validate_request
 
 MAX_ENVELOPE_DEPTH = 3
 MAX_CONTENT_BYTES = 3500  # of the 4 KB APNs/FCM payload; the rest is for the platforms' and IMSHOP's envelope
@@ -203,8 +203,3 @@ def _json_type(value: Any) -> str:
     if isinstance(value, list):
         return "array"
     return "object"
-
-
-def allowed_fields() -> list[str]:
-    """Top-level fields a producer may send (for docs and the publisher's error messages)."""
-    return list(request_schema()["properties"])
