@@ -132,7 +132,7 @@ def test_a_batch_is_merged_into_the_lower_bound_of_calls(stack: LocalStack) -> N
     rate_limit_window_seconds=0.4,
     max_receive_count=3,
     concurrency=2,
-    batch_size=20,
+    batch_size=40,  # more calls than one invocation has time for: the backlog must wait
     batching_window_seconds=0.1,
     function_timeout_seconds=2.5,
     http_timeout_seconds=0.3,
@@ -268,7 +268,7 @@ def test_an_expired_request_is_neither_sent_nor_dead_lettered(stack: LocalStack)
     visibility_timeout_seconds=3,
 )
 def test_concurrent_executions_share_one_limit(stack: LocalStack) -> None:
-    backlog = [request(f"Параллельно {i}", [f"7996{i:07d}"]) for i in range(60)]
+    backlog = [request(f"Параллельно {i}", [f"7996{i:07d}"]) for i in range(90)]
     stack.publish(backlog)
     stack.start_consumers()
     assert stack.source.drain(timeout=60)
