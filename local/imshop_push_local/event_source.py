@@ -561,19 +561,25 @@ class SqsEventSource:
 
         In-flight also covers an invocation whose deletes are done but whose report has not yet
         arrived, so that ``reports()`` is complete when this returns True.
+
+        Empty must be seen twice in a row: moto reads the clock once per count, so a message whose
+        visibility timeout ends between the "visible" and the "not visible" count is in neither.
         """
         deadline = time.monotonic() + timeout
         names: list[Any] = ["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesDelayed"]
         if include_in_flight:
             names.append("ApproximateNumberOfMessagesNotVisible")
+        seen_empty = False
         while True:
             with self._lock:
                 if self._init_errors:
                     raise RuntimeError(f"a worker failed to initialise:\n{self._init_errors[0]}")
             attributes = self._client().get_queue_attributes(QueueUrl=self._config.queue_url, AttributeNames=names)
             counts = [int(value) for value in attributes.get("Attributes", {}).values()]
-            if not any(counts) and not (include_in_flight and self._busy()):
+            empty = not any(counts) and not (include_in_flight and self._busy())
+            if empty and seen_empty:
                 return True
+            seen_empty = empty
             if time.monotonic() >= deadline:
                 return False
             time.sleep(_DRAIN_POLL_SECONDS)
