@@ -116,12 +116,7 @@ def _text_attribute(value: str) -> dict[str, str]:
 def _printable(text: str) -> str:
     """Escape what SQS refuses in attribute values (control characters, lone surrogates, U+FFFE/U+FFFF):
     reasons quote producers' field names, which may hold anything."""
-    return "".join(
-        c
-        if (c.isprintable() or c == " ") and not ("\ud800" <= c <= "\udfff") and c not in "\ufffe\uffff"
-        else ascii(c)[1:-1]
-        for c in text
-    )
+    return "".join(c if c.isprintable() else ascii(c)[1:-1] for c in text)  # Cc, Cs and Cn are not printable
 
 
 def requeue_entry(deferral: Deferral) -> dict[str, Any]:
