@@ -23,6 +23,7 @@ from imshop_push.inbound import InboundMessage
 from imshop_push.observability import METRIC_NAMES
 from imshop_push.parsing import parse_body
 from imshop_push.rate_limit import Denied, InProcessRateLimiter, Permit, WindowPolicy
+from imshop_push.runtime import invocation_deadline
 from imshop_push.sqs_outbox import Deferral, Poison, dead_letter_entry, requeue_entry
 from imshop_push.state import CallRecord, CallStatus, Claim, InProcessStateStore, Settlement, StateStoreError
 
@@ -195,9 +196,7 @@ class Harness:
     def results(self, *messages: InboundMessage, seconds: float = 90.0) -> dict[str, RecordResult]:
         now = self.clock()
         hard = now + seconds
-        deadline = Deadline(
-            hard=hard, last_call_start=hard - min(3.0 + 0.0015 * len(messages), seconds * 0.25) - WORST_CASE
-        )
+        deadline = invocation_deadline(hard, seconds, records=len(messages), worst_case_call_seconds=WORST_CASE)
         self.deadlines.append(deadline)
         results = self.dispatcher.dispatch(list(messages), deadline=deadline)
         assert set(results) == {m.message_id for m in messages}, "one result per record, no more, no less"

@@ -28,6 +28,18 @@ FINISH_RESERVE_PER_RECORD_SECONDS = 0.0015
 FINISH_RESERVE_FRACTION = 0.25
 
 
+def invocation_deadline(
+    hard: float, remaining_seconds: float, *, records: int, worst_case_call_seconds: float
+) -> Deadline:
+    """The last moment a call may start: a whole call, then settling, re-enqueueing and dead-lettering (batched
+    writes, ~1 ms a record) must still fit before the function times out at `hard`."""
+    reserve = min(
+        FINISH_RESERVE_SECONDS + FINISH_RESERVE_PER_RECORD_SECONDS * records,
+        remaining_seconds * FINISH_RESERVE_FRACTION,
+    )
+    return Deadline(hard=hard, last_call_start=hard - reserve - worst_case_call_seconds)
+
+
 class SecretsUnavailableError(RuntimeError):
     """The URL or key parameter cannot be read now (missing, no permission, SSM down): retry later."""
 
@@ -63,15 +75,12 @@ class Runtime:
         except (SecretsUnavailableError, ConfigError) as e:
             logger.error("configuration unavailable; the whole batch goes back to SQS: %s", e)
             return {msg.message_id: RecordResult(Disposition.RETRY, "configuration unavailable") for msg in messages}
-        # Settling, re-enqueueing and dead-lettering take time per record (batched writes, ~1 ms a record).
-        reserve = min(
-            FINISH_RESERVE_SECONDS + FINISH_RESERVE_PER_RECORD_SECONDS * len(messages),
-            remaining_seconds * FINISH_RESERVE_FRACTION,
+        deadline = invocation_deadline(
+            hard, remaining_seconds, records=len(messages), worst_case_call_seconds=self._api_worst_case
         )
-        last_call_start = hard - reserve - self._api_worst_case
-        if last_call_start <= now:
+        if deadline.last_call_start <= now:
             logger.error("the function timeout leaves no time for one IMSHOP call; raise it above HTTP_TIMEOUT_SECONDS")
-        return dispatcher.dispatch(messages, deadline=Deadline(hard=hard, last_call_start=last_call_start))
+        return dispatcher.dispatch(messages, deadline=deadline)
 
     def _dispatcher(self) -> Dispatcher:
         """Cached per execution environment; rebuilt only when the URL or key parameter changed."""
