@@ -115,7 +115,7 @@ class FlakyStateStore(InProcessStateStore):
     def __init__(self) -> None:
         super().__init__()
         self.failing: set[str] = set()
-        self.fail_mark_sent = False
+        self.mark_sent_failures = 0  # how many "sent" records to refuse before taking them again
 
     def _maybe_fail(self, operation: str) -> None:
         if operation in self.failing:
@@ -136,7 +136,8 @@ class FlakyStateStore(InProcessStateStore):
         return super().load_calls(attempt_ids)
 
     def mark_call(self, call_id: str, digests: bytes, *, status: CallStatus, now: float) -> None:
-        if status is CallStatus.SENT and self.fail_mark_sent:
+        if status is CallStatus.SENT and self.mark_sent_failures:
+            self.mark_sent_failures -= 1
             raise client_error("mark_call")
         if status is CallStatus.PENDING:
             self._maybe_fail("mark_call")
@@ -510,8 +511,8 @@ def test_the_same_content_under_another_key_in_a_later_batch_is_another_notifica
 
 def test_a_failed_merged_call_after_a_sent_one_resends_only_the_unsent_recipients() -> None:
     h = Harness(max_recipients=2)
-    a = msg("a", body(users=["u1", "u2", "u3"]))
-    b = msg("b", body(users=["u3", "u4"]))
+    a = msg("a", body(users=["u1", "u2", "u3"], key="a"))
+    b = msg("b", body(users=["u3", "u4"], key="b"))
     h.api.script = [SENT, FAILED]
 
     assert h.run(a, b) == {"a": Disposition.RETRY, "b": Disposition.RETRY}
@@ -558,7 +559,7 @@ def test_a_definite_failure_is_not_counted_as_an_ambiguous_redelivery() -> None:
 
 def test_an_ambiguous_call_is_resent_on_redelivery_and_counted() -> None:
     h = Harness()
-    a = msg("a", body(users=["u1", "u2"]))
+    a = msg("a", body(users=["u1", "u2"], key="a"))
     h.api.script = [AMBIGUOUS]
 
     assert h.run(a) == {"a": Disposition.RETRY}
@@ -589,17 +590,30 @@ def test_an_execution_that_dies_mid_call_keeps_its_lease_then_its_recipients_are
     assert h.metrics["AmbiguousRedeliveries"] == 1
 
 
-def test_a_call_whose_success_was_not_recorded_is_retried_as_ambiguous() -> None:
-    h = Harness()
-    a = msg("a", body(users=["u1"]))
-    h.state.fail_mark_sent = True
+def test_a_confirmed_call_whose_record_fails_once_is_recorded_on_retry_and_never_resent() -> None:
+    h = Harness(max_recipients=1, limit=1)
+    a = msg("a", body(users=["u1", "u2"], key="a"))
+    h.state.mark_sent_failures = 1
 
-    assert h.run(a) == {"a": Disposition.RETRY}
-    h.state.fail_mark_sent = False
+    assert h.run(a, seconds=20) == {"a": Disposition.DEFERRED}, "u1 sent, u2 waits for budget"
     h.clock.now += 60
+    assert h.run(requeued_copy(h.backlog.received[0], "a-2")) == {"a-2": Disposition.DELIVERED}
+
+    assert h.api.delivered() == Counter({(SHIPPED["title"], "userIds", u): 1 for u in ("u1", "u2")})
+    assert h.metrics["AmbiguousRedeliveries"] == 0
+
+
+def test_a_confirmed_call_whose_record_cannot_be_written_still_settles_its_request_as_delivered() -> None:
+    h = Harness()
+    a = msg("a", body(users=["u1"], key="a"))
+    h.state.mark_sent_failures = 1000
 
     assert h.run(a) == {"a": Disposition.DELIVERED}
-    assert h.metrics["AmbiguousRedeliveries"] == 1
+    h.state.mark_sent_failures = 0
+    h.clock.now += 60
+
+    assert h.run(a) == {"a": Disposition.DUPLICATE}
+    assert len(h.api.calls) == 1
 
 
 def test_a_request_served_by_another_requests_call_in_an_earlier_batch_is_still_sent() -> None:
@@ -837,7 +851,7 @@ def test_state_store_failing_on_claim_sends_the_whole_batch_back_but_still_dead_
 def test_state_store_failing_later_sends_records_back_and_never_loses_them(operation: str) -> None:
     h = Harness()
     h.state.failing = {operation}
-    message = msg("m1", body(users=["u1"]))
+    message = msg("m1", body(users=["u1"], key="m1"))
 
     assert h.run(message) == {"m1": Disposition.RETRY}
     h.state.failing = set()
@@ -849,7 +863,7 @@ def test_state_store_failing_later_sends_records_back_and_never_loses_them(opera
 
 def test_state_store_failing_to_load_progress_sends_the_redelivered_request_back() -> None:
     h = Harness()
-    message = msg("m1", body(users=["u1"]))
+    message = msg("m1", body(users=["u1"], key="m1"))
     h.api.script = [FAILED]
     h.run(message)
     h.state.failing = {"load_calls"}
@@ -963,7 +977,7 @@ def test_a_throttled_state_table_sends_records_back_instead_of_crashing_the_batc
         raise StateStoreError("DynamoDB kept returning unprocessed items (throttled)")
 
     h.state.settle = throttled  # type: ignore[method-assign]
-    results = h.run(msg("m1", body(users=["u1"])), msg("bad", "not json"))
+    results = h.run(msg("m1", body(users=["u1"], key="m1")), msg("bad", "not json"))
 
     assert results == {"m1": Disposition.RETRY, "bad": Disposition.DEAD_LETTERED}
 
@@ -993,3 +1007,124 @@ def test_a_producers_retry_with_a_later_expiry_is_sent_although_the_first_copy_e
 
     assert h.run(expired, retried) == {"m1": Disposition.EXPIRED, "m2": Disposition.DELIVERED}
     assert h.api.delivered() == Counter({(SHIPPED["title"], "userIds", "u1"): 1})
+
+
+# --- hardening: keys, copies and expiry -------------------------------------------------------------------
+
+
+def test_a_keyless_request_that_reached_imshop_is_retried_as_a_keyed_copy_so_sqs_redrive_cannot_resend_it() -> None:
+    """SQS's own move to the DLQ (maxReceiveCount) adds no attribute, and a redriven copy has a new message id:
+    a keyless request must not go that way once IMSHOP may have part of it."""
+    h = Harness(max_recipients=1)
+    h.api.script = [SENT, FAILED]
+    original = msg("m1", body(users=["u1", "u2"]))
+
+    assert h.run(original) == {"m1": Disposition.REQUEUED}
+    (retry,) = h.backlog.received
+    copy = requeued_copy(retry, "copy-1")
+    key = copy.message_attributes.get("idempotencyKey", {}).get("stringValue")
+    assert parse_body(copy.body, message_id="copy-1", key_attribute=key).idempotency_key == "m1"
+
+    h.api.script = [FAILED]
+    h.clock.now += 120
+    assert h.run(copy) == {"copy-1": Disposition.RETRY}, "keyed now: ordinary retries, towards the DLQ"
+    # SQS dead-letters it after maxReceiveCount, keeping its attributes; a redrive gives it a new message id.
+    redriven = InboundMessage("redriven-1", copy.body, QUEUE_ARN, 1, copy.message_attributes)
+    h.clock.now += 120
+    assert h.run(redriven) == {"redriven-1": Disposition.DELIVERED}
+    assert [c.recipients for c in h.api.calls] == [[("userIds", "u1")]] + [[("userIds", "u2")]] * 3, (
+        "u1 once (confirmed); u2 failed twice, then was sent"
+    )
+    assert h.metrics["RetriesRequeued"] == 1
+
+
+def test_a_keyless_request_whose_calls_all_failed_goes_back_to_sqs_as_usual() -> None:
+    h = Harness()
+    h.api.script = [FAILED]
+
+    assert h.run(msg("m1", body(users=["u1"]))) == {"m1": Disposition.RETRY}
+    assert h.backlog.received == []
+
+
+@pytest.mark.parametrize(("receive_count", "expected"), [(1, Disposition.RETRY), (2, Disposition.REQUEUED)])
+def test_a_keyless_redelivery_that_cannot_be_claimed_keeps_its_key_if_it_may_have_history(
+    receive_count: int, expected: Disposition
+) -> None:
+    """An earlier receive may have sent part of it (and died): unknown history is treated as history."""
+    h = Harness()
+    h.state.failing = {"claim_many"}
+    message = msg("m1", body(users=["u1"]))._replace(receive_count=receive_count)
+
+    assert h.run(message) == {"m1": expected}
+
+
+def test_a_failed_keyed_copy_falls_back_to_an_sqs_retry_when_it_cannot_be_written() -> None:
+    h = Harness()
+    h.api.script = [AMBIGUOUS]
+    h.backlog.fail_ids = {"m1"}
+
+    assert h.run(msg("m1", body(users=["u1"]))) == {"m1": Disposition.RETRY}
+
+
+def test_the_same_sqs_message_twice_in_a_batch_is_not_acknowledged_when_its_call_failed() -> None:
+    h = Harness()
+    a = msg("a", body(users=["u1"], key="a"))
+    h.api.script = [FAILED]
+
+    assert h.results(a, a)["a"].disposition is Disposition.RETRY
+    h.clock.now += 60
+    assert h.run(a) == {"a": Disposition.DELIVERED}, "not a duplicate of itself: its call failed"
+    assert [c.recipients for c in h.api.calls] == [[("userIds", "u1")]] * 2
+
+
+def test_a_redelivery_is_not_poisoned_by_a_conflicting_message_with_its_key_earlier_in_the_batch() -> None:
+    h = Harness()
+    original = msg("x", body(users=["u1"], key="order-1"))
+    assert h.run(original) == {"x": Disposition.DELIVERED}
+    h.clock.now += 60
+    impostor = msg("y", body(users=["u1"], key="order-1", message=BONUS))
+
+    assert h.run(impostor, original) == {"y": Disposition.DEAD_LETTERED, "x": Disposition.DUPLICATE}
+    assert [p.message.message_id for p in h.dlq.received] == ["y"]
+
+
+def test_a_waiting_request_wins_its_key_over_a_conflicting_content_first_in_the_batch() -> None:
+    h = Harness(limit=1, max_recipients=1)
+    waiting = msg("x", body(users=["u1", "u2"], key="order-1"))
+    assert h.run(waiting, seconds=20) == {"x": Disposition.DEFERRED}
+    h.clock.now += 70
+    impostor = msg("y", body(users=["u3"], key="order-1", message=BONUS))
+    back = requeued_copy(h.backlog.received[0], "x-2")
+
+    assert h.run(impostor, back) == {"y": Disposition.DEAD_LETTERED, "x-2": Disposition.DELIVERED}
+    assert h.api.delivered() == Counter({(SHIPPED["title"], "userIds", u): 1 for u in ("u1", "u2")})
+
+
+def test_without_state_the_first_content_in_the_batch_wins_its_key() -> None:
+    h = Harness()
+    first = msg("x", body(users=["u1"], key="order-1"))
+    second = msg("y", body(users=["u1"], key="order-1", message=BONUS))
+
+    assert h.run(first, second) == {"x": Disposition.DELIVERED, "y": Disposition.DEAD_LETTERED}
+    assert "key reused with different content" in h.dlq.received[0].reason
+
+
+def test_a_request_that_expires_while_waiting_does_not_mark_its_key_delivered() -> None:
+    h = Harness(limit=1, max_recipients=1)
+    first = msg("m1", body(users=["u1", "u2"], key="reminder-1", expires_at=T0 + 30))
+
+    assert h.run(first) == {"m1": Disposition.EXPIRED}, "u1 sent; u2 waited past expiresAt"
+    retried = msg("m2", body(users=["u1", "u2"], key="reminder-1", expires_at=T0 + 3600))
+    h.clock.now += 60
+
+    assert h.run(retried) == {"m2": Disposition.DELIVERED}
+    assert h.api.delivered() == Counter({(SHIPPED["title"], "userIds", u): 1 for u in ("u1", "u2")})
+
+
+def test_in_one_batch_the_copy_that_expires_last_carries_the_request() -> None:
+    h = Harness(limit=1, max_recipients=1)
+    soon = msg("soon", body(users=["u1", "u2"], key="reminder-1", expires_at=T0 + 30))
+    late = msg("late", body(users=["u1", "u2"], key="reminder-1", expires_at=T0 + 3600))
+
+    assert h.run(soon, late) == {"soon": Disposition.DUPLICATE, "late": Disposition.DELIVERED}
+    assert h.api.delivered() == Counter({(SHIPPED["title"], "userIds", u): 1 for u in ("u1", "u2")})

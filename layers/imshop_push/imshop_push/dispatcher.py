@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import enum
 import logging
+import math
 import time
 import uuid
 from collections.abc import Callable, Sequence
@@ -33,9 +34,10 @@ from imshop_push.observability import MetricSink
 from imshop_push.parsing import PoisonMessageError, parse_body
 from imshop_push.planning import Delivery, PlannedCall, plan_calls
 from imshop_push.rate_limit import Denied, Permit, RateLimiter, wait_for_permit
-from imshop_push.sqs_outbox import KEY_ATTRIBUTE, Deferral, Poison
+from imshop_push.sqs_outbox import KEY_ATTRIBUTE, SQS_MAX_DELAY_SECONDS, Deferral, Poison
 from imshop_push.state import (
     CallStatus,
+    Claim,
     ClaimStatus,
     Settlement,
     StateStore,
@@ -48,6 +50,7 @@ from imshop_push.state import (
 logger = logging.getLogger(__name__)
 
 MAX_RATE_LIMITED_RETRIES = 3
+STORE_RETRY_DELAYS = (0.05, 0.2)  # seconds before the 2nd and 3rd try of a write that must not be lost
 STORE_ERRORS = (ClientError, BotoCoreError, StateStoreError)
 
 
@@ -57,6 +60,7 @@ class Disposition(enum.StrEnum):
     EXPIRED = "expired"
     DEAD_LETTERED = "dead_lettered"
     DEFERRED = "deferred"  # re-enqueued with a delay: waiting for rate budget is not a failure
+    REQUEUED = "requeued"  # a transient failure, retried as a copy that carries the request's idempotency key
     RETRY = "retry"  # returned to SQS as a batch item failure
 
     @property
@@ -106,6 +110,19 @@ class _Work:
     expired: bool = False
     deferred_until: float | None = None
     recorded_in_attempt: bool = False  # a call carrying it was recorded: this attempt belongs to its history
+    reached_imshop: bool = False  # a call carrying it was confirmed, or its outcome is unknown
+
+
+class _Variant(NamedTuple):
+    """One content under one key in a batch: the copy that carries it, and the other copies it answers for."""
+
+    message: InboundMessage
+    request: NotificationRequest
+    copies: tuple[InboundMessage, ...]
+
+    @property
+    def messages(self) -> tuple[InboundMessage, ...]:
+        return (self.message, *self.copies)
 
 
 @dataclass(slots=True)
@@ -114,9 +131,11 @@ class _Attempt:
     redelivery reads the calls that were started, not every call that was planned."""
 
     id: str
-    calls: list[PlannedCall]
+    calls: list[PlannedCall] = field(default_factory=list)
     recorded: int = 0
     isolation_sent: set[tuple[Content, Recipient]] = field(default_factory=set)
+    unrecorded_sent: list[tuple[str, bytes]] = field(default_factory=list)
+    """Confirmed calls whose "sent" record the table refused, even after retries: settle tries once more."""
 
 
 class Dispatcher:
@@ -150,18 +169,20 @@ class Dispatcher:
     def dispatch(self, messages: Sequence[InboundMessage], *, deadline: Deadline) -> dict[str, RecordResult]:
         results: dict[str, RecordResult] = {}
         poison: list[Poison] = []
+        messages = _first_of_each_id(messages)
         self._metric(m.REQUESTS_RECEIVED, len(messages))
 
-        requests = self._parse(messages, poison)
-        requests = self._drop_expired(requests, results)  # first: a live copy of an expired request is sent
-        requests = self._resolve_keys_in_batch(requests, results, poison)
-        attempt_id = uuid.uuid4().hex
-        work = self._claim(requests, attempt_id, deadline, results, poison)
+        parsed = self._parse(messages, poison)
+        requests = self._drop_expired(parsed, results)  # first: a live copy of an expired request is sent
+        variants = self._resolve_keys_in_batch(requests)
+        attempt = _Attempt(uuid.uuid4().hex, [])
+        work = self._claim(variants, attempt.id, deadline, results, poison)
         if work:
             deliveries = self._remaining_deliveries(work, results)
-            self._send(work, deliveries, attempt_id, deadline)
-            self._settle(work, results)
+            self._send(work, deliveries, attempt, deadline)
+            self._settle(work, attempt, results)
         self._dead_letter(poison, results)
+        self._retry_keyless_as_keyed_copies(parsed, work, results)
         return results
 
     # 1. parse -------------------------------------------------------------------------------------------
@@ -181,25 +202,24 @@ class Dispatcher:
 
     # 2. keys --------------------------------------------------------------------------------------------
     def _resolve_keys_in_batch(
-        self,
-        requests: list[tuple[InboundMessage, NotificationRequest]],
-        results: dict[str, RecordResult],
-        poison: list[Poison],
-    ) -> list[tuple[InboundMessage, NotificationRequest]]:
-        """A key seen twice in one batch: the first carries the notification, the copy is a duplicate."""
-        first: dict[str, NotificationRequest] = {}
-        unique = []
+        self, requests: list[tuple[InboundMessage, NotificationRequest]]
+    ) -> dict[str, list[_Variant]]:
+        """Group the batch by key, then by content. Copies of one content travel as one, carried by the copy
+        that expires last, so no copy is acknowledged on the strength of one that then expires. Which of two
+        contents under one key is the request is left to the claim: the stored content wins, and only a key
+        the store has never seen goes to the first content in the batch."""
+        by_key: dict[str, dict[str, list[tuple[InboundMessage, NotificationRequest]]]] = {}
         for message, request in requests:
-            seen = first.get(request.idempotency_key)
-            if seen is None:
-                first[request.idempotency_key] = request
-                unique.append((message, request))
-            elif seen.fingerprint == request.fingerprint:
-                self._metric(m.DUPLICATES_SKIPPED, 1)
-                results[message.message_id] = RecordResult(Disposition.DUPLICATE, f"same key as {seen.message_id}")
-            else:
-                poison.append(Poison(message, _key_reused_reason()))
-        return unique
+            by_key.setdefault(request.idempotency_key, {}).setdefault(request.fingerprint, []).append(
+                (message, request)
+            )
+        variants: dict[str, list[_Variant]] = {}
+        for key, by_content in by_key.items():
+            variants[key] = []
+            for copies in by_content.values():
+                carrier = max(copies, key=lambda copy: _expiry_order(copy[1]))
+                variants[key].append(_Variant(*carrier, tuple(m for m, _ in copies if m is not carrier[0])))
+        return variants
 
     def _drop_expired(
         self, requests: list[tuple[InboundMessage, NotificationRequest]], results: dict[str, RecordResult]
@@ -227,41 +247,73 @@ class Dispatcher:
 
     def _claim(
         self,
-        requests: list[tuple[InboundMessage, NotificationRequest]],
+        variants: dict[str, list[_Variant]],
         attempt_id: str,
         deadline: Deadline,
         results: dict[str, RecordResult],
         poison: list[Poison],
     ) -> dict[str, _Work]:
-        if not requests:
-            return {}
-        try:
-            claims = self._state.claim_many(
-                [(r.idempotency_key, r.fingerprint) for _, r in requests],
-                attempt_id=attempt_id,
-                now=self._clock(),
-                lease_until=deadline.hard,
-            )
-        except STORE_ERRORS:
-            logger.exception("state store unavailable: the whole batch goes back to SQS")
-            for message, _ in requests:
-                results[message.message_id] = RecordResult(Disposition.RETRY, "state store unavailable")
-            return {}
+        """Claim one content per key. A content the store refuses as conflicting is poison, and the next content
+        under that key (if the batch has one) gets its turn; whatever content wins, the others are poison."""
         work: dict[str, _Work] = {}
-        for message, request in requests:
-            claim = claims[request.idempotency_key]
-            if claim.status is ClaimStatus.CLAIMED:
-                work[message.message_id] = _Work(request, message, claim.attempts, attempt_id)
-            elif claim.status is ClaimStatus.DUPLICATE:
-                self._metric(m.DUPLICATES_SKIPPED, 1)
-                results[message.message_id] = RecordResult(Disposition.DUPLICATE, "already delivered")
-            elif claim.status is ClaimStatus.CONFLICT:
-                poison.append(Poison(message, _key_reused_reason()))
-            else:
-                results[message.message_id] = RecordResult(
-                    Disposition.RETRY, "another execution is delivering this request"
+        contenders = {key: list(vs) for key, vs in variants.items()}
+        while contenders:
+            turn = {key: vs[0] for key, vs in contenders.items()}
+            try:
+                claims = self._state.claim_many(
+                    [(key, v.request.fingerprint) for key, v in turn.items()],
+                    attempt_id=attempt_id,
+                    now=self._clock(),
+                    lease_until=deadline.hard,
                 )
+            except STORE_ERRORS:
+                logger.exception("state store unavailable: the batch's requests go back to SQS")
+                for vs in contenders.values():
+                    for v in vs:
+                        for message in v.messages:
+                            results[message.message_id] = RecordResult(Disposition.RETRY, "state store unavailable")
+                return work
+            waiting: dict[str, list[_Variant]] = {}
+            for key, v in turn.items():
+                claim, rest = claims[key], contenders[key][1:]
+                if claim.status is ClaimStatus.CONFLICT and rest:
+                    self._poison_variant(v, poison)  # the store holds another content: perhaps the next one
+                    waiting[key] = rest
+                else:
+                    for loser in rest:
+                        self._poison_variant(loser, poison)
+                    self._take(v, claim, attempt_id, work, results, poison)
+            contenders = waiting
         return work
+
+    def _take(  # noqa: PLR0917 - the claim loop's state, passed on as it is
+        self,
+        v: _Variant,
+        claim: Claim,
+        attempt_id: str,
+        work: dict[str, _Work],
+        results: dict[str, RecordResult],
+        poison: list[Poison],
+    ) -> None:
+        if claim.status is ClaimStatus.CONFLICT:
+            self._poison_variant(v, poison)
+            return
+        if claim.status is ClaimStatus.CLAIMED:
+            work[v.message.message_id] = _Work(v.request, v.message, claim.attempts, attempt_id)
+        elif claim.status is ClaimStatus.DUPLICATE:
+            self._metric(m.DUPLICATES_SKIPPED, 1)
+            results[v.message.message_id] = RecordResult(Disposition.DUPLICATE, "already delivered")
+        else:
+            results[v.message.message_id] = RecordResult(Disposition.RETRY, _NOT_CLAIMED_REASONS[claim.status])
+        self._acknowledge_copies(v, results)
+
+    def _acknowledge_copies(self, variant: _Variant, results: dict[str, RecordResult]) -> None:
+        for copy in variant.copies:
+            self._metric(m.DUPLICATES_SKIPPED, 1)
+            results[copy.message_id] = RecordResult(Disposition.DUPLICATE, f"same key as {variant.message.message_id}")
+
+    def _poison_variant(self, variant: _Variant, poison: list[Poison]) -> None:
+        poison.extend(Poison(message, _key_reused_reason()) for message in variant.messages)
 
     # 3. progress ----------------------------------------------------------------------------------------
     def _remaining_deliveries(self, work: dict[str, _Work], results: dict[str, RecordResult]) -> list[Delivery]:
@@ -314,9 +366,8 @@ class Dispatcher:
         return progress
 
     # 4-5. plan and send ---------------------------------------------------------------------------------
-    def _send(self, work: dict[str, _Work], deliveries: list[Delivery], attempt_id: str, deadline: Deadline) -> None:
-        attempt = _Attempt(attempt_id, plan_calls(deliveries, max_recipients=self._max_recipients))
-        calls = attempt.calls
+    def _send(self, work: dict[str, _Work], deliveries: list[Delivery], attempt: _Attempt, deadline: Deadline) -> None:
+        attempt.calls = calls = plan_calls(deliveries, max_recipients=self._max_recipients)
         for index, call in enumerate(calls):
             for message_id in call.message_ids:
                 work[message_id].pending_calls.add(index)
@@ -415,6 +466,26 @@ class Dispatcher:
             attempt.recorded = index + 1
         self._state.mark_call(cid, digests, status=CallStatus.PENDING, now=self._clock())
 
+    def _record_sent(self, attempt: _Attempt, cid: str, digests: bytes) -> None:
+        """The proof of a confirmed call is retried, and if the table still refuses it, carried to settle, which
+        tries once more and marks fully delivered requests done either way: a DynamoDB hiccup alone must never
+        make a confirmed call look ambiguous and be resent."""
+        try:
+            self._retrying(lambda: self._state.mark_call(cid, digests, status=CallStatus.SENT, now=self._clock()))
+        except STORE_ERRORS:
+            logger.warning("delivered, but could not record it yet; settling tries again", exc_info=True)
+            attempt.unrecorded_sent.append((cid, digests))
+
+    def _retrying(self, write: Callable[[], None]) -> None:
+        for delay in STORE_RETRY_DELAYS:
+            try:
+                write()
+            except STORE_ERRORS:
+                self._sleep(delay)
+            else:
+                return
+        write()
+
     def _mark_not_delivered(self, cid: str, digests: bytes) -> None:
         """IMSHOP surely did not deliver: a redelivery must not count these recipients as ambiguous."""
         try:
@@ -443,13 +514,9 @@ class Dispatcher:
     ) -> list[PlannedCall]:
         if outcome.result is CallResult.SENT:
             self._metric(m.RECIPIENTS_SENT, len(call.recipients))
-            try:
-                self._state.mark_call(cid, digests, status=CallStatus.SENT, now=self._clock())
-            except STORE_ERRORS:
-                # Delivered, but the proof is not stored: a redelivery will see the call as ambiguous.
-                logger.exception("delivered, but could not record it")
-                self._fail(owners, "delivered but not recorded; a retry counts as ambiguous")
-                return []
+            self._record_sent(attempt, cid, digests)
+            for w in owners:
+                w.reached_imshop = True
             if call.isolated:
                 attempt.isolation_sent.update((call.content, r) for r in call.recipients)
             for w in owners:
@@ -457,6 +524,8 @@ class Dispatcher:
             return []
         if outcome.result is CallResult.AMBIGUOUS:
             self._fail(owners, outcome.reason)  # the call record stays pending: a redelivery counts it
+            for w in owners:
+                w.reached_imshop = True
             return []
         self._mark_not_delivered(cid, digests)
         if outcome.result is not CallResult.REJECTED:
@@ -523,7 +592,12 @@ class Dispatcher:
         )
 
     # 6. settle ------------------------------------------------------------------------------------------
-    def _settle(self, work: dict[str, _Work], results: dict[str, RecordResult]) -> None:
+    def _settle(self, work: dict[str, _Work], attempt: _Attempt, results: dict[str, RecordResult]) -> None:
+        for cid, digests in attempt.unrecorded_sent:
+            try:
+                self._state.mark_call(cid, digests, status=CallStatus.SENT, now=self._clock())
+            except STORE_ERRORS:
+                logger.exception("a confirmed call stays unrecorded: a retry of an unfinished request resends it")
         settlements = []
         deferrals = []
         poison: list[Poison] = []
@@ -535,7 +609,7 @@ class Dispatcher:
             results[message_id] = result
             if result.disposition is Disposition.EXPIRED:
                 self._expire(message_id, w.request, results)
-            done = result.disposition in (Disposition.DELIVERED, Disposition.EXPIRED)
+            done = result.disposition is Disposition.DELIVERED  # expired is not delivered: a retry may send it
             attempts = () if done else (*w.attempts, w.attempt_id) if w.recorded_in_attempt else w.attempts
             settlements.append(Settlement(w.request.idempotency_key, w.request.fingerprint, done, attempts))
             if result.disposition is Disposition.DEFERRED:
@@ -592,10 +666,67 @@ class Dispatcher:
             else:
                 results[p.message.message_id] = RecordResult(Disposition.DEAD_LETTERED, p.reason)
 
+    # 7. keys kept ---------------------------------------------------------------------------------------
+    def _retry_keyless_as_keyed_copies(
+        self,
+        requests: list[tuple[InboundMessage, NotificationRequest]],
+        work: dict[str, _Work],
+        results: dict[str, RecordResult],
+    ) -> None:
+        """A request keyed by its SQS message id, once IMSHOP may have had part of it, must not reach the DLQ
+        through SQS's own redrive policy: SQS adds no attribute there, and the copy a redrive brings back has a
+        new message id, so it would be a new request and resend what IMSHOP already confirmed. Such a request is
+        not handed back for a retry: it goes back as a copy that carries its key as a message attribute, and
+        from then on it is keyed like any other."""
+
+        def may_have_progress(message: InboundMessage) -> bool:
+            w = work.get(message.message_id)
+            if w is None:  # not claimed: its history is unknown unless this is its first receive
+                return message.receive_count > 1
+            return bool(w.attempts) or w.reached_imshop
+
+        retries = [
+            Deferral(message, self._retry_delay_seconds, request.idempotency_key, True)
+            for message, request in requests
+            if request.key_is_message_id
+            and results[message.message_id].disposition is Disposition.RETRY
+            and may_have_progress(message)
+        ]
+        if not retries:
+            return
+        failed = self._backlog.requeue(retries)
+        for deferral in retries:
+            message_id = deferral.message.message_id
+            if message_id not in failed:
+                reason = f"retried as a keyed copy: {results[message_id].reason}"
+                results[message_id] = RecordResult(Disposition.REQUEUED, reason)
+        self._metric(m.RETRIES_REQUEUED, len(retries) - len(failed))
+
+    @property
+    def _retry_delay_seconds(self) -> int:
+        return min(SQS_MAX_DELAY_SECONDS, max(1, math.ceil(self._window)))
+
+
+def _first_of_each_id(messages: Sequence[InboundMessage]) -> list[InboundMessage]:
+    """SQS may hand one message to a batch twice; its one batch response entry must speak for the one fate."""
+    seen: dict[str, InboundMessage] = {}
+    for message in messages:
+        seen.setdefault(message.message_id, message)
+    return list(seen.values())
+
+
+def _expiry_order(request: NotificationRequest) -> float:
+    return request.expires_at.timestamp() if request.expires_at is not None else math.inf
+
 
 def _key_reused_reason() -> str:
     return "idempotencyKey: key reused with different content (it was already used for another notification)"
 
+
+_NOT_CLAIMED_REASONS = {
+    ClaimStatus.BUSY: "another execution is delivering this request",
+    ClaimStatus.UNAVAILABLE: "state store unavailable for this request",
+}
 
 _CALL_METRIC = {
     CallResult.SENT: m.IMSHOP_CALLS_SENT,

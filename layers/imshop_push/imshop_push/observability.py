@@ -18,6 +18,7 @@ RATE_LIMIT_WAITS = "RateLimitWaits"
 REQUESTS_DEFERRED = "RequestsDeferred"
 DEAD_LETTERED = "DeadLettered"
 AMBIGUOUS_REDELIVERIES = "AmbiguousRedeliveries"
+RETRIES_REQUEUED = "RetriesRequeued"
 
 METRIC_NAMES: frozenset[str] = frozenset(
     {
@@ -35,6 +36,7 @@ METRIC_NAMES: frozenset[str] = frozenset(
         REQUESTS_DEFERRED,
         DEAD_LETTERED,
         AMBIGUOUS_REDELIVERIES,
+        RETRIES_REQUEUED,
     }
 )
 

@@ -37,6 +37,7 @@ class ClaimStatus(enum.StrEnum):
     DUPLICATE = "duplicate"  # already delivered: acknowledge, do nothing
     CONFLICT = "conflict"  # the key was used before for other content: poison
     BUSY = "busy"  # another live execution holds it: retry later
+    UNAVAILABLE = "unavailable"  # the store refused this one claim (e.g. throttled): retry later, alone
 
 
 class Claim(NamedTuple):
