@@ -131,9 +131,9 @@ class FlakyStateStore(InProcessStateStore):
         self._maybe_fail("start_attempt")
         super().start_attempt(attempt_id, call_count, now=now)
 
-    def load_calls(self, attempt_ids: Collection[str]) -> list[CallRecord]:
+    def load_calls(self, attempt_ids: Collection[str], *, now: float) -> list[CallRecord]:
         self._maybe_fail("load_calls")
-        return super().load_calls(attempt_ids)
+        return super().load_calls(attempt_ids, now=now)
 
     def mark_call(self, call_id: str, digests: bytes, *, status: CallStatus, now: float) -> None:
         if status is CallStatus.SENT and self.mark_sent_failures:
@@ -966,7 +966,7 @@ def test_a_deferred_request_keeps_only_attempts_that_started_a_call_for_it() -> 
     claims = h.state.claim_many(keys, attempt_id="probe", now=h.clock() + 100, lease_until=h.clock() + 200)
     assert claims["never"].attempts == (), "no call carried it: its history stays empty"
     (attempt,) = claims["first"].attempts
-    records = h.state.load_calls([attempt])
+    records = h.state.load_calls([attempt], now=h.clock())
     assert len(records) == 1, "only the call that was started is on record"
 
 

@@ -1,4 +1,4 @@
-"""The DynamoDB state store's batch operations under throttling (moto never returns unprocessed items, so an
+"""The DynamoDB adapters under throttling and races (moto never returns unprocessed items, so an
 in-process fake client plays DynamoDB here; the conditional writes are tested against moto in integration)."""
 
 from __future__ import annotations
@@ -6,8 +6,11 @@ from __future__ import annotations
 from typing import Any, cast
 
 import pytest
+from botocore.exceptions import ClientError
 
-from imshop_push.state import Settlement, StateStoreError
+from imshop_push.rate_limit import Denied, WindowPolicy
+from imshop_push.rate_limit_dynamodb import DynamoDBRateLimiter
+from imshop_push.state import ClaimStatus, Settlement, StateStoreError
 from imshop_push.state_dynamodb import MAX_UNPROCESSED_ROUNDS, DynamoDBStateStore
 
 
@@ -46,3 +49,48 @@ def test_writes_that_never_go_through_raise_a_state_store_error() -> None:
     with pytest.raises(StateStoreError, match="unprocessed"):
         store(client, sleeps).settle(SETTLEMENT, now=1_800_000_000)
     assert client.rounds == MAX_UNPROCESSED_ROUNDS
+
+
+class VanishingItemDynamoDB:
+    """The claim's condition fails, and by the time the store looks, the item is gone (expired by TTL)."""
+
+    def update_item(self, **_: Any) -> dict[str, Any]:
+        raise ClientError({"Error": {"Code": "ConditionalCheckFailedException", "Message": ""}}, "UpdateItem")
+
+    def get_item(self, **_: Any) -> dict[str, Any]:
+        return {}
+
+
+def test_a_claim_whose_item_vanished_is_busy_not_a_conflict() -> None:
+    claims = store(cast(Any, VanishingItemDynamoDB()), []).claim_many(
+        [("k", "fp")], attempt_id="A", now=1_800_000_000, lease_until=1_800_000_060
+    )
+    assert claims["k"].status is ClaimStatus.BUSY, "nothing is stored, so nothing conflicts: try again"
+
+
+class ThrottledLimiterItem:
+    def __init__(self, code: str) -> None:
+        self.code = code
+
+    def get_item(self, **_: Any) -> dict[str, Any]:
+        raise ClientError({"Error": {"Code": self.code, "Message": "slow down"}}, "GetItem")
+
+
+POLICY = WindowPolicy(limit=10, window_seconds=60.0, margin_seconds=1.2, worst_case_call_seconds=10.0)
+
+
+@pytest.mark.parametrize("code", ["ProvisionedThroughputExceededException", "ThrottlingException"])
+def test_a_throttled_limiter_item_means_no_slot_now_not_a_failure(code: str) -> None:
+    """An error here would send the whole backlog back to SQS, burning receive counts; 'not now' defers it."""
+    limiter = DynamoDBRateLimiter(cast(Any, ThrottledLimiterItem(code)), "state", "ratelimit#x", POLICY)
+
+    outcome = limiter.try_acquire(1_800_000_000.0)
+
+    assert isinstance(outcome, Denied)
+    assert 1_800_000_000.0 < outcome.retry_at <= 1_800_000_000.0 + POLICY.window_seconds
+
+
+def test_a_limiter_item_that_cannot_be_read_for_other_reasons_is_an_error() -> None:
+    limiter = DynamoDBRateLimiter(cast(Any, ThrottledLimiterItem("AccessDeniedException")), "state", "r", POLICY)
+    with pytest.raises(ClientError):
+        limiter.try_acquire(1_800_000_000.0)

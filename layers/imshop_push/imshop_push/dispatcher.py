@@ -352,7 +352,7 @@ class Dispatcher:
         if not earlier:
             return progress
         try:
-            for record in self._state.load_calls(earlier):
+            for record in self._state.load_calls(earlier, now=self._clock()):
                 sent, unknown = progress.setdefault(record.attempt_id, (set(), set()))
                 if record.status is CallStatus.SENT:
                     sent.update(record.digests)

@@ -2,11 +2,16 @@
 
 One item per IMSHOP integration (keyed by a hash of its URL, never the URL itself). Every change is a
 conditional write on a version number: two executions racing for the last slot cannot both win.
+
+That one item is the hottest key of the table: under a high MaximumConcurrency DynamoDB may throttle it. A
+throttled acquire is an answer ("no slot now, ask again shortly"), not a failure: the caller waits or defers
+its requests to the backlog, which does not count towards anyone's maxReceiveCount.
 """
 
 from __future__ import annotations
 
 import hashlib
+import logging
 from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import ClientError
@@ -17,6 +22,11 @@ if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
 
 MAX_CONFLICT_RETRIES = 20
+THROTTLING_CODES = frozenset(
+    {"ProvisionedThroughputExceededException", "ThrottlingException", "RequestLimitExceeded", "InternalServerError"}
+)
+
+logger = logging.getLogger(__name__)
 
 
 def limiter_item_id(api_url: str) -> str:
@@ -31,6 +41,15 @@ class DynamoDBRateLimiter:
         self._policy = policy
 
     def try_acquire(self, now: float) -> Permit | Denied:
+        try:
+            return self._try_acquire(now)
+        except ClientError as e:
+            if _error_code(e) not in THROTTLING_CODES:
+                raise
+            logger.warning("the rate-limit item is throttled (%s): no slot now", _error_code(e))
+            return Denied(now + self._policy.window_seconds / max(self._policy.limit, 1))
+
+    def _try_acquire(self, now: float) -> Permit | Denied:
         for _ in range(MAX_CONFLICT_RETRIES):
             item = self._client.get_item(TableName=self._table, Key=self._key, ConsistentRead=True).get("Item")
             version = int(item["version"]["N"]) if item else 0
@@ -108,4 +127,8 @@ def _num(value: float) -> str:
 
 
 def _conditional_failure(error: ClientError) -> bool:
-    return error.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException"
+    return _error_code(error) == "ConditionalCheckFailedException"
+
+
+def _error_code(error: ClientError) -> str:
+    return str(error.response.get("Error", {}).get("Code", ""))

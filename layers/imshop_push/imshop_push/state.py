@@ -77,7 +77,10 @@ class StateStore(Protocol):
 
     def start_attempt(self, attempt_id: str, call_count: int, *, now: float) -> None: ...
 
-    def load_calls(self, attempt_ids: Collection[str]) -> list[CallRecord]: ...
+    def load_calls(self, attempt_ids: Collection[str], *, now: float) -> list[CallRecord]:
+        """The calls of these attempts. Their records are renewed for another TTL from `now`: the request that
+        reads them is alive, so its progress must outlive it."""
+        ...
 
     def mark_call(self, call_id: str, digests: bytes, *, status: CallStatus, now: float) -> None: ...
 
@@ -141,7 +144,7 @@ class InProcessStateStore:
         with self._lock:
             self._attempts[attempt_id] = call_count
 
-    def load_calls(self, attempt_ids: Collection[str]) -> list[CallRecord]:
+    def load_calls(self, attempt_ids: Collection[str], *, now: float) -> list[CallRecord]:
         with self._lock:
             records = []
             for attempt_id in attempt_ids:

@@ -1,18 +1,21 @@
 """The state store on the DynamoDB state table (partition key `id`, TTL attribute `expiration`).
 
 Claims are conditional writes (one execution owns a request at a time); everything else is written by the
-owner, so plain puts suffice and can be batched. Items expire after the longest time SQS can keep a
-message, so a redelivery always finds its request's state.
+owner, so plain puts suffice and can be batched. Items expire `ttl_seconds` after they were last needed: a
+claim renews its request item, and reading a request's earlier attempts renews their items, so the progress
+of a request that lives on through re-enqueues and redrives expires only after the request itself can no
+longer come back (the TTL is at least the longest gap between two receives of one request).
 """
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable, Collection, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
-from botocore.exceptions import ClientError
+from botocore.exceptions import BotoCoreError, ClientError
 
 from imshop_push.state import (
     CallRecord,
@@ -28,7 +31,10 @@ from imshop_push.state import (
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
 
+logger = logging.getLogger(__name__)
+
 CLAIM_THREADS = 8
+WRITE_THREADS = 8
 BATCH_GET_LIMIT = 100
 BATCH_WRITE_LIMIT = 25
 MAX_UNPROCESSED_ROUNDS = 8
@@ -52,11 +58,21 @@ class DynamoDBStateStore:
     def claim_many(
         self, requests: Sequence[tuple[str, str]], *, attempt_id: str, now: float, lease_until: float
     ) -> dict[str, Claim]:
+        """Claims are independent: one that DynamoDB refuses (throttled, or an item it will not take) is that
+        request's `UNAVAILABLE`, never the batch's failure."""
+
+        def claim(request: tuple[str, str]) -> tuple[str, Claim]:
+            key, fingerprint = request
+            try:
+                return key, self._claim(key, fingerprint, attempt_id, now, lease_until)
+            except (ClientError, BotoCoreError) as e:
+                logger.warning("claim refused by DynamoDB: %s", _error_code(e))
+                return key, Claim(ClaimStatus.UNAVAILABLE)
+
         if len(requests) <= 1:
-            return {key: self._claim(key, fp, attempt_id, now, lease_until) for key, fp in requests}
+            return dict(map(claim, requests))
         with ThreadPoolExecutor(max_workers=min(CLAIM_THREADS, len(requests))) as pool:
-            results = pool.map(lambda r: (r[0], self._claim(r[0], r[1], attempt_id, now, lease_until)), requests)
-            return dict(results)
+            return dict(pool.map(claim, requests))
 
     def _claim(self, key: str, fingerprint: str, attempt_id: str, now: float, lease_until: float) -> Claim:
         try:
@@ -89,7 +105,9 @@ class DynamoDBStateStore:
     def _why_not(self, key: str, fingerprint: str) -> Claim:
         item = self._client.get_item(
             TableName=self._table, Key={"id": {"S": _request_id(key)}}, ConsistentRead=True
-        ).get("Item", {})
+        ).get("Item")
+        if item is None:  # gone since the condition failed (expired, deleted): nothing to conflict with
+            return Claim(ClaimStatus.BUSY)
         if item.get("fingerprint", {}).get("S") != fingerprint:
             return Claim(ClaimStatus.CONFLICT)
         if item.get("done", {}).get("BOOL"):
@@ -106,21 +124,29 @@ class DynamoDBStateStore:
             },
         )
 
-    def load_calls(self, attempt_ids: Collection[str]) -> list[CallRecord]:
+    def load_calls(self, attempt_ids: Collection[str], *, now: float) -> list[CallRecord]:
         attempts = self._batch_get([_attempt_id(a) for a in attempt_ids])
         ids = [
             _call_id(call_id(attempt_id, index))
             for attempt_id in attempt_ids
             for index in range(int(attempts.get(_attempt_id(attempt_id), {}).get("calls", {}).get("N", "0")))
         ]
+        calls = self._batch_get(ids)
+        self._renew([*attempts.values(), *calls.values()], now=now)
         return [
             CallRecord(
                 item["id"]["S"].removeprefix("call#").rpartition("#")[0],
                 CallStatus(item["status"]["S"]),
                 unpack_digests(item["digests"]["B"]),
             )
-            for item in self._batch_get(ids).values()
+            for item in calls.values()
         ]
+
+    def _renew(self, items: list[dict[str, Any]], *, now: float) -> None:
+        """The request that needs these items came back: they live another TTL from now. Only the owner of the
+        request's lease writes them, so a put of what was just read loses nothing."""
+        expiration = {"N": str(int(now) + self._ttl)}
+        self._batch_writes([{"PutRequest": {"Item": item | {"expiration": expiration}}} for item in items])
 
     def mark_call(self, call_id: str, digests: bytes, *, status: CallStatus, now: float) -> None:
         self._client.put_item(
@@ -147,8 +173,19 @@ class DynamoDBStateStore:
             if not s.done and s.attempts:
                 item["attempts"] = {"SS": sorted(set(s.attempts))}
             items.append(item)
-        for chunk in _chunks(items, BATCH_WRITE_LIMIT):
-            self._batch_write([{"PutRequest": {"Item": item}} for item in chunk])
+        self._batch_writes([{"PutRequest": {"Item": item}} for item in items])
+
+    def _batch_writes(self, writes: list[dict[str, Any]]) -> None:
+        """In parallel: settling a 10,000-record batch is 400 BatchWriteItem calls, which must fit the finishing
+        reserve after the last IMSHOP call."""
+        chunks = list(_chunks(writes, BATCH_WRITE_LIMIT))
+        if len(chunks) <= 1:
+            for chunk in chunks:
+                self._batch_write(list(chunk))
+            return
+        with ThreadPoolExecutor(max_workers=min(WRITE_THREADS, len(chunks))) as pool:
+            for _ in pool.map(lambda chunk: self._batch_write(list(chunk)), chunks):
+                pass
 
     def _batch_get(self, ids: list[str]) -> dict[str, dict[str, Any]]:
         found: dict[str, dict[str, Any]] = {}
@@ -194,3 +231,9 @@ def _attempt_id(attempt_id: str) -> str:
 
 def _call_id(call: str) -> str:
     return f"call#{call}"
+
+
+def _error_code(error: ClientError | BotoCoreError) -> str:
+    if isinstance(error, ClientError):
+        return str(error.response.get("Error", {}).get("Code", "ClientError"))
+    return type(error).__name__
