@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
+import socket
+import time
+from collections.abc import Iterator
 from typing import Any, cast
 
 import pytest
@@ -72,6 +76,47 @@ def test_a_huge_vendor_error_is_truncated() -> None:
 
     assert outcome.result is CallResult.REJECTED
     assert len(outcome.reason) < 1000
+
+
+@pytest.mark.parametrize(
+    ("status", "vendor"),
+    [
+        (
+            413,
+            {
+                "statusCode": 413,
+                "error": "Request Entity Too Large",
+                "message": "Payload content length greater than maximum allowed: 1048576",
+            },
+        ),
+        (422, {"statusCode": 422, "error": "Unprocessable Entity", "message": "message.title: must not be empty"}),
+    ],
+)
+def test_413_and_422_are_rejected_with_the_vendor_reason_not_retried(status: int, vendor: dict[str, Any]) -> None:
+    outcome = classify(status, json.dumps(vendor).encode())
+
+    assert outcome.result is CallResult.REJECTED
+    assert outcome.status == status
+    assert outcome.reason == f"IMSHOP answered {status}: {vendor['error']}: {vendor['message']}"
+
+
+@pytest.mark.parametrize(("status", "phrase"), [(413, "Content Too Large"), (422, "Unprocessable Content")])
+def test_413_and_422_from_a_proxy_without_json_are_rejected_and_named(status: int, phrase: str) -> None:
+    outcome = classify(status, b"<html><body><h1>413 Request Entity Too Large</h1></body></html>")
+
+    assert outcome.result is CallResult.REJECTED
+    assert outcome.reason == f"IMSHOP answered {status}: {phrase} (no error text)"
+
+
+@pytest.mark.parametrize("status", [400, 413, 422, 500])
+def test_a_vendor_reason_is_printable_and_bounded(status: int) -> None:
+    hostile = r"title\u0000\n\ud800\u2028" + "ы" * 5000  # JSON escapes: NUL, newline, lone surrogate, U+2028
+    outcome = classify(status, ('{"error": "Bad", "message": "' + hostile + '"}').encode())
+
+    assert outcome.reason.startswith(f"IMSHOP answered {status}: Bad: title\\x00\\n\\ud800\\u2028ыы")
+    assert outcome.reason.isprintable()
+    assert len(outcome.reason) <= 330
+    outcome.reason.encode()  # no lone surrogate: logs and SQS attributes take it as it is
 
 
 @pytest.mark.parametrize("status", [401, 403, 404])
@@ -180,7 +225,7 @@ def test_urllib3_never_retries_or_follows_redirects() -> None:
     assert pool.requests[0]["redirect"] is False
 
 
-def test_timeouts_are_passed_and_worst_case_is_their_sum() -> None:
+def test_the_configured_timeout_bounds_the_whole_call_connect_included() -> None:
     pool = FakePool()
     api = client(pool, connect=2.0, read=7.5)
 
@@ -188,9 +233,19 @@ def test_timeouts_are_passed_and_worst_case_is_their_sum() -> None:
 
     timeout = pool.requests[0]["timeout"]
     assert isinstance(timeout, urllib3.Timeout)
+    assert timeout.total == 7.5
     assert timeout.connect_timeout == 2.0
-    assert timeout.read_timeout == 7.5
-    assert api.worst_case_seconds == 9.5
+    assert api.worst_case_seconds == 7.5
+
+
+def test_a_connect_timeout_longer_than_the_call_is_cut_to_it() -> None:
+    pool = FakePool()
+    api = client(pool, connect=3.0, read=1.0)
+
+    api.send(PAYLOAD)
+
+    assert pool.requests[0]["timeout"].connect_timeout == 1.0
+    assert api.worst_case_seconds == 1.0
 
 
 def test_the_body_is_the_planned_payload_without_extensions() -> None:
@@ -277,3 +332,71 @@ def test_a_pooled_connection_is_reused_only_within_a_burst() -> None:
     now[0] += 2.1
     client.send(PAYLOAD)
     assert pool.clears == 2, "after an idle gap the pool starts afresh"
+
+
+# --- the configured timeout against real loopback sockets ---------------------------------------------------
+
+CALL_TIMEOUT = 0.5
+SLACK = 2.0  # generous: a busy machine may be slow to schedule us, never slow to time out
+
+
+@pytest.fixture
+def silent_port() -> Iterator[int]:
+    """A server that accepts connections (the kernel does, from its listen queue) and never answers."""
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(8)
+        yield listener.getsockname()[1]
+
+
+@pytest.fixture
+def unaccepting_port() -> Iterator[int]:
+    """A server whose accept queue is full: the kernel drops further SYNs, so a connect never completes."""
+    with socket.socket() as listener, contextlib.ExitStack() as stack:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(0)
+        port = listener.getsockname()[1]
+        for _ in range(64):
+            probe = stack.enter_context(socket.socket())
+            probe.settimeout(0.5)
+            try:
+                probe.connect(("127.0.0.1", port))
+            except TimeoutError:
+                break
+        else:
+            pytest.fail("precondition: the accept queue never filled")
+        yield port
+
+
+def loopback_client(port: int) -> ImshopClient:
+    return ImshopClient(
+        f"http://127.0.0.1:{port}/push/token",
+        api_key=None,
+        connect_timeout_seconds=5.0,  # longer than the call: the call's timeout must still win
+        read_timeout_seconds=CALL_TIMEOUT,
+    )
+
+
+def test_a_server_that_never_answers_costs_at_most_the_configured_timeout(silent_port: int) -> None:
+    api = loopback_client(silent_port)
+
+    started = time.monotonic()
+    outcome = api.send(PAYLOAD)
+    elapsed = time.monotonic() - started
+
+    assert outcome.result is CallResult.AMBIGUOUS, "the request was written: it may have arrived"
+    assert api.worst_case_seconds == CALL_TIMEOUT
+    assert elapsed < api.worst_case_seconds + SLACK
+
+
+def test_a_server_that_never_accepts_costs_at_most_the_configured_timeout(unaccepting_port: int) -> None:
+    api = loopback_client(unaccepting_port)
+
+    started = time.monotonic()
+    outcome = api.send(PAYLOAD)
+    elapsed = time.monotonic() - started
+
+    assert elapsed < CALL_TIMEOUT + SLACK
+    assert outcome.result is CallResult.FAILED, "nothing left: safe to retry"
+    assert outcome.reason == "connection failed: ConnectTimeoutError"
+    assert api.worst_case_seconds == CALL_TIMEOUT

@@ -8,6 +8,7 @@ unknowable (the call may have arrived but its answer did not)?
 from __future__ import annotations
 
 import enum
+import http
 import json
 import math
 import time
@@ -25,6 +26,8 @@ from urllib3.exceptions import (
 )
 
 MAX_REASON_LENGTH = 300
+REJECTED_STATUSES = frozenset({400, 413, 422})
+"""The vendor refuses this body as such (malformed, too large, unprocessable): sending it again cannot help."""
 DEFAULT_REUSE_IDLE_SECONDS = 2.0  # well under common server keep-alive timeouts (5 s and up)
 
 
@@ -32,7 +35,7 @@ class CallResult(enum.StrEnum):
     SENT = "sent"  # 200 + success: true
     FAILED = "failed"  # nothing was sent; retry later (5xx, success: false, auth/URL errors, network before send)
     RATE_LIMITED = "rate_limited"  # 429: nothing sent; back off until retry_after
-    REJECTED = "rejected"  # 400: the vendor will never accept this body
+    REJECTED = "rejected"  # 400, 413, 422: the vendor will never accept this body
     AMBIGUOUS = "ambiguous"  # the request left, no answer came back: it may or may not have been delivered
 
 
@@ -46,6 +49,10 @@ class CallOutcome:
 
 class ImshopClient:
     """One instance per execution environment: the pool survives between invocations.
+
+    `read_timeout_seconds` (HTTP_TIMEOUT_SECONDS) bounds the whole call, connect included: the dispatcher
+    budgets a call by it, and a call that ran longer would cut into the time left to settle before the function
+    times out. `connect_timeout_seconds` only caps the connect phase inside that bound.
 
     A connection is reused only while it is fresh (used within `reuse_idle_seconds`). At <= 10 calls a minute
     a keep-alive connection is mostly stale by the next call, and a request written into a connection the
@@ -69,7 +76,8 @@ class ImshopClient:
         self._headers = {"Content-Type": "application/json; charset=utf-8"}
         if api_key:
             self._headers["Authorization"] = f"Bearer {api_key}"
-        self._timeout = urllib3.Timeout(connect=connect_timeout_seconds, read=read_timeout_seconds)
+        total = self._total_seconds = read_timeout_seconds
+        self._timeout = urllib3.Timeout(total=total, connect=min(connect_timeout_seconds, total), read=total)
         self._pool = pool or urllib3.PoolManager(num_pools=2, maxsize=1, retries=False)
         self._reuse_idle_seconds = reuse_idle_seconds
         self._clock = clock
@@ -77,9 +85,12 @@ class ImshopClient:
 
     @property
     def worst_case_seconds(self) -> float:
-        """How long one call can take at most: what the dispatcher keeps in reserve before its deadline."""
-        timeout = self._timeout
-        return float(timeout.connect_timeout or 0) + float(timeout.read_timeout or 0)  # type: ignore[arg-type]
+        """How long one call can take at most, connect and answer together (urllib3 never retries here): what the
+        dispatcher keeps in reserve before its deadline.
+
+        urllib3 gives the connect phase at most this much and the answer what is left of it. Outside the bound:
+        DNS resolution, and a server that trickles its answer byte by byte (each read waits afresh)."""
+        return self._total_seconds
 
     def send(self, payload: dict[str, Any]) -> CallOutcome:
         body = json.dumps(payload, ensure_ascii=False, separators=(",", ":")).encode()
@@ -100,7 +111,7 @@ class ImshopClient:
         except (ConnectTimeoutError, NewConnectionError) as e:
             return CallOutcome(CallResult.FAILED, f"connection failed: {type(e).__name__}")
         except ReadTimeoutError:
-            return CallOutcome(CallResult.AMBIGUOUS, "no answer within the read timeout")
+            return CallOutcome(CallResult.AMBIGUOUS, f"no answer within {self._total_seconds:g} s")
         except ProtocolError as e:
             return CallOutcome(CallResult.AMBIGUOUS, f"connection dropped: {_cause(e)}")
         except HTTPError as e:
@@ -109,7 +120,8 @@ class ImshopClient:
 
 
 def classify(status: int, data: bytes, retry_after: str | None = None) -> CallOutcome:
-    """Map an answer to a delivery result (SPEC §4.5-4.6)."""
+    """Map an answer to a delivery result: sent; refused for good (poison, with the vendor's reason); or not sent
+    for now (retried, and never counted as delivered); a 200 that does not say whether it sent is ambiguous."""
     document = _json(data)
     if status == 200:
         if isinstance(document, dict) and document.get("success") is True:
@@ -119,13 +131,13 @@ def classify(status: int, data: bytes, retry_after: str | None = None) -> CallOu
         return CallOutcome(CallResult.AMBIGUOUS, "200 without a success flag", status)
     if status == 429:
         return CallOutcome(CallResult.RATE_LIMITED, "429 Too Many Requests", status, _retry_after(retry_after))
-    if status == 400:
-        return CallOutcome(CallResult.REJECTED, f"IMSHOP answered 400: {_error_text(document)}", status)
+    if status in REJECTED_STATUSES:
+        return CallOutcome(CallResult.REJECTED, f"IMSHOP answered {status}: {_error_text(document, status)}", status)
     if status in (401, 403):
         return CallOutcome(CallResult.FAILED, f"{status}: the API key was refused (check the key parameter)", status)
     if status == 404:
         return CallOutcome(CallResult.FAILED, "404: the API URL is wrong (check the URL parameter)", status)
-    return CallOutcome(CallResult.FAILED, f"IMSHOP answered {status}: {_error_text(document)}", status)
+    return CallOutcome(CallResult.FAILED, f"IMSHOP answered {status}: {_error_text(document, status)}", status)
 
 
 def _retry_after(value: str | None) -> float | None:
@@ -146,12 +158,16 @@ def _json(data: bytes) -> Any:
         return None
 
 
-def _error_text(document: Any) -> str:
+def _error_text(document: Any, status: int | None = None) -> str:
+    """The vendor's own words, bounded and printable: they end up in logs and in a dead letter's reason."""
     if isinstance(document, dict):
         parts = [str(document[k]) for k in ("error", "message") if document.get(k)]
         if parts:
-            return ": ".join(parts)[:MAX_REASON_LENGTH]
-    return "no error text"
+            text = "".join(c if c.isprintable() else ascii(c)[1:-1] for c in ": ".join(parts))
+            return text if len(text) <= MAX_REASON_LENGTH else text[: MAX_REASON_LENGTH - 1] + "…"
+    if status is None or status not in http.HTTPStatus:
+        return "no error text"
+    return f"{http.HTTPStatus(status).phrase} (no error text)"
 
 
 def _cause(error: ProtocolError) -> str:
