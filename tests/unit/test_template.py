@@ -726,3 +726,16 @@ def test_outputs(template: dict[str, Any]) -> None:
         "FunctionName",
         "DashboardName",
     }
+
+
+def test_every_queue_takes_exactly_the_message_size_the_dispatcher_sizes_its_copies_for(
+    template: dict[str, Any],
+) -> None:
+    """Re-enqueued copies and dead letters are cut to SQS_MAX_MESSAGE_BYTES; a queue that took larger messages
+    would hand the dispatcher bodies whose copies no queue could take back."""
+    from imshop_push.sqs_outbox import SQS_MAX_MESSAGE_BYTES
+
+    queues = resources_of(template, "AWS::SQS::Queue")
+    assert queues
+    for name, queue in queues.items():
+        assert queue["Properties"].get("MaximumMessageSize") == SQS_MAX_MESSAGE_BYTES, name
