@@ -15,11 +15,8 @@ NOT_A_REQUEST = "it is not a notification request"
 _QUOTE_LIMIT = 120
 
 
-def describe(document: dict[str, Any], reason: str) -> str | None:
-    """What an AWS service's own message is and what to do, or None when `document` is no such message.
-
-    `reason` is why `document` failed as a request; it is kept where it helps (an empty object).
-    """
+def describe(document: dict[str, Any]) -> str | None:
+    """What an AWS service's own message is and what to do, or None when `document` is no such message."""
     kind = document.get("Type")
     if kind == "SubscriptionConfirmation":
         return (
@@ -55,18 +52,13 @@ def describe(document: dict[str, Any], reason: str) -> str | None:
             f" {_quoted(document.get('NewStateValue'))}): the alarm's SNS topic delivers to this queue;"
             f" {NOT_A_REQUEST}: unsubscribe this queue from that topic"
         )
-    if not document:
-        return (
-            "body: is an empty JSON object; a schedule or rule whose target has no input sends one: set the"
-            f" target's input to the notification request ({reason})"
-        )
     return None
 
 
 def describe_event(event: dict[str, Any], reason: str) -> str | None:
-    """An EventBridge event whose `detail` is not a request, when an AWS service (or a schedule) emitted it.
+    """An EventBridge event whose `detail` is not a request, when an AWS service or a schedule emitted it.
 
-    An event from a producer's own source gets `reason` alone: its path (`detail.…`) already says what to fix.
+    Any other event gets `reason` alone: its path (`detail.…`) already says what to fix.
     """
     source = event.get("source")
     detail_type = event.get("detail-type")
@@ -74,15 +66,26 @@ def describe_event(event: dict[str, Any], reason: str) -> str | None:
         resources = event.get("resources")
         origin = resources[0] if isinstance(resources, list) and resources else source
         return (
-            f"EventBridge scheduled event from {_quoted(origin)}: its detail is not a notification request"
-            f" ({reason}); set the target's input to the request (constant JSON)"
+            f"EventBridge scheduled event from {_quoted(origin)} ({reason}); {NOT_A_REQUEST}: set the target's"
+            " input to the request (constant JSON)"
         )
     if isinstance(source, str) and source.startswith("aws."):
         return (
             f"EventBridge event {_quoted(detail_type)} from {_quoted(source)} is an AWS service event ({reason});"
             f" {NOT_A_REQUEST}: narrow the event pattern of the rule that targets this queue"
         )
+    schedule = _schedule_of(event.get("resources"))
+    if schedule is not None:
+        return f"{reason} (the event comes from EventBridge Scheduler schedule {_quoted(schedule)}: fix its detail)"
     return None
+
+
+def describe_empty_body(reason: str) -> str:
+    """`{}`: what a schedule or a rule sends when its target input was left empty, as often as a producer bug."""
+    return (
+        f"body: is an empty JSON object ({reason}); if a schedule or rule sends it, set its target input to the"
+        " notification request"
+    )
 
 
 def describe_text_notification(envelope: dict[str, Any], error: str) -> str:
@@ -129,6 +132,15 @@ def _describe_records(records: list[Any]) -> str | None:
         f"{_quoted(source)} event records ({count}), as a Lambda function receives them: {NOT_A_REQUEST}: send the"
         " request itself, not the event that triggered a function"
     )
+
+
+def _schedule_of(resources: Any) -> str | None:
+    """EventBridge Scheduler names the schedule in `resources` of the events its PutEvents target sends."""
+    if isinstance(resources, list):
+        for resource in resources:
+            if isinstance(resource, str) and resource.startswith("arn:") and ":scheduler:" in resource:
+                return resource
+    return None
 
 
 def _quoted(value: Any) -> str:

@@ -97,7 +97,8 @@ def _parse(body: str, message_id: str, key_attribute: str | None) -> Notificatio
         validate_request(request)
     except SchemaValidationError as e:
         reason = describe_schema_error(e, root=root)
-        raise PoisonMessageError(_explain(request, event, reason)) from None
+        unwrapped = envelope_id is not None or event is not None
+        raise PoisonMessageError(_explain(request, event, unwrapped, reason)) from None
     return _build(request, message_id=message_id, default_key=envelope_id or key_attribute, root=root)
 
 
@@ -137,9 +138,11 @@ def _envelope_id(value: Any) -> str | None:
     return value if isinstance(value, str) and value else None
 
 
-def _explain(request: dict[str, Any], event: dict[str, Any] | None, reason: str) -> str:
+def _explain(request: dict[str, Any], event: dict[str, Any] | None, unwrapped: bool, reason: str) -> str:
     """A message an AWS service put on the queue by itself is named as such, with what to do about it."""
-    described = aws_messages.describe(request, reason)
+    if not request and not unwrapped:
+        return aws_messages.describe_empty_body(reason)
+    described = aws_messages.describe(request) if request else None
     if described is None and event is not None:
         described = aws_messages.describe_event(event, reason)
     return described or reason
