@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 import yaml
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from imshop_push.config import Settings
@@ -320,6 +320,11 @@ def _replaced(sample: dict[str, Any], path: tuple[Any, ...], value: Any) -> dict
     return sample
 
 
+# A busy machine must not fail a property test: none of these properties is about time.
+UNTIMED = settings(deadline=None)
+
+
+@UNTIMED
 @given(
     case=st.sampled_from(QUOTED_FIELDS),
     value=st.none()

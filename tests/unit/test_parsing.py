@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 from aws_lambda_powertools.utilities.validation import validate
 from aws_lambda_powertools.utilities.validation.exceptions import SchemaValidationError
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from imshop_push.model import NotificationRequest
@@ -636,11 +636,17 @@ def parses_or_is_poison(body: str, key_attribute: str | None = None) -> None:
         assert storable_key(outcome.idempotency_key) == outcome.idempotency_key
 
 
+# A busy machine must not fail a property test: none of these properties is about time.
+UNTIMED = settings(deadline=None)
+
+
+@UNTIMED
 @given(body=st.one_of(st.text(st.characters(codec=None, exclude_categories=())), documents.map(to_json), deep_bodies))
 def test_any_text_body_is_a_request_or_poison(body: str) -> None:
     parses_or_is_poison(body)
 
 
+@UNTIMED
 @given(
     document=documents,
     form=st.sampled_from(["raw", "eventbridge", "sns", "sns+eventbridge"]),
@@ -652,6 +658,7 @@ def test_any_json_tree_in_any_envelope_is_a_request_or_poison(
     parses_or_is_poison(as_body(document, form), key_attribute)
 
 
+@UNTIMED
 @given(
     envelope=st.one_of(
         st.builds(lambda i, d: eventbridge(d, event_id=i), json_trees, documents),
@@ -702,11 +709,13 @@ any_keys = st.text(st.characters(codec=None, exclude_categories=()), min_size=1,
 )
 
 
+@UNTIMED
 @given(key=any_keys)
 def test_every_key_has_a_storable_form(key: str) -> None:
     assert_storable(storable_key(key))
 
 
+@UNTIMED
 @given(key=any_keys)
 def test_a_stored_key_is_its_own_stored_form(key: str) -> None:
     # The dispatcher carries the stored key as an attribute on copies it writes back; they must stay the request.
@@ -716,6 +725,7 @@ def test_a_stored_key_is_its_own_stored_form(key: str) -> None:
     assert storable_key(key) == stored  # stable
 
 
+@UNTIMED
 @given(a=any_keys, b=any_keys)
 def test_different_keys_share_a_stored_form_only_when_one_is_that_form(a: str, b: str) -> None:
     if a != b and storable_key(a) == storable_key(b):
