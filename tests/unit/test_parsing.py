@@ -213,6 +213,8 @@ def test_an_envelope_id_that_is_no_string_is_no_key(event_id: Any) -> None:
     assert request.idempotency_key == SQS_ID
     assert request.key_is_message_id is True
 
+    assert parse(sns(eventbridge(REQUEST, event_id=event_id))).idempotency_key == SNS_ID  # the outer id holds
+
 
 # --- poison: the body -----------------------------------------------------------------------------------
 

@@ -74,7 +74,7 @@ def storable_key(key: str) -> str:
 
     Stable (the same key always gives the same stored key) and idempotent: the dispatcher writes the stored key
     back as an attribute on copies, which must come back as themselves. Two keys share a stored key only when
-    one of them is that stored key itself.
+    one of them is that stored key itself (or SHA-256 collides).
     """
     if len(key) <= MAX_KEY_BYTES and key.isascii() and key.isprintable() and not key.startswith(HASHED_KEY_PREFIX):
         return key  # the common case, without encoding or regex
@@ -103,7 +103,8 @@ def _parse(body: str, message_id: str, key_attribute: str | None) -> Notificatio
 
 
 def _unwrap(document: Any) -> tuple[dict[str, Any], str | None, dict[str, Any] | None]:
-    """The request, the innermost envelope id, and the EventBridge event when that envelope is one."""
+    """The request, the innermost envelope's id (an outer one's when it has none), and the EventBridge event when
+    the innermost envelope is one."""
     envelope_id: str | None = None
     event: dict[str, Any] | None = None
     where = "body"
@@ -111,14 +112,14 @@ def _unwrap(document: Any) -> tuple[dict[str, Any], str | None, dict[str, Any] |
         if not isinstance(document, dict):
             raise PoisonMessageError(aws_messages.describe_non_object(where, document, _json_type(document)))
         if _is_eventbridge_event(document):
-            envelope_id = _envelope_id(document["id"])
+            envelope_id = _envelope_id(document["id"]) or envelope_id
             event = document
             document = document["detail"]
             if not isinstance(document, dict):
                 reason = f"detail: must be a JSON object (the notification request), got {_json_type(document)}"
                 raise PoisonMessageError(aws_messages.describe_event(event, reason) or reason)
         elif _is_sns_notification(document):
-            envelope_id = _envelope_id(document["MessageId"])
+            envelope_id = _envelope_id(document["MessageId"]) or envelope_id
             event = None
             message = document["Message"]
             if not isinstance(message, str):
