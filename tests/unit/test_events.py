@@ -11,6 +11,8 @@ from typing import Any
 
 import pytest
 import yaml
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from imshop_push.config import Settings
 from imshop_push.parsing import PoisonMessageError, parse_body
@@ -171,3 +173,169 @@ def test_env_json_is_a_configuration_the_function_accepts() -> None:
     settings = Settings.from_env({**variables, "AWS_SAM_LOCAL": "true"})
     assert settings.api_url == variables["IMSHOP_API_URL"]
     assert settings.state_table_name is None
+
+
+# --------------------------------------------------------------------------- messages AWS services send by themselves
+
+AWS_EVENTS = Path(__file__).resolve().parent / "aws_events"
+FUNCTION_ARN = "arn:aws:lambda:eu-central-1:123456789012:function:campaign-builder:$LATEST"
+NOT_A_REQUEST = "it is not a notification request"
+
+# Each sample is a message body in the shape AWS puts it on a queue; the reason must start by naming what it is.
+# Deliveries: "sqs" as the body itself, "sns" inside an SNS notification (S3, EventBridge and Lambda destinations
+# can all publish to a topic that an SQS queue subscribes to).
+AWS_SHAPES: dict[str, tuple[str, tuple[str, ...]]] = {
+    "sns_subscription_confirmation.json": (
+        'SNS subscription confirmation for topic "arn:aws:sns:eu-central-1:210987654321:retailer-campaigns":'
+        " confirm it with its SubscribeURL",
+        ("sqs",),
+    ),
+    "sns_unsubscribe_confirmation.json": (
+        'SNS unsubscribe confirmation for topic "arn:aws:sns:eu-central-1:210987654321:retailer-campaigns"',
+        ("sqs",),
+    ),
+    "s3_object_created.json": (
+        'S3 event notification ("ObjectCreated:Put" in bucket "retailer-exports", 1 record)',
+        ("sqs", "sns"),
+    ),
+    "s3_objects_removed.json": (
+        'S3 event notification ("ObjectRemoved:Delete" in bucket "retailer-exports", 2 records)',
+        ("sqs", "sns"),
+    ),
+    "s3_test_event.json": ('S3 test event from bucket "retailer-exports"', ("sqs", "sns")),
+    "eventbridge_scheduled_event.json": (
+        'EventBridge scheduled event from "arn:aws:events:eu-central-1:123456789012:rule/daily-bonus-reminder"',
+        ("sqs", "sns"),
+    ),
+    "eventbridge_s3_object_created.json": (
+        'EventBridge event "Object Created" from "aws.s3" is an AWS service event (detail.message:',
+        ("sqs", "sns"),
+    ),
+    "eventbridge_ec2_state_change.json": (
+        'EventBridge event "EC2 Instance State-change Notification" from "aws.ec2" is an AWS service event',
+        ("sqs", "sns"),
+    ),
+    "scheduler_eventbridge_target.json": (
+        "detail.message.summary: is a required property (the event comes from EventBridge Scheduler schedule"
+        ' "arn:aws:scheduler:eu-central-1:123456789012:schedule/default/bonus-reminder"',
+        ("sqs", "sns"),
+    ),
+    "empty_input.json": ("body: is an empty JSON object (message: is a required property)", ("sqs",)),
+    "lambda_destination_success.json": (
+        f'Lambda invocation record of function "{FUNCTION_ARN}" (condition "Success")',
+        ("sqs", "sns"),
+    ),
+    "lambda_destination_failure.json": (
+        f'Lambda invocation record of function "{FUNCTION_ARN}" (condition "RetriesExhausted")',
+        ("sqs", "sns"),
+    ),
+    "sns_cloudwatch_alarm.json": (
+        'CloudWatch alarm notification for alarm "imshop-push-dlq-not-empty" (state "ALARM")',
+        ("sqs",),
+    ),
+    "sns_text_notification.json": (
+        'Message: is not valid JSON (Expecting value): the SNS notification from topic "arn:aws:sns:eu-central-1:'
+        '123456789012:billing-alerts" (subject "AWS Budgets: monthly-limit has exceeded your alert threshold")',
+        ("sqs",),
+    ),
+}
+AWS_CASES = [(name, delivery) for name, (_, deliveries) in AWS_SHAPES.items() for delivery in deliveries]
+
+
+def _aws_sample(name: str) -> dict[str, Any]:
+    sample: dict[str, Any] = json.loads((AWS_EVENTS / name).read_text(encoding="utf-8"))
+    return sample
+
+
+def _delivered(sample: Any, delivery: str) -> str:
+    if delivery == "sns":
+        sample = {
+            "Type": "Notification",
+            "MessageId": "0f1e2d3c-4b5a-5968-8776-a5b4c3d2e1f0",
+            "TopicArn": "arn:aws:sns:eu-central-1:123456789012:retailer-events",
+            "Message": json.dumps(sample),
+            "Timestamp": "2026-05-01T09:00:01.000Z",
+            "SignatureVersion": "1",
+            "Signature": "EXAMPLE",
+            "SigningCertURL": "https://sns.eu-central-1.amazonaws.com/SimpleNotificationService-example.pem",
+            "UnsubscribeURL": "https://sns.eu-central-1.amazonaws.com/?Action=Unsubscribe",
+        }
+    return json.dumps(sample)
+
+
+def _reason(body: str) -> str:
+    with pytest.raises(PoisonMessageError) as caught:
+        parse_body(body, message_id="9f1c1b52-5c2e-4a4e-8a3c-3f2d7c0f6a11")
+    return caught.value.reason
+
+
+def test_every_aws_sample_is_covered() -> None:
+    assert sorted(p.name for p in AWS_EVENTS.glob("*.json")) == sorted(AWS_SHAPES)
+
+
+@pytest.mark.parametrize(("name", "delivery"), AWS_CASES, ids=[f"{n.removesuffix('.json')}-{d}" for n, d in AWS_CASES])
+def test_a_message_an_aws_service_sent_is_named_with_what_to_do(name: str, delivery: str) -> None:
+    expected, _ = AWS_SHAPES[name]
+
+    sample = _aws_sample(name)
+
+    reason = _reason(_delivered(sample, delivery))
+
+    assert reason.startswith(expected)
+    if not name.startswith(("scheduler_", "empty_")):  # a producer's own event or body: the path says what to fix
+        assert NOT_A_REQUEST in reason
+    # Whoever reads the reason (logs, a DLQ attribute) must not be able to subscribe or unsubscribe the queue with it.
+    assert "https://" not in reason
+    for secret in (sample.get("SubscribeURL"), sample.get("Token")):
+        assert secret is None or secret not in reason
+
+
+# Fields each shape quotes in its reason; whatever value is there (any length, any text), the message is still
+# named as what it is, in a reason of bounded size that quotes at most the start of the value.
+QUOTED_FIELDS: list[tuple[str, tuple[Any, ...], str]] = [
+    ("sns_subscription_confirmation.json", ("TopicArn",), "SNS subscription confirmation for topic "),
+    ("s3_object_created.json", ("Records", 0, "s3", "bucket", "name"), "S3 event notification ("),
+    ("s3_object_created.json", ("Records", 0, "eventName"), "S3 event notification ("),
+    ("s3_test_event.json", ("Bucket",), "S3 test event from bucket "),
+    ("eventbridge_scheduled_event.json", ("resources", 0), "EventBridge scheduled event from "),
+    ("eventbridge_ec2_state_change.json", ("detail-type",), "EventBridge event "),
+    ("scheduler_eventbridge_target.json", ("resources", 0), "detail.message.summary: is a required property"),
+    ("lambda_destination_failure.json", ("requestContext", "functionArn"), "Lambda invocation record of function "),
+    ("sns_cloudwatch_alarm.json", ("Message", "AlarmName"), "CloudWatch alarm notification for alarm "),
+    ("sns_text_notification.json", ("Subject",), "Message: is not valid JSON (Expecting value): the SNS notification"),
+]
+
+
+def _replaced(sample: dict[str, Any], path: tuple[Any, ...], value: Any) -> dict[str, Any]:
+    sample = json.loads(json.dumps(sample))
+    if path[0] == "Message":  # an SNS Message is JSON inside a string
+        inner = json.loads(sample["Message"])
+        inner[path[1]] = value
+        sample["Message"] = json.dumps(inner)
+        return sample
+    target: Any = sample
+    for step in path[:-1]:
+        target = target[step]
+    target[path[-1]] = value
+    return sample
+
+
+# A busy machine must not fail a property test: none of these properties is about time.
+UNTIMED = settings(deadline=None)
+
+
+@UNTIMED
+@given(
+    case=st.sampled_from(QUOTED_FIELDS),
+    value=st.none()
+    | st.integers()
+    | st.lists(st.text(max_size=3), max_size=2)
+    | st.text(st.characters(codec=None, exclude_categories=()), max_size=5000),
+)
+def test_any_value_in_a_quoted_field_gives_a_bounded_reason(case: tuple[str, tuple[Any, ...], str], value: Any) -> None:
+    name, path, kind = case
+
+    reason = _reason(_delivered(_replaced(_aws_sample(name), path, value), "sqs"))
+
+    assert reason.startswith(kind)
+    assert len(reason) <= 600

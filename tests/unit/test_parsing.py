@@ -1,4 +1,4 @@
-"""The inbound contract (SPEC section 3): body forms, default idempotency keys, and poison reasons.
+"""The inbound contract: body forms, default idempotency keys, and poison reasons.
 
 A poison reason is what a person reads on the dead-letter message, so the exact wording matters: it must
 name the field (with its path) and the rule that was broken.
@@ -6,17 +6,20 @@ name the field (with its path) and the rule that was broken.
 
 from __future__ import annotations
 
+import hashlib
 import json
+import re
 from datetime import UTC, datetime
 from typing import Any
 
 import pytest
 from aws_lambda_powertools.utilities.validation import validate
 from aws_lambda_powertools.utilities.validation.exceptions import SchemaValidationError
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from imshop_push.parsing import PoisonMessageError, parse_body
+from imshop_push.model import NotificationRequest
+from imshop_push.parsing import MAX_KEY_BYTES, PoisonMessageError, parse_body, storable_key
 from imshop_push.validation import request_schema, validate_request
 
 SQS_ID = "9f1c1b52-5c2e-4a4e-8a3c-3f2d7c0f6a11"
@@ -32,7 +35,7 @@ SUMMARY_MAX: int = SCHEMA["properties"]["message"]["properties"]["summary"]["max
 KEY_MAX: int = SCHEMA["properties"]["idempotencyKey"]["maxLength"]
 
 
-def eventbridge(detail: Any, *, event_id: str = EVENT_ID) -> dict[str, Any]:
+def eventbridge(detail: Any, *, event_id: Any = EVENT_ID) -> dict[str, Any]:
     """As EventBridge delivers an event to an SQS target without an input transformer."""
     return {
         "version": "0",
@@ -151,12 +154,31 @@ def test_the_same_request_has_the_same_fingerprint_in_every_body_form() -> None:
     assert len(fingerprints) == 1
 
 
-def test_poison_inside_an_envelope_names_the_request_field() -> None:
+def test_poison_inside_an_envelope_names_the_request_field_where_it_sits_in_the_body() -> None:
     bad = {"userIds": ["1"], "message": {"title": "t"}}
 
-    assert reason_for(eventbridge(bad)) == "message.summary: is a required property"
-    assert reason_for(sns(bad)) == "message.summary: is a required property"
-    assert reason_for(sns(eventbridge(bad))) == "message.summary: is a required property"
+    assert reason_for(eventbridge(bad)) == "detail.message.summary: is a required property"
+    assert reason_for(sns(bad)) == "message.summary: is a required property"  # the Message's own JSON
+    assert reason_for(sns(eventbridge(bad))) == "detail.message.summary: is a required property"
+
+
+@pytest.mark.parametrize(
+    ("detail", "reason"),
+    [
+        ({"message": MESSAGE}, "detail.userIds: at least one recipient is required in userIds or installIds"),
+        ({**REQUEST, "priority": "high"}, "detail.priority: is not an allowed field"),
+        ({**REQUEST, "userIds": "79991234567"}, "detail.userIds: must be an array, got string"),
+        ({**REQUEST, "expiresAt": "tomorrow"}, "detail.expiresAt: must be an RFC 3339 timestamp"),
+        ({**REQUEST, "expiresAt": "2026-13-01T00:00:00Z"}, "detail.expiresAt: '2026-13-01T00:00:00Z' is not a valid"),
+        ({**REQUEST, "message": {**MESSAGE, "summary": "🎁" * 1500}}, "detail.message: title, summary and deeplink"),
+        ({**REQUEST, "message": {**MESSAGE, "title": "\ud800"}}, "detail: contains an unpaired UTF-16 surrogate"),
+    ],
+    ids=["no recipient", "unknown field", "wrong type", "expiry shape", "expiry date", "too big", "surrogate"],
+)
+def test_every_reason_for_an_eventbridge_detail_names_the_path_inside_detail(
+    detail: dict[str, Any], reason: str
+) -> None:
+    assert reason_for(eventbridge(detail)).startswith(reason)
 
 
 def test_eventbridge_detail_that_is_not_an_object_is_poison() -> None:
@@ -165,6 +187,33 @@ def test_eventbridge_detail_that_is_not_an_object_is_poison() -> None:
 
 def test_sns_message_that_is_not_json_is_poison() -> None:
     assert reason_for(sns("userIds=1")).startswith("Message: is not valid JSON")
+
+
+def test_sns_message_that_is_not_an_object_is_named_as_the_message() -> None:
+    assert reason_for(sns([REQUEST])) == "Message: must be a JSON object, got array"
+
+
+def test_a_request_serialised_twice_is_named_as_such() -> None:
+    twice = json.dumps(REQUEST)
+
+    assert (
+        reason_for(twice)
+        == "body: must be a JSON object, got string holding JSON (serialised twice?): send the object itself"
+    )
+    assert reason_for(sns(json.dumps(twice))).startswith("Message: must be a JSON object, got string holding JSON")
+
+
+@pytest.mark.parametrize(
+    "event_id", [None, "", 42, ["a"], {"id": "x"}], ids=["null", "empty", "number", "array", "object"]
+)
+def test_an_envelope_id_that_is_no_string_is_no_key(event_id: Any) -> None:
+    # str(None) == "None" would make every such event one request: the later ones would be dropped as duplicates.
+    request = parse(eventbridge(REQUEST, event_id=event_id))
+
+    assert request.idempotency_key == SQS_ID
+    assert request.key_is_message_id is True
+
+    assert parse(sns(eventbridge(REQUEST, event_id=event_id))).idempotency_key == SNS_ID  # the outer id holds
 
 
 # --- poison: the body -----------------------------------------------------------------------------------
@@ -483,3 +532,262 @@ def test_content_that_would_not_fit_a_push_is_poison_even_within_the_character_b
 
     assert reason.startswith("message: title, summary and deeplink together are ")
     assert "at most 3500 fit a push" in reason
+
+
+# --- whatever a body holds, it is a request or poison: never an exception that fails the batch ----------
+
+DEEP = 10_000  # ~10 KB of brackets: json.loads raises RecursionError, not JSONDecodeError
+
+
+def nested(depth: int, opener: str = "[", closer: str = "]") -> str:
+    return opener * depth + closer * depth
+
+
+DEEP_BODIES: dict[str, str] = {
+    "arrays": nested(DEEP),
+    "unclosed arrays": "[" * DEEP,
+    "objects": nested(DEEP, '{"a":', "}").replace('{"a":}', '{"a":1}'),
+    "in a request field": json.dumps({**REQUEST, "userIds": ["x"]}).replace('["x"]', nested(DEEP)),
+    "in an unknown field": json.dumps({**REQUEST, "extra": 0}).replace('"extra": 0', '"extra": ' + nested(900)),
+    "in eventbridge detail": json.dumps(eventbridge(0)).replace('"detail": 0', '"detail": ' + nested(DEEP)),
+    "in eventbridge resources": json.dumps(eventbridge(REQUEST)).replace(
+        '"resources": []', '"resources": ' + nested(DEEP)
+    ),
+    "in the sns message": json.dumps(sns(nested(DEEP))),
+    "in the sns message id": json.dumps(sns(REQUEST)).replace(f'"{SNS_ID}"', nested(DEEP)),
+}
+
+
+@pytest.mark.parametrize("body", DEEP_BODIES.values(), ids=DEEP_BODIES.keys())
+def test_deeply_nested_json_is_poison_with_a_reason(body: str) -> None:
+    reason = reason_of(body)
+
+    assert reason.startswith("body: JSON nested too deeply") or reason.startswith("extra: is not an allowed field")
+
+
+def test_nesting_a_few_hundred_levels_deep_still_gets_the_schema_reason() -> None:
+    body = json.dumps({**REQUEST, "userIds": ["x"]}).replace('["x"]', nested(300))
+
+    assert reason_of(body) == "userIds[0]: must be a string, got array"
+
+
+# A leaf that stands for JSON nested thousands of levels deep: json.dumps cannot build it, so `as_body` splices the
+# brackets into the text (also inside an SNS Message string, where they need no escaping).
+deep_leaves = st.integers(min_value=1, max_value=20_000).map(lambda depth: f"@@deep {depth}@@")
+DEEP_LEAF = re.compile(r'\\?"@@deep (\d+)@@\\?"')
+json_leaves = (
+    deep_leaves
+    | st.none()
+    | st.booleans()
+    | st.integers()
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text(st.characters(codec=None, exclude_categories=()), max_size=20)
+)
+json_trees = st.recursive(
+    json_leaves,
+    lambda children: st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=12), children, max_size=4),
+    max_leaves=16,
+)
+texts = st.text(st.characters(codec=None, exclude_categories=()), max_size=30)
+request_like = st.fixed_dictionaries(
+    {},
+    optional={
+        "userIds": st.lists(texts, max_size=3) | json_trees,
+        "installIds": st.lists(texts, max_size=3) | json_trees,
+        "message": st.fixed_dictionaries({"title": texts, "summary": texts}) | json_trees,
+        "deeplink": texts | json_trees,
+        "idempotencyKey": texts | json_trees,
+        "expiresAt": st.sampled_from(["2026-12-01T18:00:00Z", "2026-02-30T00:00:00Z", "9999-12-31T23:59:59-23:59"])
+        | texts,
+        "priority": json_trees,
+    },
+)
+documents = request_like | json_trees
+deep_bodies = st.builds(
+    lambda depth, opener, closer: opener * depth + closer * depth,
+    st.integers(min_value=1, max_value=30_000),
+    st.sampled_from(["[", '{"a":', '{"message":', "[{}, "]),
+    st.sampled_from(["]", "}", ""]),
+)
+
+
+def as_body(document: Any, form: str) -> str:
+    if form == "eventbridge":
+        document = eventbridge(document)
+    elif form == "sns":
+        document = sns(document)
+    elif form == "sns+eventbridge":
+        document = sns(eventbridge(document))
+    return to_json(document)
+
+
+def to_json(document: Any) -> str:
+    return DEEP_LEAF.sub(lambda match: nested(int(match[1])), json.dumps(document))
+
+
+def parses_or_is_poison(body: str, key_attribute: str | None = None) -> None:
+    outcome: NotificationRequest | PoisonMessageError
+    try:
+        outcome = parse_body(body, message_id=SQS_ID, key_attribute=key_attribute)
+    except PoisonMessageError as e:
+        outcome = e
+    if isinstance(outcome, PoisonMessageError):
+        assert outcome.reason
+    else:
+        assert isinstance(outcome, NotificationRequest)
+        assert storable_key(outcome.idempotency_key) == outcome.idempotency_key
+
+
+# A busy machine must not fail a property test: none of these properties is about time.
+UNTIMED = settings(deadline=None)
+
+
+@UNTIMED
+@given(body=st.one_of(st.text(st.characters(codec=None, exclude_categories=())), documents.map(to_json), deep_bodies))
+def test_any_text_body_is_a_request_or_poison(body: str) -> None:
+    parses_or_is_poison(body)
+
+
+@UNTIMED
+@given(
+    document=documents,
+    form=st.sampled_from(["raw", "eventbridge", "sns", "sns+eventbridge"]),
+    key_attribute=st.none() | texts,
+)
+def test_any_json_tree_in_any_envelope_is_a_request_or_poison(
+    document: Any, form: str, key_attribute: str | None
+) -> None:
+    parses_or_is_poison(as_body(document, form), key_attribute)
+
+
+@UNTIMED
+@given(
+    envelope=st.one_of(
+        st.builds(lambda i, d: eventbridge(d, event_id=i), json_trees, documents),
+        st.builds(lambda i, m: {**sns(REQUEST), "MessageId": i, "Message": m}, json_trees, json_trees),
+        st.dictionaries(
+            st.sampled_from(
+                [
+                    "Type",
+                    "MessageId",
+                    "Message",
+                    "TopicArn",
+                    "Subject",
+                    "id",
+                    "source",
+                    "detail-type",
+                    "detail",
+                    "Records",
+                    "requestContext",
+                    "responseContext",
+                    "Event",
+                    "AlarmName",
+                    "NewStateValue",
+                ]
+            ),
+            json_trees,
+        ),
+    )
+)
+def test_any_envelope_fields_are_a_request_or_poison(envelope: dict[str, Any]) -> None:
+    parses_or_is_poison(to_json(envelope))
+
+
+# --- idempotency keys: whatever a producer sends is storable -------------------------------------------
+
+DYNAMODB_MAX_PARTITION_KEY_BYTES = 2048
+SQS_ATTRIBUTE_CHARACTERS = re.compile("[\\t\\n\\r\\x20-\\ud7ff\\ue000-\\ufffd\\U00010000-\\U0010ffff]*")
+
+
+def assert_storable(key: str) -> None:
+    data = key.encode("utf-8")  # raises for a lone surrogate, which neither DynamoDB nor SQS can hold
+    assert 0 < len(data) <= MAX_KEY_BYTES
+    assert len(f"request#{key}".encode()) <= DYNAMODB_MAX_PARTITION_KEY_BYTES
+    assert SQS_ATTRIBUTE_CHARACTERS.fullmatch(key)
+
+
+any_keys = st.text(st.characters(codec=None, exclude_categories=()), min_size=1, max_size=3000) | st.builds(
+    lambda c, n: c * n, st.sampled_from(["k", "ж", "日", "🎁", "\ud800", "\x00", "\ufffe"]), st.integers(1, 3000)
+)
+
+
+@UNTIMED
+@given(key=any_keys)
+def test_every_key_has_a_storable_form(key: str) -> None:
+    assert_storable(storable_key(key))
+
+
+@UNTIMED
+@given(key=any_keys)
+def test_a_stored_key_is_its_own_stored_form(key: str) -> None:
+    # The dispatcher carries the stored key as an attribute on copies it writes back; they must stay the request.
+    stored = storable_key(key)
+
+    assert storable_key(stored) == stored
+    assert storable_key(key) == stored  # stable
+
+
+@UNTIMED
+@given(a=any_keys, b=any_keys)
+def test_different_keys_share_a_stored_form_only_when_one_is_that_form(a: str, b: str) -> None:
+    if a != b and storable_key(a) == storable_key(b):
+        assert storable_key(a) in (a, b)
+
+
+@pytest.mark.parametrize(
+    "key",
+    ["order-1042-shipped", "k" * MAX_KEY_BYTES, "заказ-1042", "ж" * (MAX_KEY_BYTES // 2), "🎁" * 256, "a b\tc"],
+    ids=["ascii", "ascii at the bound", "cyrillic", "cyrillic at the bound", "emoji at the schema bound", "tab"],
+)
+def test_a_key_that_fits_is_stored_as_given(key: str) -> None:
+    assert storable_key(key) == key
+
+
+@pytest.mark.parametrize(
+    "key",
+    [
+        "k" * (MAX_KEY_BYTES + 1),
+        "ж" * (MAX_KEY_BYTES // 2 + 1),
+        "k" * 100_000,
+        "bad\x00key",
+        "\ufffe",
+        "lone \ud800",
+        "sha256:not-a-digest",
+        "sha256:" + "A" * 64,
+    ],
+    ids=["ascii over", "cyrillic over", "huge", "NUL", "U+FFFE", "surrogate", "prefix", "prefix upper-case"],
+)
+def test_a_key_that_does_not_fit_is_stored_hashed(key: str) -> None:
+    stored = storable_key(key)
+
+    assert re.fullmatch("sha256:[0-9a-f]{64}", stored)
+    assert stored == "sha256:" + hashlib.sha256(key.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+LONG = "x" * 5000
+
+
+@pytest.mark.parametrize(
+    ("body", "key_attribute"),
+    [
+        (eventbridge(REQUEST, event_id=LONG), None),
+        (sns(REQUEST, message_id=LONG), None),
+        (sns(eventbridge(REQUEST, event_id=LONG)), None),
+        (REQUEST, LONG),
+        (with_fields(idempotencyKey="🎁" * 256), None),
+        (with_fields(idempotencyKey="bad\x00key"), None),
+    ],
+    ids=["eventbridge id", "sns message id", "sns+eventbridge id", "key attribute", "4-byte key", "NUL in key"],
+)
+def test_every_key_source_yields_a_storable_key(body: dict[str, Any], key_attribute: str | None) -> None:
+    request = parse_body(json.dumps(body), message_id=SQS_ID, key_attribute=key_attribute)
+
+    assert_storable(request.idempotency_key)
+    assert request.key_is_message_id is False
+
+
+def test_a_copy_carrying_its_stored_key_as_an_attribute_is_the_same_request() -> None:
+    original = parse_body(json.dumps(REQUEST), message_id=SQS_ID, key_attribute=LONG)
+    copy = parse_body(json.dumps(REQUEST), message_id="new-id", key_attribute=original.idempotency_key)
+
+    assert copy.idempotency_key == original.idempotency_key

@@ -1,9 +1,14 @@
 """From an SQS message body to a `NotificationRequest`, or a reason a person can act on.
 
-Three body forms are accepted (SPEC §3): the request itself, an EventBridge event whose `detail` is the
-request, and an SNS notification whose `Message` string holds it. Envelopes may nest (SNS carrying an
-EventBridge event); the innermost envelope id is the default idempotency key, because that is what stays
-the same when EventBridge or SNS redeliver the same event under a new SQS message id.
+A body is the notification request itself, or an envelope holding it: an EventBridge event (an object with `id`,
+`source`, `detail-type` and `detail`) whose `detail` is the request, or an SNS notification (`"Type":
+"Notification"`) whose `Message` string is the request's JSON. Envelopes may nest (SNS carrying an EventBridge
+event). The idempotency key is the request's `idempotencyKey`; without one, the innermost envelope id, because
+that is what stays the same when EventBridge or SNS redeliver the same event under a new SQS message id; then
+the message's `idempotencyKey` attribute; then the SQS message id. `storable_key` maps each to what is stored.
+
+Whatever a body holds, parsing it either yields a request or raises `PoisonMessageError`: one record's body never
+fails the batch it came in.
 """
 
 from __future__ import annotations
@@ -18,11 +23,19 @@ from typing import Any
 
 from aws_lambda_powertools.utilities.validation.exceptions import SchemaValidationError
 
+from imshop_push import aws_messages
 from imshop_push.model import Content, NotificationRequest, Recipient, RecipientField
 from imshop_push.validation import validate_request
 
 MAX_ENVELOPE_DEPTH = 3
 MAX_CONTENT_BYTES = 3500  # of the 4 KB APNs/FCM payload; the rest is for the platforms' and IMSHOP's envelope
+MAX_KEY_BYTES = 1024
+"""Longer keys (in UTF-8) are stored hashed. The schema's 256 characters are at most 1024 bytes, so every key it
+accepts is stored as given; DynamoDB refuses a partition key over 2048 bytes, `request#` included."""
+HASHED_KEY_PREFIX = "sha256:"
+_HASHED_KEY = re.compile(r"sha256:[0-9a-f]{64}")
+# What SQS accepts in a message attribute (the dispatcher carries keys as one): XML 1.0 characters.
+_SQS_REFUSED = re.compile("[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
 _ENCODE = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
 RFC3339 = re.compile(r"\d{4}-\d{2}-\d{2}[Tt]\d{2}:\d{2}:\d{2}(\.\d+)?([Zz]|[+-]\d{2}:\d{2})")
 RECIPIENT_FIELDS: tuple[RecipientField, ...] = ("userIds", "installIds")
@@ -39,43 +52,101 @@ class PoisonMessageError(Exception):
 def parse_body(body: str, *, message_id: str, key_attribute: str | None = None) -> NotificationRequest:
     """Parse, unwrap and validate one SQS message body; raise `PoisonMessageError` if it can never be sent.
 
-    `key_attribute` is the message's `idempotencyKey` attribute: the dispatcher puts it on dead letters whose key
-    was their SQS message id, so that a redriven copy (a new message id) is still the same request.
+    `key_attribute` is the message's `idempotencyKey` attribute: the dispatcher puts it on copies it writes back to
+    SQS whose key was their SQS message id, so that the copy (a new message id) is still the same request.
     """
+    try:
+        return _parse(body, message_id, key_attribute)
+    except PoisonMessageError:
+        raise
+    except RecursionError:
+        # The JSON decoder (or a repr of what it built) ran out of stack: no request nests more than three levels.
+        raise PoisonMessageError("body: JSON nested too deeply (a notification request is at most 3 levels)") from None
+    except Exception as e:  # whatever one body does, it must not fail the rest of the batch
+        # The type only: an exception's text may quote the body (recipients), and the dead letter has the body.
+        raise PoisonMessageError(f"body: cannot be parsed ({type(e).__name__})") from None
+
+
+def storable_key(key: str) -> str:
+    """The form of an idempotency key the state table and SQS attributes can hold: the key itself, or
+    `sha256:<hex>` of its UTF-8 when it is longer than `MAX_KEY_BYTES`, holds what SQS refuses in an attribute
+    (or a lone surrogate), or starts with the prefix without being such a hash.
+
+    Stable (the same key always gives the same stored key) and idempotent: the dispatcher writes the stored key
+    back as an attribute on copies, which must come back as themselves. Two keys share a stored key only when
+    one of them is that stored key itself (or SHA-256 collides).
+    """
+    if len(key) <= MAX_KEY_BYTES and key.isascii() and key.isprintable() and not key.startswith(HASHED_KEY_PREFIX):
+        return key  # the common case, without encoding or regex
+    if _HASHED_KEY.fullmatch(key):
+        return key
+    data = key.encode("utf-8", "surrogatepass")
+    if len(data) > MAX_KEY_BYTES or key.startswith(HASHED_KEY_PREFIX) or _SQS_REFUSED.search(key):
+        return HASHED_KEY_PREFIX + hashlib.sha256(data).hexdigest()
+    return key
+
+
+def _parse(body: str, message_id: str, key_attribute: str | None) -> NotificationRequest:
     try:
         document = json.loads(body)
     except json.JSONDecodeError as e:
         raise PoisonMessageError(f"body: is not valid JSON ({e.msg} at line {e.lineno} column {e.colno})") from None
-    request, envelope_id = _unwrap(document)
+    request, envelope_id, event = _unwrap(document)
+    root = "detail" if event is not None else ""
     try:
         validate_request(request)
     except SchemaValidationError as e:
-        raise PoisonMessageError(describe_schema_error(e)) from None
-    return _build(request, message_id=message_id, envelope_id=envelope_id or key_attribute)
+        reason = describe_schema_error(e, root=root)
+        unwrapped = envelope_id is not None or event is not None
+        raise PoisonMessageError(_explain(request, event, unwrapped, reason)) from None
+    return _build(request, message_id=message_id, default_key=envelope_id or key_attribute, root=root)
 
 
-def _unwrap(document: Any) -> tuple[dict[str, Any], str | None]:
+def _unwrap(document: Any) -> tuple[dict[str, Any], str | None, dict[str, Any] | None]:
+    """The request, the innermost envelope's id (an outer one's when it has none), and the EventBridge event when
+    the innermost envelope is one."""
     envelope_id: str | None = None
+    event: dict[str, Any] | None = None
+    where = "body"
     for _ in range(MAX_ENVELOPE_DEPTH):
         if not isinstance(document, dict):
-            raise PoisonMessageError(f"body: must be a JSON object, got {_json_type(document)}")
+            raise PoisonMessageError(aws_messages.describe_non_object(where, document, _json_type(document)))
         if _is_eventbridge_event(document):
-            envelope_id = str(document["id"])
+            envelope_id = _envelope_id(document["id"]) or envelope_id
+            event = document
             document = document["detail"]
             if not isinstance(document, dict):
-                raise PoisonMessageError("detail: must be a JSON object (the notification request)")
+                reason = f"detail: must be a JSON object (the notification request), got {_json_type(document)}"
+                raise PoisonMessageError(aws_messages.describe_event(event, reason) or reason)
         elif _is_sns_notification(document):
-            envelope_id = str(document["MessageId"])
+            envelope_id = _envelope_id(document["MessageId"]) or envelope_id
+            event = None
             message = document["Message"]
             if not isinstance(message, str):
                 raise PoisonMessageError("Message: must be a string holding the notification request as JSON")
             try:
                 document = json.loads(message)
             except json.JSONDecodeError as e:
-                raise PoisonMessageError(f"Message: is not valid JSON ({e.msg})") from None
+                raise PoisonMessageError(aws_messages.describe_text_notification(document, e.msg)) from None
+            where = "Message"
         else:
-            return document, envelope_id
+            return document, envelope_id, event
     raise PoisonMessageError(f"body: more than {MAX_ENVELOPE_DEPTH} nested envelopes")
+
+
+def _envelope_id(value: Any) -> str | None:
+    """Only a non-empty string identifies an event: `str()` of anything else would make unrelated events equal."""
+    return value if isinstance(value, str) and value else None
+
+
+def _explain(request: dict[str, Any], event: dict[str, Any] | None, unwrapped: bool, reason: str) -> str:
+    """A message an AWS service put on the queue by itself is named as such, with what to do about it."""
+    if not request and not unwrapped:
+        return aws_messages.describe_empty_body(reason)
+    described = aws_messages.describe(request) if request else None
+    if described is None and event is not None:
+        described = aws_messages.describe_event(event, reason)
+    return described or reason
 
 
 def _is_eventbridge_event(document: dict[str, Any]) -> bool:
@@ -86,36 +157,41 @@ def _is_sns_notification(document: dict[str, Any]) -> bool:
     return document.get("Type") == "Notification" and "Message" in document and "MessageId" in document
 
 
-def _build(request: dict[str, Any], *, message_id: str, envelope_id: str | None) -> NotificationRequest:
+def _build(request: dict[str, Any], *, message_id: str, default_key: str | None, root: str) -> NotificationRequest:
     recipients: dict[Recipient, None] = {}
     for field in RECIPIENT_FIELDS:
         for recipient_id in request.get(field, ()):
             recipients[(field, recipient_id)] = None
     if not recipients:
-        raise PoisonMessageError("userIds: at least one recipient is required in userIds or installIds")
+        raise PoisonMessageError(
+            f"{_join(root, 'userIds')}: at least one recipient is required in userIds or installIds"
+        )
     message = request["message"]
     content = Content(message["title"], message["summary"], request.get("deeplink"))
     if len(content.title) + len(content.summary) + len(content.deeplink or "") > MAX_CONTENT_BYTES // 4:
         size = len(f"{content.title}{content.summary}{content.deeplink or ''}".encode(errors="surrogatepass"))
         if size > MAX_CONTENT_BYTES:
             raise PoisonMessageError(
-                f"message: title, summary and deeplink together are {size} bytes in UTF-8; at most"
+                f"{_join(root, 'message')}: title, summary and deeplink together are {size} bytes in UTF-8; at most"
                 f" {MAX_CONTENT_BYTES} fit a push (APNs and FCM cap the whole payload at 4 KB)"
             )
-    expires_at = _parse_expiry(request["expiresAt"]) if "expiresAt" in request else None
+    expires_at = _parse_expiry(request["expiresAt"], _join(root, "expiresAt")) if "expiresAt" in request else None
     try:
         fingerprint = _fingerprint(content, request.get("userIds", ()), request.get("installIds", ()))
     except UnicodeEncodeError:
         # JSON allows "\ud800"; UTF-8 (and so IMSHOP) does not. It can never be sent.
-        raise PoisonMessageError("body: contains an unpaired UTF-16 surrogate (text must be valid Unicode)") from None
+        raise PoisonMessageError(
+            f"{root or 'body'}: contains an unpaired UTF-16 surrogate (text must be valid Unicode)"
+        ) from None
+    key = request.get("idempotencyKey") or default_key
     return NotificationRequest(
         message_id=message_id,
-        idempotency_key=request.get("idempotencyKey") or envelope_id or message_id,
+        idempotency_key=storable_key(key or message_id),
         content=content,
         recipients=tuple(recipients),
         expires_at=expires_at,
         fingerprint=fingerprint,
-        key_is_message_id="idempotencyKey" not in request and envelope_id is None,
+        key_is_message_id=not key,
     )
 
 
@@ -129,47 +205,52 @@ def _fingerprint(content: Content, user_ids: Sequence[str], install_ids: Sequenc
     return hashlib.blake2b(text.encode(), digest_size=20).hexdigest()
 
 
-def _parse_expiry(value: str) -> datetime:
+def _parse_expiry(value: str, field: str) -> datetime:
     """RFC 3339 section 5.6 exactly: ISO 8601's other spellings (week dates, basic format) are refused."""
     if not RFC3339.fullmatch(value):
-        raise PoisonMessageError("expiresAt: must be an RFC 3339 timestamp with a time zone, e.g. 2026-12-01T18:00:00Z")
+        raise PoisonMessageError(f"{field}: must be an RFC 3339 timestamp with a time zone, e.g. 2026-12-01T18:00:00Z")
     try:
         return datetime.fromisoformat(value.upper())
     except ValueError:  # matches the shape but is no date, e.g. month 13
-        raise PoisonMessageError(f"expiresAt: {value!r} is not a valid date and time") from None
+        raise PoisonMessageError(f"{field}: {value!r} is not a valid date and time") from None
 
 
-def describe_schema_error(error: SchemaValidationError) -> str:
-    """Turn fastjsonschema's wording (`data.message must contain [...] properties`) into `field: rule`."""
+def describe_schema_error(error: SchemaValidationError, *, root: str = "") -> str:
+    """Turn fastjsonschema's wording (`data.message must contain [...] properties`) into `field: rule`.
+
+    `root` is where the request sits in the body (`detail` in an EventBridge event), so the path names the field
+    as the person reading the dead letter sees it.
+    """
+    field, rule = _field_and_rule(error)
+    return f"{_join(root, field) or 'body'}: {rule}"
+
+
+def _field_and_rule(error: SchemaValidationError) -> tuple[str, str]:
     path = _path_of(error.path or [])
     rule = error.rule
     value = error.value
     definition = error.definition if isinstance(error.definition, dict) else {}
     if rule == "required" and isinstance(value, dict):
         missing = next((name for name in error.rule_definition or [] if name not in value), "?")
-        return f"{_join(path, missing)}: is a required property"
+        return _join(path, missing), "is a required property"
     if rule == "additionalProperties" and isinstance(value, dict):
         allowed = list(definition.get("properties", {}))
         extra = sorted(name for name in value if name not in allowed)
         name = extra[0] if extra else "?"
         hint = difflib.get_close_matches(name, allowed, n=1)
         suggestion = f" (did you mean {hint[0]}?)" if hint else f" (allowed: {', '.join(allowed)})"
-        return f"{_join(path, name)}: is not an allowed field{suggestion}"
-    where = path or "body"
+        return _join(path, name), f"is not an allowed field{suggestion}"
     if rule == "type":
-        return f"{where}: must be {_article(str(error.rule_definition))}, got {_json_type(value)}"
+        return path, f"must be {_article(str(error.rule_definition))}, got {_json_type(value)}"
     if rule == "minLength":
-        return (
-            f"{where}: must not be empty"
-            if error.rule_definition == 1
-            else (f"{where}: must be at least {error.rule_definition} characters")
-        )
+        if error.rule_definition == 1:
+            return path, "must not be empty"
+        return path, f"must be at least {error.rule_definition} characters"
     if rule == "maxLength":
-        return f"{where}: must be at most {error.rule_definition} characters"
+        return path, f"must be at most {error.rule_definition} characters"
     if rule == "pattern" and path.startswith("deeplink"):
-        return f"{where}: must not contain whitespace"
-    message = (error.validation_message or "is invalid").removeprefix(error.name or "").strip()
-    return f"{where}: {message}"
+        return path, "must not contain whitespace"
+    return path, (error.validation_message or "is invalid").removeprefix(error.name or "").strip()
 
 
 def _path_of(parts: list[Any]) -> str:
