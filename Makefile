@@ -1,10 +1,16 @@
-# imshop-push: every target sets itself up on first use (venv + pinned deps).
+# imshop-push: every target sets itself up on first use (venv + the locked, hash-checked dependencies).
 SHELL := /bin/bash
 .DEFAULT_GOAL := help
 
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+# Hand-edited requirements (direct dependencies, pinned) and the lock files `make lock` resolves from them.
+LAYER_REQUIREMENTS := layers/imshop_push/requirements.txt
+LAYER_LOCK := layers/imshop_push/requirements.lock
+DEV_REQUIREMENTS := requirements-dev.txt
+DEV_LOCK := requirements-dev.lock
+UV_VERSION := 0.13.9
 export PYTHONPATH := $(CURDIR)/layers/imshop_push:$(CURDIR)/functions/send_notifications:$(CURDIR)/local
 export SAM_CLI_TELEMETRY := 0
 export AWS_DEFAULT_REGION ?= eu-central-1
@@ -22,23 +28,55 @@ if command -v pyenv >/dev/null 2>&1; then \
 fi
 endef
 
-.PHONY: help setup lint typecheck template-check unit integration test demo bench dlq redrive build clean
+define require_python
+py=$$($(find_python)); \
+if [ -z "$$py" ]; then \
+  echo "error: Python 3.13 not found (looked for python3.13 on PATH and a 3.13 under pyenv)." >&2; \
+  echo "       Install it (e.g. 'pyenv install 3.13') or put a python3.13 on PATH." >&2; exit 1; \
+fi
+endef
+
+# Every pin of a requirements file must be in its lock, and the layer's lock in the dev lock (the tests run what
+# ships): a requirements file edited without `make lock` stops here instead of installing what the lock says.
+define check_locks
+in_lock() { \
+  for pin in $$(sed -E 's/#.*//; s/\[[^]]*\]//; s/[[:space:]]//g; /^-/d; /^$$/d' "$$1"); do \
+    awk -v pin="$$pin" 'tolower($$1) == tolower(pin) { found = 1 } END { exit !found }' "$$2" || { \
+      echo "error: $$pin ($$1) is not in $$2: run 'make lock'" >&2; return 1; }; \
+  done; \
+}; \
+in_lock $(DEV_REQUIREMENTS) $(DEV_LOCK) && in_lock $(LAYER_REQUIREMENTS) $(LAYER_LOCK) && \
+in_lock <(grep -E '^[a-z0-9]' $(LAYER_LOCK) | cut -d' ' -f1) $(DEV_LOCK)
+endef
+
+.PHONY: help setup lock lint typecheck template-check unit integration test demo bench dlq redrive build clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
 
-$(STAMP): layers/imshop_push/requirements.txt requirements-dev.txt
-	@py=$$($(find_python)); \
-	if [ -z "$$py" ]; then \
-	  echo "error: Python 3.13 not found (looked for python3.13 on PATH and a 3.13 under pyenv)." >&2; \
-	  echo "       Install it (e.g. 'pyenv install 3.13') or put a python3.13 on PATH." >&2; exit 1; \
-	fi; \
+$(STAMP): $(DEV_LOCK) $(LAYER_LOCK) $(DEV_REQUIREMENTS) $(LAYER_REQUIREMENTS)
+	@$(check_locks)
+	@$(require_python); \
 	echo "==> creating $(VENV) with $$py"; \
 	"$$py" -m venv $(VENV) && \
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt && \
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check --require-hashes --no-deps -r $(DEV_LOCK) && \
+	{ out=$$($(BIN)/python -m pip check --disable-pip-version-check) || { echo "$$out" >&2; exit 1; }; } && \
 	touch $(STAMP)
 
-setup: $(STAMP) ## create the venv and install pinned dependencies
+setup: $(STAMP) ## create the venv and install the locked dependencies (hash-checked)
+
+# Maintainers only: uv lives in a throwaway venv, never in .venv, and `make` itself never needs it.
+lock: ## re-resolve both lock files after editing a requirements file (LOCK_ARGS=--upgrade: newest allowed)
+	@$(require_python); \
+	tmp=$$(mktemp -d); trap 'rm -rf "$$tmp"' EXIT; \
+	"$$py" -m venv "$$tmp" && \
+	"$$tmp/bin/python" -m pip install --quiet --disable-pip-version-check uv==$(UV_VERSION) && \
+	"$$tmp/bin/uv" pip compile --quiet --generate-hashes --custom-compile-command "make lock" $(LOCK_ARGS) \
+	  --python-version 3.13 --python-platform aarch64-manylinux2014 \
+	  -o $(LAYER_LOCK) $(LAYER_REQUIREMENTS) && \
+	"$$tmp/bin/uv" pip compile --quiet --generate-hashes --custom-compile-command "make lock" $(LOCK_ARGS) \
+	  --python-version 3.13 --universal -c $(LAYER_LOCK) \
+	  -o $(DEV_LOCK) $(DEV_REQUIREMENTS)
 
 lint: $(STAMP) ## ruff
 	$(BIN)/ruff check .

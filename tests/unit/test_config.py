@@ -1,4 +1,7 @@
-"""Configuration (SPEC section 5, 4.9): defaults, errors that name the variable, and URL safety."""
+"""Configuration: defaults, errors that name the variable, and URL safety.
+
+The contract: docs/contract.md#configuration and #secrets-and-personal-data.
+"""
 
 from __future__ import annotations
 

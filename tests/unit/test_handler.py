@@ -1,5 +1,5 @@
 """The Lambda entry point with a realistic SQS event: partial batch responses, configuration errors, and what
-reaches the logs (SPEC 4.5, 4.9, section 8).
+reaches the logs (docs/contract.md#partial-batch-response, #secrets-and-personal-data, #observability).
 
 The handler builds its own Runtime from the environment, as in Lambda; only the IMSHOP client and the SQS
 writers are in-process fakes, so nothing leaves the process.
@@ -354,8 +354,8 @@ def test_logs_are_json_and_name_the_message_id_of_a_poison_record(
 def test_every_record_has_a_log_line_carrying_its_message_id(
     outbox: Outbox, logs: Callable[[], list[dict[str, Any]]]
 ) -> None:
-    # SPEC 8: the SQS message id is the correlation id. An operator looking up a failed or delivered record
-    # must find it in the logs.
+    # The SQS message id is the correlation id (docs/contract.md#observability). An operator looking up a failed
+    # or delivered record must find it in the logs.
     ids = ["delivered-1", "failed-1", "poison-1"]
 
     invoke(

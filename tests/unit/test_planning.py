@@ -1,4 +1,7 @@
-"""Merging and splitting (SPEC 4.2-4.3): the fewest calls, never over the recipient limit, nothing lost."""
+"""Merging and splitting: the fewest calls, never over the recipient limit, nothing lost.
+
+The contract: docs/contract.md#recipients-per-call and #fewest-calls.
+"""
 
 from __future__ import annotations
 

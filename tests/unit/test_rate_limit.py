@@ -1,4 +1,4 @@
-"""The sliding window on calls that *arrive* at IMSHOP (SPEC 4.1), on a fake clock.
+"""The sliding window on calls that *arrive* at IMSHOP (docs/contract.md#never-over-the-limit), on a fake clock.
 
 A call arrives somewhere in [start, end] of its interval (end is at most start + worst case: a crashed
 caller's call cannot outlive its timeouts). The limiter is correct when no choice of arrival points puts more

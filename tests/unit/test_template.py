@@ -1,4 +1,4 @@
-"""Deployment properties of template.yaml (SPEC sections 6 and 8) that cfn-lint cannot know.
+"""Deployment properties of template.yaml (docs/contract.md#deployment, #observability) that cfn-lint cannot know.
 
 The template is read with a YAML loader that turns CloudFormation short tags (``!Ref``,
 ``!Sub``, ``!GetAtt``, ...) into their long JSON form, so the tests see what CloudFormation sees.
@@ -408,7 +408,7 @@ def test_runtime_is_python313_on_arm64(template: dict[str, Any]) -> None:
 
 def test_function_may_loop_through_its_own_queue(template: dict[str, Any]) -> None:
     # Deferred backlog goes back to the function's own queue; Lambda's recursion detection
-    # would otherwise drop such a message after 16 rounds (SPEC 4.7: backlog is not failure).
+    # would otherwise drop such a message after 16 rounds (docs/contract.md#backlog-is-not-failure).
     assert function_property(template, "RecursiveLoop") == "Allow"
 
 
