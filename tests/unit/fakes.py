@@ -75,11 +75,14 @@ class FakeImshopClient:
     """Stands in for `ImshopClient` (same constructor) behind the handler: answers by title, so one batch can
     hold every outcome."""
 
+    instances: list[FakeImshopClient] = []  # noqa: RUF012 - every client made, reset by the tests that read it
+
     def __init__(self, url: str, *, api_key: str | None, connect_timeout_seconds: float, read_timeout_seconds: float):
         self.url = url
         self.api_key = api_key
         self.payloads: list[dict[str, Any]] = []
         self.worst_case_seconds = connect_timeout_seconds + read_timeout_seconds
+        FakeImshopClient.instances.append(self)
 
     def send(self, payload: dict[str, Any]) -> CallOutcome:
         self.payloads.append(payload)
@@ -99,8 +102,8 @@ class FakeImshopClient:
 
 
 class FakeDeadLetters:
-    def __init__(self) -> None:
-        self.received: list[Poison] = []
+    def __init__(self, received: list[Poison] | None = None) -> None:
+        self.received: list[Poison] = [] if received is None else received
         self.fail_ids: set[str] = set()
 
     def send(self, poison: Sequence[Poison]) -> set[str]:
@@ -109,8 +112,8 @@ class FakeDeadLetters:
 
 
 class FakeBacklog:
-    def __init__(self) -> None:
-        self.received: list[Deferral] = []
+    def __init__(self, received: list[Deferral] | None = None) -> None:
+        self.received: list[Deferral] = [] if received is None else received
         self.fail_ids: set[str] = set()
 
     def requeue(self, deferrals: Sequence[Deferral]) -> set[str]:
