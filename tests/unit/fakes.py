@@ -101,24 +101,26 @@ class FakeImshopClient:
 # --- SQS: the DLQ and the backlog -----------------------------------------------------------------------
 
 
-class FakeDeadLetters:
-    def __init__(self, received: list[Poison] | None = None) -> None:
-        self.received: list[Poison] = [] if received is None else received
+class RecordingSink[T: (Poison, Deferral)]:
+    """Takes what it is given, except the message ids in `fail_ids`, which it reports as not written."""
+
+    def __init__(self, received: list[T] | None = None) -> None:
+        self.received: list[T] = [] if received is None else received
         self.fail_ids: set[str] = set()
 
+    def take(self, items: Sequence[T]) -> set[str]:
+        self.received += [item for item in items if item.message.message_id not in self.fail_ids]
+        return {item.message.message_id for item in items} & self.fail_ids
+
+
+class FakeDeadLetters(RecordingSink[Poison]):
     def send(self, poison: Sequence[Poison]) -> set[str]:
-        self.received += [p for p in poison if p.message.message_id not in self.fail_ids]
-        return {p.message.message_id for p in poison} & self.fail_ids
+        return self.take(poison)
 
 
-class FakeBacklog:
-    def __init__(self, received: list[Deferral] | None = None) -> None:
-        self.received: list[Deferral] = [] if received is None else received
-        self.fail_ids: set[str] = set()
-
+class FakeBacklog(RecordingSink[Deferral]):
     def requeue(self, deferrals: Sequence[Deferral]) -> set[str]:
-        self.received += [d for d in deferrals if d.message.message_id not in self.fail_ids]
-        return {d.message.message_id for d in deferrals} & self.fail_ids
+        return self.take(deferrals)
 
 
 # --- the stores -----------------------------------------------------------------------------------------

@@ -23,7 +23,7 @@ from imshop_push.batch import Batch
 from imshop_push.inbound import InboundMessage
 from imshop_push.model import Deadline, RecordResult
 from imshop_push.observability import MetricSink
-from imshop_push.ports import BacklogSink, Context, DeadLetterSink, PushApi
+from imshop_push.ports import BacklogSink, Context, DeadLetterSink, Limits, PushApi
 from imshop_push.rate_limit import RateLimiter
 from imshop_push.stages import Stage
 from imshop_push.stages.claim import Claim
@@ -65,19 +65,8 @@ class Dispatcher:
         clock: Callable[[], float] = time.time,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
-        ctx = Context(
-            api=api,
-            limiter=limiter,
-            state=state,
-            dead_letters=dead_letters,
-            backlog=backlog,
-            metric=metric,
-            max_recipients=max_recipients,
-            rate_limit_requests=rate_limit_requests,
-            window_seconds=rate_limit_window_seconds,
-            clock=clock,
-            sleep=sleep,
-        )
+        limits = Limits(max_recipients, rate_limit_requests, rate_limit_window_seconds)
+        ctx = Context(api, limiter, state, dead_letters, backlog, metric, limits, clock=clock, sleep=sleep)
         self._stages = tuple(stage(ctx) for stage in STAGES)
 
     def dispatch(self, messages: Sequence[InboundMessage], *, deadline: Deadline) -> dict[str, RecordResult]:

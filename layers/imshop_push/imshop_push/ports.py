@@ -38,8 +38,15 @@ class BacklogSink(Protocol):
 
 
 @dataclass(frozen=True, slots=True)
+class Limits:
+    max_recipients: int  # per IMSHOP call
+    rate_limit_requests: int  # calls per window
+    window_seconds: float
+
+
+@dataclass(frozen=True, slots=True)
 class Context:
-    """The ports, the clock and the limits every stage may use; built once per `Dispatcher`."""
+    """The ports, the limits and the clock every stage may use; built once per `Dispatcher`."""
 
     api: PushApi
     limiter: RateLimiter
@@ -47,8 +54,6 @@ class Context:
     dead_letters: DeadLetterSink | None
     backlog: BacklogSink
     metric: MetricSink
-    max_recipients: int
-    rate_limit_requests: int
-    window_seconds: float
+    limits: Limits
     clock: Callable[[], float] = field(default=time.time)
     sleep: Callable[[float], None] = field(default=time.sleep)

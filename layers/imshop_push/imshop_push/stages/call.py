@@ -78,7 +78,7 @@ class CallSender:
             _log_call(call, outcome)
             if outcome.result is CallResult.RATE_LIMITED:
                 retry_after = outcome.retry_after_seconds
-                blocked_until = finished_at + (retry_after if retry_after is not None else ctx.window_seconds)
+                blocked_until = finished_at + (retry_after if retry_after is not None else ctx.limits.window_seconds)
                 self._records.release(permit, finished_at)
                 self._records.not_delivered(cid, digests)
                 ctx.limiter.block_until(blocked_until)

@@ -25,7 +25,7 @@ class KeysKept:
         ]
         if not retries:
             return
-        delay = min(SQS_MAX_DELAY_SECONDS, max(1, math.ceil(self._ctx.window_seconds)))
+        delay = min(SQS_MAX_DELAY_SECONDS, max(1, math.ceil(self._ctx.limits.window_seconds)))
         failed = self._ctx.backlog.requeue([Deferral(t.message, delay, t.req.idempotency_key, True) for t in retries])
         for t in retries:
             if t.message_id not in failed:

@@ -11,7 +11,7 @@ from imshop_push.ports import Context
 
 class Plan:
     def __init__(self, ctx: Context) -> None:
-        self._max_recipients = ctx.max_recipients
+        self._max_recipients = ctx.limits.max_recipients
 
     def __call__(self, batch: Batch) -> None:
         waiting = [t for t in batch.claimed.values() if t.fate is Fate.CLAIMED]

@@ -46,8 +46,8 @@ class Send:
         The n-th call still waiting cannot start before `retry_at + (n // limit) windows`; delaying its
         requests until then keeps them from being received again (and re-enqueued again) for nothing.
         """
-        limit = max(1, self._ctx.rate_limit_requests)
+        limit = max(1, self._ctx.limits.rate_limit_requests)
         for position, call in enumerate(calls):
-            turn = denied.retry_at + (position // limit) * self._ctx.window_seconds
+            turn = denied.retry_at + (position // limit) * self._ctx.limits.window_seconds
             for track in batch.owners(call):
                 track.defer(turn)
