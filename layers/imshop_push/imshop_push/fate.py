@@ -38,28 +38,19 @@ class Fate(enum.StrEnum):
     REQUEUED = "requeued"  # a retry sent back as a copy that carries its key
 
 
-R, C, P, D, E, X, RT = (
-    Fate.RECEIVED,
-    Fate.CLAIMED,
-    Fate.PLANNED,
-    Fate.DEFERRED,
-    Fate.EXPIRED,
-    Fate.DEAD_LETTERED,
-    Fate.RETRY,
-)
+_UNDECIDED = frozenset({Fate.RECEIVED, Fate.CLAIMED, Fate.PLANNED})
 _FROM: dict[str, frozenset[Fate]] = {  # transition: the states it may leave
-    "claim": frozenset({R}),
-    "duplicate": frozenset({R}),
-    "plan": frozenset({C}),
-    "sent_earlier": frozenset({C}),
-    "sent": frozenset({P}),
-    "expire": frozenset({R, P}),
-    "defer": frozenset({P, D}),
-    "retry": frozenset({R, C, P, D, E}),
-    "dead_letter": frozenset({R, C, P, D, E, RT, X}),
-    "requeue": frozenset({RT}),
+    "claim": frozenset({Fate.RECEIVED}),
+    "duplicate": frozenset({Fate.RECEIVED}),
+    "plan": frozenset({Fate.CLAIMED}),
+    "sent_earlier": frozenset({Fate.CLAIMED}),
+    "sent": frozenset({Fate.PLANNED}),
+    "expire": frozenset({Fate.RECEIVED, Fate.PLANNED}),
+    "defer": frozenset({Fate.PLANNED, Fate.DEFERRED}),
+    "retry": _UNDECIDED | {Fate.DEFERRED, Fate.EXPIRED},
+    "dead_letter": _UNDECIDED | {Fate.DEFERRED, Fate.EXPIRED, Fate.RETRY, Fate.DEAD_LETTERED},
+    "requeue": frozenset({Fate.RETRY}),
 }
-del R, C, P, D, E, X, RT
 
 _DISPOSITIONS = {
     Fate.SENT: Disposition.DELIVERED,
