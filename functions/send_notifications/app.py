@@ -8,6 +8,7 @@ still answers with `batchItemFailures` naming them all instead of raising.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import Any
 
 from aws_lambda_powertools import Logger, Metrics
@@ -18,8 +19,8 @@ from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from imshop_push.config import ConfigError, Settings
-from imshop_push.dispatcher import RecordResult
 from imshop_push.inbound import InboundMessage
+from imshop_push.model import Disposition, RecordResult
 from imshop_push.runtime import Runtime
 
 logger = Logger()
@@ -51,9 +52,22 @@ def runtime() -> Runtime:
     return _runtime
 
 
-@logger.inject_lambda_context(clear_state=True)
-@metrics.log_metrics
-def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+type Handler = Callable[[dict[str, Any], LambdaContext], dict[str, Any]]
+
+
+def make_handler(runtime: Callable[[], Runtime] = runtime) -> Handler:
+    """The entry point around the runtime `runtime()` returns: Lambda's own (`lambda_handler`), or, in the
+    tests, one whose Runtime was given fakes."""
+
+    @logger.inject_lambda_context(clear_state=True)
+    @metrics.log_metrics
+    def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+        return _handle(event, context, runtime)
+
+    return lambda_handler
+
+
+def _handle(event: dict[str, Any], context: LambdaContext, runtime: Callable[[], Runtime]) -> dict[str, Any]:
     records = event.get("Records", [])
     messages = [_inbound(record) for record in records]
     try:
@@ -90,6 +104,9 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
     return dict(response)
 
 
+lambda_handler = make_handler()
+
+
 def _inbound(record: dict[str, Any]) -> InboundMessage:
     return InboundMessage(
         message_id=record["messageId"],
@@ -101,8 +118,6 @@ def _inbound(record: dict[str, Any]) -> InboundMessage:
 
 
 def _retry(reason: str) -> RecordResult:
-    from imshop_push.dispatcher import Disposition  # noqa: PLC0415
-
     return RecordResult(Disposition.RETRY, reason)
 
 

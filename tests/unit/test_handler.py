@@ -1,8 +1,8 @@
 """The Lambda entry point with a realistic SQS event: partial batch responses, configuration errors, and what
 reaches the logs (docs/contract.md#partial-batch-response, #secrets-and-personal-data, #observability).
 
-The handler builds its own Runtime from the environment, as in Lambda; only the IMSHOP client and the SQS
-writers are in-process fakes, so nothing leaves the process.
+The handler builds its Runtime from the environment on its first invocation, as in Lambda; the Runtime is given
+in-process fakes of the IMSHOP client and the SQS writers, so nothing leaves the process.
 """
 
 from __future__ import annotations
@@ -10,17 +10,17 @@ from __future__ import annotations
 import json
 import logging
 import sys
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, cast
 
 import pytest
 from aws_lambda_powertools.utilities.typing import LambdaContext
+from fakes import FakeBacklog, FakeDeadLetters, FakeImshopClient
 
 import app
-import imshop_push.runtime
-import imshop_push.sqs_outbox
-from imshop_push.imshop_client import CallOutcome, CallResult
+from imshop_push.config import Settings
+from imshop_push.runtime import Runtime
 from imshop_push.sqs_outbox import Deferral, Poison
 
 pytestmark = pytest.mark.filterwarnings("ignore:No application metrics to publish:UserWarning")
@@ -52,32 +52,6 @@ ENV_VARS = (
 # --- fakes ----------------------------------------------------------------------------------------------
 
 
-class FakeImshopClient:
-    """Replaces `ImshopClient` in the runtime: answers by title, so one batch can hold every outcome."""
-
-    instances: list[FakeImshopClient] = []  # noqa: RUF012 - reset by the fixture for every test
-
-    def __init__(self, url: str, *, api_key: str | None, connect_timeout_seconds: float, read_timeout_seconds: float):
-        self.url = url
-        self.api_key = api_key
-        self.payloads: list[dict[str, Any]] = []
-        self.worst_case_seconds = connect_timeout_seconds + read_timeout_seconds
-        FakeImshopClient.instances.append(self)
-
-    def send(self, payload: dict[str, Any]) -> CallOutcome:
-        self.payloads.append(payload)
-        title = payload["message"]["title"]
-        if "FAIL" in title:
-            return CallOutcome(CallResult.FAILED, "IMSHOP answered 503: no error text", 503)
-        if "REJECT" in title:
-            return CallOutcome(
-                CallResult.REJECTED,
-                'IMSHOP answered 400: Bad Request: child "userIds" fails because ["userIds" must be an array]',
-                400,
-            )
-        return CallOutcome(CallResult.SENT, "success", 200)
-
-
 @dataclass
 class Outbox:
     """What the fake SQS writers received, and which message ids they are told to refuse."""
@@ -86,25 +60,43 @@ class Outbox:
     requeued: list[Deferral] = field(default_factory=list)
     refuse: set[str] = field(default_factory=set)
 
+    def dead_letter_queue(self, client: Callable[[], Any], queue_url: str) -> FakeDeadLetters:
+        assert queue_url == DLQ_URL
+        sink = FakeDeadLetters(self.dead_letters)
+        sink.fail_ids = self.refuse
+        return sink
 
-def fake_writers(outbox: Outbox) -> tuple[type, type]:
-    class FakeDeadLetterQueue:
-        def __init__(self, client: Callable[[], Any], queue_url: str) -> None:
-            assert queue_url == DLQ_URL
+    def source_queue(self, client: Callable[[], Any]) -> FakeBacklog:
+        sink = FakeBacklog(self.requeued)
+        sink.fail_ids = self.refuse
+        return sink
 
-        def send(self, poison: Sequence[Poison]) -> set[str]:
-            outbox.dead_letters += [p for p in poison if p.message.message_id not in outbox.refuse]
-            return {p.message.message_id for p in poison} & outbox.refuse
 
-    class FakeSourceQueue:
-        def __init__(self, client: Callable[[], Any]) -> None:
-            pass
+class ExecutionEnvironment:
+    """One Lambda execution environment: the handler, and the Runtime it builds from the environment on its first
+    invocation (as `app.runtime` does), wired to in-process fakes of IMSHOP and the SQS writers."""
 
-        def requeue(self, deferrals: Sequence[Deferral]) -> set[str]:
-            outbox.requeued += [d for d in deferrals if d.message.message_id not in outbox.refuse]
-            return {d.message.message_id for d in deferrals} & outbox.refuse
+    current: ExecutionEnvironment | None = None
 
-    return FakeDeadLetterQueue, FakeSourceQueue
+    def __init__(self, outbox: Outbox) -> None:
+        self.outbox = outbox
+        self.handler = app.make_handler(self.runtime)
+        self._runtime: Runtime | None = None
+
+    def runtime(self) -> Runtime:
+        if self._runtime is None:
+            self._runtime = Runtime(
+                Settings.from_env(),
+                metric=app.count,
+                api_client=FakeImshopClient,
+                dead_letter_sink=self.outbox.dead_letter_queue,
+                backlog_sink=self.outbox.source_queue,
+            )
+        return self._runtime
+
+    def restart(self) -> None:
+        """A new execution environment: the next invocation reads the environment again."""
+        self._runtime = None
 
 
 @dataclass
@@ -152,7 +144,9 @@ def request(title: str, *users: str, **extra: Any) -> str:
 
 
 def invoke(*records: dict[str, Any], context: FakeContext | None = None) -> dict[str, Any]:
-    response: dict[str, Any] = app.lambda_handler(
+    environment = ExecutionEnvironment.current
+    assert environment is not None, "use the outbox fixture"
+    response: dict[str, Any] = environment.handler(
         {"Records": list(records)}, cast(LambdaContext, context or FakeContext())
     )
     assert set(response) == {"batchItemFailures"}
@@ -174,16 +168,13 @@ def outbox(monkeypatch: pytest.MonkeyPatch) -> Iterator[Outbox]:
     monkeypatch.setenv("IMSHOP_API_URL", API_URL)
     monkeypatch.setenv("IMSHOP_API_KEY", API_KEY)
     monkeypatch.setenv("DEAD_LETTER_QUEUE_URL", DLQ_URL)
-    monkeypatch.setattr(app, "_runtime", None)
     monkeypatch.setattr(app.metrics.provider, "namespace", "ImshopPushTest")
-    monkeypatch.setattr(imshop_push.runtime, "ImshopClient", FakeImshopClient)
     box = Outbox()
-    dead_letter_queue, source_queue = fake_writers(box)
-    monkeypatch.setattr(imshop_push.sqs_outbox, "DeadLetterQueue", dead_letter_queue)
-    monkeypatch.setattr(imshop_push.sqs_outbox, "SourceQueue", source_queue)
+    ExecutionEnvironment.current = ExecutionEnvironment(box)
     FakeImshopClient.instances = []
     yield box
     FakeImshopClient.instances = []
+    ExecutionEnvironment.current = None
 
 
 def sent_payloads() -> list[dict[str, Any]]:
@@ -385,7 +376,8 @@ def test_logs_never_contain_the_key_the_url_token_or_a_full_phone_number(
         record("bad-json", f'{{"userIds": ["{phones[10]}"], '),
     )
     # ...and a misconfigured stack whose URL is plain http
-    monkeypatch.setattr(app, "_runtime", None)
+    assert ExecutionEnvironment.current is not None
+    ExecutionEnvironment.current.restart()
     monkeypatch.setenv("IMSHOP_API_URL", API_URL.replace("https://", "http://"))
     invoke(record("after", request("Заказ", phones[11])))
 

@@ -3,14 +3,15 @@ in-process fake client plays DynamoDB here; the conditional writes are tested ag
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any, cast
 
 import pytest
-from botocore.exceptions import ClientError
+from botocore.exceptions import ClientError, EndpointConnectionError
 
-from imshop_push.rate_limit import Denied, WindowPolicy
+from imshop_push.rate_limit import Denied, Permit, RateLimiterError, WindowPolicy
 from imshop_push.rate_limit_dynamodb import DynamoDBRateLimiter
-from imshop_push.state import ClaimStatus, Settlement, StateStoreError
+from imshop_push.state import CallStatus, ClaimStatus, Settlement, StateStoreError
 from imshop_push.state_dynamodb import MAX_UNPROCESSED_ROUNDS, DynamoDBStateStore
 
 
@@ -92,5 +93,57 @@ def test_a_throttled_limiter_item_means_no_slot_now_not_a_failure(code: str) -> 
 
 def test_a_limiter_item_that_cannot_be_read_for_other_reasons_is_an_error() -> None:
     limiter = DynamoDBRateLimiter(cast(Any, ThrottledLimiterItem("AccessDeniedException")), "state", "r", POLICY)
-    with pytest.raises(ClientError):
+    with pytest.raises(RateLimiterError, match="AccessDeniedException"):
         limiter.try_acquire(1_800_000_000.0)
+
+
+# --- the boundary: botocore's errors never leave the adapters -------------------------------------------
+
+
+class UnreachableDynamoDB:
+    """Every call fails as botocore fails: a refused request, or no connection at all."""
+
+    def __init__(self, error: Exception) -> None:
+        self.error = error
+
+    def __getattr__(self, operation: str) -> Any:
+        def fail(**_: Any) -> Any:
+            raise self.error
+
+        return fail
+
+
+ERRORS = [
+    ClientError({"Error": {"Code": "AccessDeniedException", "Message": "no"}}, "PutItem"),
+    EndpointConnectionError(endpoint_url="https://dynamodb.eu-central-1.amazonaws.com"),
+]
+
+
+@pytest.mark.parametrize("error", ERRORS, ids=["client-error", "no-connection"])
+def test_every_state_store_write_and_read_fails_with_the_stores_own_error(error: Exception) -> None:
+    s = store(cast(Any, UnreachableDynamoDB(error)), [])
+    now = 1_800_000_000
+    operations: list[Callable[[], object]] = [
+        lambda: s.start_attempt("A", 1, now=now),
+        lambda: s.load_calls(["A"], now=now),
+        lambda: s.mark_call("A#0", b"12345678", status=CallStatus.PENDING, now=now),
+        lambda: s.settle(SETTLEMENT, now=now),
+    ]
+    for operation in operations:
+        with pytest.raises(StateStoreError) as raised:
+            operation()
+        assert raised.value.__cause__ is error, "the original error stays attached for the logs"
+    claims = s.claim_many([("k", "fp")], attempt_id="A", now=now, lease_until=now + 60)
+    assert claims["k"].status is ClaimStatus.UNAVAILABLE
+
+
+@pytest.mark.parametrize("error", ERRORS, ids=["client-error", "no-connection"])
+def test_every_limiter_operation_fails_with_the_limiters_own_error(error: Exception) -> None:
+    limiter = DynamoDBRateLimiter(cast(Any, UnreachableDynamoDB(error)), "state", "r", POLICY)
+    for operation in (
+        lambda: limiter.try_acquire(1_800_000_000.0),
+        lambda: limiter.release(Permit("t"), 1_800_000_001.0),
+        lambda: limiter.block_until(1_800_000_060.0),
+    ):
+        with pytest.raises(RateLimiterError):
+            operation()

@@ -1,7 +1,10 @@
-"""The notification request as the dispatcher sees it once a message body has been unwrapped and validated."""
+"""The values the pipeline works with: the request once a body has been unwrapped and validated, and what
+becomes of each record. Values only: no I/O, no AWS library."""
 
 from __future__ import annotations
 
+import enum
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Literal, NamedTuple
 
@@ -40,3 +43,37 @@ class NotificationRequest(NamedTuple):
 
     def is_expired(self, now: datetime) -> bool:
         return self.expires_at is not None and now >= self.expires_at
+
+
+class StoreError(RuntimeError):
+    """A shared store (the state table, the rate-limit item) did not answer: its adapter translates its own
+    library's errors into this, so the pipeline handles one kind of failure and never sees botocore."""
+
+
+class Disposition(enum.StrEnum):
+    """What the batch response and the logs say about one record."""
+
+    DELIVERED = "delivered"
+    DUPLICATE = "duplicate"
+    EXPIRED = "expired"
+    DEAD_LETTERED = "dead_lettered"
+    DEFERRED = "deferred"  # re-enqueued with a delay: waiting for rate budget is not a failure
+    REQUEUED = "requeued"  # a transient failure, retried as a copy that carries the request's idempotency key
+    RETRY = "retry"  # returned to SQS as a batch item failure
+
+    @property
+    def is_failure(self) -> bool:
+        return self is Disposition.RETRY
+
+
+class RecordResult(NamedTuple):
+    disposition: Disposition
+    reason: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Deadline:
+    """Wall-clock limits of one invocation (epoch seconds)."""
+
+    hard: float  # the function times out here; leases end here
+    last_call_start: float  # a call started later could outlive the invocation

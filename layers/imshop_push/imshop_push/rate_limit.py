@@ -16,6 +16,12 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Protocol
 
+from imshop_push.model import StoreError
+
+
+class RateLimiterError(StoreError):
+    """The shared window cannot be read or written now (its adapter translates its client's errors into this)."""
+
 
 @dataclass(frozen=True, slots=True)
 class Permit:

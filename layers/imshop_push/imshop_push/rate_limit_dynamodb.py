@@ -5,18 +5,29 @@ conditional write on a version number: two executions racing for the last slot c
 
 That one item is the hottest key of the table: under a high MaximumConcurrency DynamoDB may throttle it. A
 throttled acquire is an answer ("no slot now, ask again shortly"), not a failure: the caller waits or defers
-its requests to the backlog, which does not count towards anyone's maxReceiveCount.
+its requests to the backlog, which does not count towards anyone's maxReceiveCount. Any other error of the
+DynamoDB client leaves this module as a `RateLimiterError`: the pipeline knows no botocore.
 """
 
 from __future__ import annotations
 
 import hashlib
 import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
-from botocore.exceptions import ClientError
+from botocore.exceptions import BotoCoreError, ClientError
 
-from imshop_push.rate_limit import Denied, Permit, WindowPolicy, live_slots, new_token, next_opening
+from imshop_push.rate_limit import (
+    Denied,
+    Permit,
+    RateLimiterError,
+    WindowPolicy,
+    live_slots,
+    new_token,
+    next_opening,
+)
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
@@ -42,11 +53,10 @@ class DynamoDBRateLimiter:
 
     def try_acquire(self, now: float) -> Permit | Denied:
         try:
-            return self._try_acquire(now)
-        except ClientError as e:
-            if _error_code(e) not in THROTTLING_CODES:
-                raise
-            logger.warning("the rate-limit item is throttled (%s): no slot now", _error_code(e))
+            with _translated("try_acquire"):
+                return self._try_acquire(now)
+        except _ThrottledError as e:
+            logger.warning("the rate-limit item is throttled: no slot now (%s)", e)
             return Denied(now + self._policy.window_seconds / max(self._policy.limit, 1))
 
     def _try_acquire(self, now: float) -> Permit | Denied:
@@ -67,6 +77,10 @@ class DynamoDBRateLimiter:
         return Denied(now + self._policy.window_seconds / max(self._policy.limit, 1))
 
     def release(self, permit: Permit, finished_at: float) -> None:
+        with _translated("release"):
+            self._release(permit, finished_at)
+
+    def _release(self, permit: Permit, finished_at: float) -> None:
         try:
             self._client.update_item(
                 TableName=self._table,
@@ -85,6 +99,10 @@ class DynamoDBRateLimiter:
                 raise
 
     def block_until(self, until: float) -> None:
+        with _translated("block_until"):
+            self._block_until(until)
+
+    def _block_until(self, until: float) -> None:
         try:
             self._client.update_item(
                 TableName=self._table,
@@ -120,6 +138,22 @@ class DynamoDBRateLimiter:
                 return False
             raise
         return True
+
+
+class _ThrottledError(RateLimiterError):
+    """The item is throttled: an answer ("not now"), not a failure."""
+
+
+@contextmanager
+def _translated(operation: str) -> Iterator[None]:
+    """The boundary: what the DynamoDB client raises becomes the limiter's own error."""
+    try:
+        yield
+    except ClientError as e:
+        error = _ThrottledError if _error_code(e) in THROTTLING_CODES else RateLimiterError
+        raise error(f"DynamoDB refused {operation}: {_error_code(e)}") from e
+    except BotoCoreError as e:
+        raise RateLimiterError(f"DynamoDB refused {operation}: {type(e).__name__}") from e
 
 
 def _num(value: float) -> str:

@@ -1,8 +1,9 @@
 """Wiring: settings, secrets and AWS clients become one `Dispatcher`, once per execution environment.
 
 Kept apart from the handler so `make demo`, the tests and the benchmark run exactly the wiring Lambda runs.
-boto3 and Powertools Parameters are imported only when the configuration needs them: a local run without
-AWS state does not pay their import time.
+Every collaborator comes from a factory that `Runtime` takes as a parameter (production's by default), so a
+test hands in fakes instead of patching this module. boto3 and Powertools Parameters are imported only when
+the configuration needs them: a local run without AWS state does not pay their import time.
 """
 
 from __future__ import annotations
@@ -10,13 +11,15 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, Protocol
 
 from imshop_push.config import ConfigError, Settings, check_api_url
-from imshop_push.dispatcher import Deadline, Dispatcher, Disposition, RecordResult
 from imshop_push.imshop_client import ImshopClient
 from imshop_push.inbound import InboundMessage
+from imshop_push.model import Deadline, Disposition, RecordResult
 from imshop_push.observability import MetricSink
+from imshop_push.pipeline import Dispatcher
+from imshop_push.ports import BacklogSink, DeadLetterSink, PushApi
 from imshop_push.rate_limit import InProcessRateLimiter, RateLimiter, WindowPolicy
 from imshop_push.state import InProcessStateStore, StateStore
 
@@ -44,6 +47,57 @@ class SecretsUnavailableError(RuntimeError):
     """The URL or key parameter cannot be read now (missing, no permission, SSM down): retry later."""
 
 
+type AwsClients = Callable[[str], Any]
+"""A boto3 client by service name ("sqs", "dynamodb"), made once and shared."""
+
+
+class ApiClientFactory(Protocol):
+    def __call__(
+        self, url: str, *, api_key: str | None, connect_timeout_seconds: float, read_timeout_seconds: float
+    ) -> PushApi: ...
+
+
+class Pipeline(Protocol):
+    def dispatch(self, messages: Sequence[InboundMessage], *, deadline: Deadline) -> dict[str, RecordResult]: ...
+
+
+def dynamodb_or_in_process_state(settings: Settings, aws: AwsClients) -> StateStore:
+    if settings.state_table_name is None:
+        return InProcessStateStore()
+    from imshop_push.state_dynamodb import DynamoDBStateStore  # noqa: PLC0415
+
+    return DynamoDBStateStore(aws("dynamodb"), settings.state_table_name, ttl_seconds=settings.state_ttl_seconds)
+
+
+def dynamodb_or_in_process_limiter(
+    settings: Settings, api_url: str, policy: WindowPolicy, aws: AwsClients
+) -> RateLimiter:
+    if settings.state_table_name is None:
+        return InProcessRateLimiter(policy)
+    from imshop_push.rate_limit_dynamodb import DynamoDBRateLimiter, limiter_item_id  # noqa: PLC0415
+
+    return DynamoDBRateLimiter(aws("dynamodb"), settings.state_table_name, limiter_item_id(api_url), policy)
+
+
+def dead_letter_queue(sqs: Callable[[], Any], queue_url: str) -> DeadLetterSink:
+    from imshop_push.sqs_outbox import DeadLetterQueue  # noqa: PLC0415
+
+    return DeadLetterQueue(sqs, queue_url)
+
+
+def source_queue(sqs: Callable[[], Any]) -> BacklogSink:
+    from imshop_push.sqs_outbox import SourceQueue  # noqa: PLC0415
+
+    return SourceQueue(sqs)
+
+
+def boto3_client(service: str) -> Any:
+    """boto3 clients honour AWS_ENDPOINT_URL themselves, so a local emulator needs no code path of its own."""
+    import boto3  # noqa: PLC0415 - ~0.3 s of import, paid only when AWS is used
+
+    return boto3.client(service)  # type: ignore[call-overload]
+
+
 class Runtime:
     def __init__(
         self,
@@ -52,13 +106,27 @@ class Runtime:
         metric: MetricSink,
         clock: Callable[[], float] = time.time,
         sleep: Callable[[float], None] = time.sleep,
+        api_client: ApiClientFactory = ImshopClient,
+        state_store: Callable[[Settings, AwsClients], StateStore] = dynamodb_or_in_process_state,
+        limiter: Callable[[Settings, str, WindowPolicy, AwsClients], RateLimiter] = dynamodb_or_in_process_limiter,
+        dead_letter_sink: Callable[[Callable[[], Any], str], DeadLetterSink] = dead_letter_queue,
+        backlog_sink: Callable[[Callable[[], Any]], BacklogSink] = source_queue,
+        aws_client: AwsClients = boto3_client,
+        pipeline: Callable[..., Pipeline] = Dispatcher,
     ) -> None:
         self.settings = settings
         self._metric = metric
         self._clock = clock
         self._sleep = sleep
+        self._make_api = api_client
+        self._make_state = state_store
+        self._make_limiter = limiter
+        self._make_dead_letters = dead_letter_sink
+        self._make_backlog = backlog_sink
+        self._make_aws_client = aws_client
+        self._make_pipeline = pipeline
         self._clients: dict[str, Any] = {}
-        self._dispatcher_cache: Dispatcher | None = None
+        self._dispatcher_cache: Pipeline | None = None
         self._api_identity: tuple[str, str | None] | None = None
         self._api_worst_case = 0.0
         self._state: StateStore | None = None
@@ -82,32 +150,32 @@ class Runtime:
             logger.error("the function timeout leaves no time for one IMSHOP call; raise it above HTTP_TIMEOUT_SECONDS")
         return dispatcher.dispatch(messages, deadline=deadline)
 
-    def _dispatcher(self) -> Dispatcher:
+    def _dispatcher(self) -> Pipeline:
         """Cached per execution environment; rebuilt only when the URL or key parameter changed."""
         url, key = self._secrets()
         if self._dispatcher_cache is not None and self._api_identity == (url, key):
             return self._dispatcher_cache
         s = self.settings
-        api = ImshopClient(
+        api = self._make_api(
             url,
             api_key=key,
             connect_timeout_seconds=s.connect_timeout_seconds,
             read_timeout_seconds=s.http_timeout_seconds,
         )
-        from imshop_push.sqs_outbox import DeadLetterQueue, SourceQueue  # noqa: PLC0415
 
         def sqs() -> Any:
             return self._client("sqs")
 
         self._api_worst_case = api.worst_case_seconds
         self._api_identity = (url, key)
-        self._state = self._state or self._make_state()
-        self._dispatcher_cache = Dispatcher(
+        self._state = self._state or self._make_state(s, self._client)
+        dlq_url = s.dead_letter_queue_url
+        self._dispatcher_cache = self._make_pipeline(
             api=api,
-            limiter=self._make_limiter(url, api.worst_case_seconds),
+            limiter=self._make_limiter(s, url, self._window_policy(api.worst_case_seconds), self._client),
             state=self._state,
-            dead_letters=DeadLetterQueue(sqs, s.dead_letter_queue_url) if s.dead_letter_queue_url else None,
-            backlog=SourceQueue(sqs),
+            dead_letters=self._make_dead_letters(sqs, dlq_url) if dlq_url else None,
+            backlog=self._make_backlog(sqs),
             metric=self._metric,
             max_recipients=s.max_recipients_per_request,
             rate_limit_requests=s.rate_limit_requests,
@@ -138,32 +206,16 @@ class Runtime:
             raise SecretsUnavailableError(f"the SSM parameter named by {variable} is empty")
         return str(value)
 
-    def _make_limiter(self, url: str, worst_case_call_seconds: float) -> RateLimiter:
+    def _window_policy(self, worst_case_call_seconds: float) -> WindowPolicy:
         s = self.settings
-        policy = WindowPolicy(
+        return WindowPolicy(
             limit=s.rate_limit_requests,
             window_seconds=s.rate_limit_window_seconds,
             margin_seconds=s.rate_limit_margin_seconds,
             worst_case_call_seconds=worst_case_call_seconds,
         )
-        if s.state_table_name is None:
-            return InProcessRateLimiter(policy)
-        from imshop_push.rate_limit_dynamodb import DynamoDBRateLimiter, limiter_item_id  # noqa: PLC0415
-
-        return DynamoDBRateLimiter(self._client("dynamodb"), s.state_table_name, limiter_item_id(url), policy)
-
-    def _make_state(self) -> StateStore:
-        s = self.settings
-        if s.state_table_name is None:
-            return InProcessStateStore()
-        from imshop_push.state_dynamodb import DynamoDBStateStore  # noqa: PLC0415
-
-        return DynamoDBStateStore(self._client("dynamodb"), s.state_table_name, ttl_seconds=s.state_ttl_seconds)
 
     def _client(self, service: str) -> Any:
-        """boto3 clients honour AWS_ENDPOINT_URL themselves, so a local emulator needs no code path of its own."""
         if service not in self._clients:
-            import boto3  # noqa: PLC0415 - ~0.3 s of import, paid only when AWS is used
-
-            self._clients[service] = boto3.client(service)  # type: ignore[call-overload]
+            self._clients[service] = self._make_aws_client(service)
         return self._clients[service]

@@ -23,13 +23,14 @@ from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass
 from typing import NamedTuple, Protocol
 
-from imshop_push.model import Content, Recipient
+from imshop_push.model import Content, Recipient, StoreError
 
 DIGEST_SIZE = 8
 
 
-class StateStoreError(RuntimeError):
-    """The state table did not take or give what was asked, even after retries (e.g. throttled batch writes)."""
+class StateStoreError(StoreError):
+    """The state table did not take or give what was asked, even after retries (throttled batch writes, or any
+    error of the table's client, which the adapter translates into this)."""
 
 
 class ClaimStatus(enum.StrEnum):

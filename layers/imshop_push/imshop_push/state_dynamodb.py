@@ -5,6 +5,8 @@ owner, so plain puts suffice and can be batched. Items expire `ttl_seconds` afte
 claim renews its request item, and reading a request's earlier attempts renews their items, so the progress
 of a request that lives on through re-enqueues and redrives expires only after the request itself can no
 longer come back (the TTL is at least the longest gap between two receives of one request).
+
+Every error of the DynamoDB client leaves this module as a `StateStoreError`: the pipeline knows no botocore.
 """
 
 from __future__ import annotations
@@ -13,10 +15,12 @@ import logging
 import time
 from collections.abc import Callable, Collection, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
+from imshop_push.dynamodb_batches import MAX_UNPROCESSED_ROUNDS, BatchedTable
 from imshop_push.state import (
     CallRecord,
     CallStatus,
@@ -33,12 +37,9 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
+__all__ = ["MAX_UNPROCESSED_ROUNDS", "DynamoDBStateStore"]
+
 CLAIM_THREADS = 8
-WRITE_THREADS = 8
-BATCH_GET_LIMIT = 100
-BATCH_WRITE_LIMIT = 25
-MAX_UNPROCESSED_ROUNDS = 8
-BACKOFF_BASE_SECONDS = 0.05  # doubled each round: ~6 s in all before giving up
 
 
 class DynamoDBStateStore:
@@ -53,7 +54,7 @@ class DynamoDBStateStore:
         self._client = client
         self._table = table_name
         self._ttl = ttl_seconds
-        self._sleep = sleep
+        self._batches = BatchedTable(client, table_name, sleep=sleep)
 
     def claim_many(
         self, requests: Sequence[tuple[str, str]], *, attempt_id: str, now: float, lease_until: float
@@ -115,6 +116,10 @@ class DynamoDBStateStore:
         return Claim(ClaimStatus.BUSY)
 
     def start_attempt(self, attempt_id: str, call_count: int, *, now: float) -> None:
+        with _translated("start_attempt"):
+            self._put_attempt(attempt_id, call_count, now=now)
+
+    def _put_attempt(self, attempt_id: str, call_count: int, *, now: float) -> None:
         self._client.put_item(
             TableName=self._table,
             Item={
@@ -125,13 +130,17 @@ class DynamoDBStateStore:
         )
 
     def load_calls(self, attempt_ids: Collection[str], *, now: float) -> list[CallRecord]:
-        attempts = self._batch_get([_attempt_id(a) for a in attempt_ids])
+        with _translated("load_calls"):
+            return self._load_calls(attempt_ids, now=now)
+
+    def _load_calls(self, attempt_ids: Collection[str], *, now: float) -> list[CallRecord]:
+        attempts = self._batches.get([_attempt_id(a) for a in attempt_ids])
         ids = [
             _call_id(call_id(attempt_id, index))
             for attempt_id in attempt_ids
             for index in range(int(attempts.get(_attempt_id(attempt_id), {}).get("calls", {}).get("N", "0")))
         ]
-        calls = self._batch_get(ids)
+        calls = self._batches.get(ids)
         self._renew([*attempts.values(), *calls.values()], now=now)
         return [
             CallRecord(
@@ -146,20 +155,25 @@ class DynamoDBStateStore:
         """The request that needs these items came back: they live another TTL from now. Only the owner of the
         request's lease writes them, so a put of what was just read loses nothing."""
         expiration = {"N": str(int(now) + self._ttl)}
-        self._batch_writes([{"PutRequest": {"Item": item | {"expiration": expiration}}} for item in items])
+        self._batches.write([{"PutRequest": {"Item": item | {"expiration": expiration}}} for item in items])
 
     def mark_call(self, call_id: str, digests: bytes, *, status: CallStatus, now: float) -> None:
-        self._client.put_item(
-            TableName=self._table,
-            Item={
-                "id": {"S": _call_id(call_id)},
-                "status": {"S": status.value},
-                "digests": {"B": digests},
-                "expiration": {"N": str(int(now) + self._ttl)},
-            },
-        )
+        with _translated("mark_call"):
+            self._client.put_item(
+                TableName=self._table,
+                Item={
+                    "id": {"S": _call_id(call_id)},
+                    "status": {"S": status.value},
+                    "digests": {"B": digests},
+                    "expiration": {"N": str(int(now) + self._ttl)},
+                },
+            )
 
     def settle(self, settlements: Sequence[Settlement], *, now: float) -> None:
+        with _translated("settle"):
+            self._settle(settlements, now=now)
+
+    def _settle(self, settlements: Sequence[Settlement], *, now: float) -> None:
         expiration = {"N": str(int(now) + self._ttl)}
         items: list[dict[str, Any]] = []
         for s in settlements:
@@ -173,52 +187,16 @@ class DynamoDBStateStore:
             if not s.done and s.attempts:
                 item["attempts"] = {"SS": sorted(set(s.attempts))}
             items.append(item)
-        self._batch_writes([{"PutRequest": {"Item": item}} for item in items])
-
-    def _batch_writes(self, writes: list[dict[str, Any]]) -> None:
-        """In parallel: settling a 10,000-record batch is 400 BatchWriteItem calls, which must fit the finishing
-        reserve after the last IMSHOP call."""
-        chunks = list(_chunks(writes, BATCH_WRITE_LIMIT))
-        if len(chunks) <= 1:
-            for chunk in chunks:
-                self._batch_write(list(chunk))
-            return
-        with ThreadPoolExecutor(max_workers=min(WRITE_THREADS, len(chunks))) as pool:
-            for _ in pool.map(lambda chunk: self._batch_write(list(chunk)), chunks):
-                pass
-
-    def _batch_get(self, ids: list[str]) -> dict[str, dict[str, Any]]:
-        found: dict[str, dict[str, Any]] = {}
-        for chunk in _chunks(sorted(set(ids)), BATCH_GET_LIMIT):
-            request: dict[str, Any] = {self._table: {"Keys": [{"id": {"S": i}} for i in chunk], "ConsistentRead": True}}
-            for round_ in range(MAX_UNPROCESSED_ROUNDS):
-                if round_:
-                    self._sleep(BACKOFF_BASE_SECONDS * 2**round_)
-                response = self._client.batch_get_item(RequestItems=request)
-                for item in response.get("Responses", {}).get(self._table, []):
-                    found[item["id"]["S"]] = item
-                request = dict(response.get("UnprocessedKeys") or {})
-                if not request:
-                    break
-            else:
-                raise StateStoreError("DynamoDB kept returning unprocessed keys (throttled)")
-        return found
-
-    def _batch_write(self, writes: list[dict[str, Any]]) -> None:
-        request: dict[str, Any] = {self._table: writes}
-        for round_ in range(MAX_UNPROCESSED_ROUNDS):
-            if round_:
-                self._sleep(BACKOFF_BASE_SECONDS * 2**round_)
-            response = self._client.batch_write_item(RequestItems=request)
-            request = dict(response.get("UnprocessedItems") or {})
-            if not request:
-                return
-        raise StateStoreError("DynamoDB kept returning unprocessed items (throttled)")
+        self._batches.write([{"PutRequest": {"Item": item}} for item in items])
 
 
-def _chunks[T](items: Sequence[T], size: int) -> Iterator[Sequence[T]]:
-    for start in range(0, len(items), size):
-        yield items[start : start + size]
+@contextmanager
+def _translated(operation: str) -> Iterator[None]:
+    """The boundary: what the DynamoDB client raises becomes the store's own error."""
+    try:
+        yield
+    except (ClientError, BotoCoreError) as e:
+        raise StateStoreError(f"DynamoDB refused {operation}: {_error_code(e)}") from e
 
 
 def _request_id(key: str) -> str:

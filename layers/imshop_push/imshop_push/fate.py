@@ -1,0 +1,149 @@
+"""A record's fate: one state, moved only by named transitions.
+
+    received ──► claimed ──► planned ──► sent
+       │            │           ├──► deferred ─────────┐
+       │            │           ├──► expired ──────────┤
+       │            │           └──► dead-lettered ◄───┤
+       │            └──► sent (by an earlier attempt)  │
+       ├──► expired (before any claim)                 │
+       ├──► duplicate                                  ▼
+       ├──► dead-lettered (invalid, key reused)      retry ──► requeued (a keyed copy)
+       └──► retry (store unavailable, lease busy)
+
+A transition from a state it does not list leaves the fate as it is: the state it is in says more (poison
+outranks a failure, a failure outranks expiry, expiry outranks waiting for budget). Only `give_back` moves
+any state: a write the fate depended on (the settlement, the dead letter, the re-enqueue) did not happen.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from imshop_push.inbound import InboundMessage
+from imshop_push.model import Disposition, NotificationRequest, Recipient, RecordResult
+
+
+class Fate(enum.StrEnum):
+    RECEIVED = "received"  # nothing decided yet
+    CLAIMED = "claimed"  # this execution holds the request's lease
+    PLANNED = "planned"  # calls of this attempt carry it (`Track.pending`)
+    SENT = "sent"  # every recipient confirmed, now or by an earlier attempt
+    DEFERRED = "deferred"  # out of budget: back to the queue with a delay (`Track.retry_at`)
+    EXPIRED = "expired"
+    DUPLICATE = "duplicate"
+    DEAD_LETTERED = "dead_lettered"
+    RETRY = "retry"  # back to SQS as a batch item failure
+    REQUEUED = "requeued"  # a retry sent back as a copy that carries its key
+
+
+_UNDECIDED = frozenset({Fate.RECEIVED, Fate.CLAIMED, Fate.PLANNED})
+_FROM: dict[str, frozenset[Fate]] = {  # transition: the states it may leave
+    "claim": frozenset({Fate.RECEIVED}),
+    "duplicate": frozenset({Fate.RECEIVED}),
+    "plan": frozenset({Fate.CLAIMED}),
+    "sent_earlier": frozenset({Fate.CLAIMED}),
+    "sent": frozenset({Fate.PLANNED}),
+    "expire": frozenset({Fate.RECEIVED, Fate.PLANNED}),
+    "defer": frozenset({Fate.PLANNED, Fate.DEFERRED}),
+    "retry": _UNDECIDED | {Fate.DEFERRED, Fate.EXPIRED},
+    "dead_letter": _UNDECIDED | {Fate.DEFERRED, Fate.EXPIRED, Fate.RETRY, Fate.DEAD_LETTERED},
+    "requeue": frozenset({Fate.RETRY}),
+}
+
+_DISPOSITIONS = {
+    Fate.SENT: Disposition.DELIVERED,
+    Fate.DEFERRED: Disposition.DEFERRED,
+    Fate.EXPIRED: Disposition.EXPIRED,
+    Fate.DUPLICATE: Disposition.DUPLICATE,
+    Fate.DEAD_LETTERED: Disposition.DEAD_LETTERED,
+    Fate.RETRY: Disposition.RETRY,
+    Fate.REQUEUED: Disposition.REQUEUED,
+}
+
+
+@dataclass(slots=True, eq=False)
+class Track:
+    """One record on its way through the pipeline: its fate, and what the stages learned about it."""
+
+    message: InboundMessage
+    request: NotificationRequest | None = None  # None until parsed (and for ever, if it is not valid)
+    fate: Fate = Fate.RECEIVED
+    reason: str = ""
+    history: tuple[str, ...] | None = None  # earlier attempts, known once claimed (None: never claimed here)
+    remaining: tuple[Recipient, ...] = ()  # what earlier attempts left to send
+    pending: set[int] = field(default_factory=set)  # indices of this attempt's calls still to carry it
+    retry_at: float | None = None
+    recorded_in_attempt: bool = False  # a call carrying it was recorded: this attempt belongs to its history
+    reached_imshop: bool = False  # a call carrying it was confirmed, or its outcome is unknown
+
+    @property
+    def message_id(self) -> str:
+        return self.message.message_id
+
+    @property
+    def req(self) -> NotificationRequest:
+        """The parsed request; only stages after parsing ask, and only for records that have one."""
+        if self.request is None:
+            raise ValueError(f"{self.message_id} has no parsed request")
+        return self.request
+
+    def result(self) -> RecordResult:
+        disposition = _DISPOSITIONS.get(self.fate)
+        if disposition is None:
+            raise ValueError(f"{self.message_id} left the pipeline undecided ({self.fate})")
+        return RecordResult(disposition, self.reason)
+
+    # transitions ------------------------------------------------------------------------------------------
+    def claim(self, history: tuple[str, ...]) -> None:
+        if self._go("claim", Fate.CLAIMED):
+            self.history = history
+
+    def duplicate(self, reason: str) -> None:
+        self._go("duplicate", Fate.DUPLICATE, reason)
+
+    def plan(self) -> None:
+        """Calls of this attempt carry what is left of it (`carry`)."""
+        self._go("plan", Fate.PLANNED)
+
+    def sent_earlier(self) -> None:
+        self._go("sent_earlier", Fate.SENT, "delivered by an earlier attempt")
+
+    def carry(self, call_index: int) -> None:
+        self.pending.add(call_index)
+
+    def call_done(self, call_index: int) -> None:
+        """The call no longer carries it (confirmed, or nobody live was left in it)."""
+        self.pending.discard(call_index)
+        if not self.pending:
+            self._go("sent", Fate.SENT)
+
+    def expire_if_due(self, now: datetime) -> bool:
+        """True when the request has expired: it is never sent late, whatever its fate says."""
+        if not self.req.is_expired(now):
+            return False
+        self._go("expire", Fate.EXPIRED, "expiresAt has passed")
+        return True
+
+    def defer(self, turn: float) -> None:
+        if self._go("defer", Fate.DEFERRED, "waiting for rate budget"):
+            self.retry_at = turn if self.retry_at is None else min(self.retry_at, turn)
+
+    def retry(self, reason: str) -> None:
+        self._go("retry", Fate.RETRY, reason)
+
+    def dead_letter(self, reason: str) -> None:
+        self._go("dead_letter", Fate.DEAD_LETTERED, reason)
+
+    def requeue(self, reason: str) -> None:
+        self._go("requeue", Fate.REQUEUED, reason)
+
+    def give_back(self, reason: str) -> None:
+        self.fate, self.reason = Fate.RETRY, reason
+
+    def _go(self, transition: str, to: Fate, reason: str = "") -> bool:
+        if self.fate not in _FROM[transition]:
+            return False
+        self.fate, self.reason = to, reason
+        return True

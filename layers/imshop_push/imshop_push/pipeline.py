@@ -1,0 +1,76 @@
+"""One SQS batch in, one disposition per record out: the dispatcher's whole job, as a list of stages.
+
+Each stage moves the fate of the batch's records (`fate.py`) by named transitions; the batch (`batch.py`)
+owns them, and its results are read once, at the end. The order, and why:
+
+1. parse and validate every record (poison is known before any budget is spent), then drop expired ones;
+2. resolve idempotency keys inside the batch, claim each key (duplicates of delivered requests stop here);
+3. subtract what earlier attempts of the same request already delivered;
+4. plan the fewest calls (merge equal content, split at the recipient limit);
+5. send call by call, each through the shared rate limiter, recording progress before and after;
+6. settle state and re-enqueue the backlog; dead-letter poison; retry keyless requests as keyed copies.
+Whatever could not be written goes back to SQS as a batch item failure, so nothing is dropped silently.
+
+A new step in the life of a request is a module in `stages/` and one line in `STAGES`.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+
+from imshop_push.batch import Batch
+from imshop_push.inbound import InboundMessage
+from imshop_push.model import Deadline, RecordResult
+from imshop_push.observability import MetricSink
+from imshop_push.ports import BacklogSink, Context, DeadLetterSink, Limits, PushApi
+from imshop_push.rate_limit import RateLimiter
+from imshop_push.stages import Stage
+from imshop_push.stages.claim import Claim
+from imshop_push.stages.dead_letter import DeadLetter
+from imshop_push.stages.intake import DropExpired, Parse
+from imshop_push.stages.keys_kept import KeysKept
+from imshop_push.stages.plan import Plan
+from imshop_push.stages.progress import EarlierProgress
+from imshop_push.stages.send import Send
+from imshop_push.stages.settle import Settle
+from imshop_push.state import StateStore
+
+STAGES: tuple[Callable[[Context], Stage], ...] = (
+    Parse,
+    DropExpired,
+    Claim,
+    EarlierProgress,
+    Plan,
+    Send,
+    Settle,
+    DeadLetter,
+    KeysKept,
+)
+
+
+class Dispatcher:
+    def __init__(
+        self,
+        *,
+        api: PushApi,
+        limiter: RateLimiter,
+        state: StateStore,
+        dead_letters: DeadLetterSink | None,
+        backlog: BacklogSink,
+        metric: MetricSink,
+        max_recipients: int,
+        rate_limit_requests: int,
+        rate_limit_window_seconds: float,
+        clock: Callable[[], float] = time.time,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        limits = Limits(max_recipients, rate_limit_requests, rate_limit_window_seconds)
+        ctx = Context(api, limiter, state, dead_letters, backlog, metric, limits, clock=clock, sleep=sleep)
+        self._stages = tuple(stage(ctx) for stage in STAGES)
+
+    def dispatch(self, messages: Sequence[InboundMessage], *, deadline: Deadline) -> dict[str, RecordResult]:
+        batch = Batch.of(messages, deadline)
+        for stage in self._stages:
+            stage(batch)
+        return batch.results()

@@ -1,0 +1,59 @@
+"""What the pipeline talks to, as small Protocols, and the one bundle of them its stages share.
+
+Tests hand in fakes of these; production hands in the adapters (`imshop_client`, `sqs_outbox`, the DynamoDB
+stores), which translate their libraries' errors at the boundary.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from imshop_push.imshop_client import CallOutcome
+from imshop_push.observability import MetricSink
+from imshop_push.rate_limit import RateLimiter
+from imshop_push.sqs_outbox import Deferral, Poison
+from imshop_push.state import StateStore
+
+
+class PushApi(Protocol):
+    @property
+    def worst_case_seconds(self) -> float: ...
+
+    def send(self, payload: dict[str, object]) -> CallOutcome: ...
+
+
+class DeadLetterSink(Protocol):
+    def send(self, poison: Sequence[Poison]) -> set[str]:
+        """Returns the message ids it could not write."""
+        ...
+
+
+class BacklogSink(Protocol):
+    def requeue(self, deferrals: Sequence[Deferral]) -> set[str]:
+        """Returns the message ids it could not write."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    max_recipients: int  # per IMSHOP call
+    rate_limit_requests: int  # calls per window
+    window_seconds: float
+
+
+@dataclass(frozen=True, slots=True)
+class Context:
+    """The ports, the limits and the clock every stage may use; built once per `Dispatcher`."""
+
+    api: PushApi
+    limiter: RateLimiter
+    state: StateStore
+    dead_letters: DeadLetterSink | None
+    backlog: BacklogSink
+    metric: MetricSink
+    limits: Limits
+    clock: Callable[[], float] = field(default=time.time)
+    sleep: Callable[[float], None] = field(default=time.sleep)

@@ -1,0 +1,182 @@
+"""One IMSHOP call: wait for a slot, record it, send it, and say what its answer means for its requests."""
+
+from __future__ import annotations
+
+import logging
+from datetime import UTC, datetime
+
+from imshop_push import observability as m
+from imshop_push.batch import Attempt, Batch
+from imshop_push.fate import Track
+from imshop_push.imshop_client import CallOutcome, CallResult
+from imshop_push.masking import mask_recipients
+from imshop_push.model import StoreError
+from imshop_push.planning import PlannedCall
+from imshop_push.ports import Context
+from imshop_push.rate_limit import Denied, wait_for_permit
+from imshop_push.stages.records import CallRecords
+from imshop_push.state import call_id, delivery_digests, pack_digests
+
+logger = logging.getLogger(__name__)
+
+MAX_RATE_LIMITED_RETRIES = 3
+
+CALL_METRIC = {
+    CallResult.SENT: m.IMSHOP_CALLS_SENT,
+    CallResult.FAILED: m.IMSHOP_CALLS_FAILED,
+    CallResult.REJECTED: m.IMSHOP_CALLS_REJECTED,
+    CallResult.AMBIGUOUS: m.IMSHOP_CALLS_AMBIGUOUS,
+    CallResult.RATE_LIMITED: m.IMSHOP_CALLS_RATE_LIMITED,
+}
+
+
+class CallSender:
+    def __init__(self, ctx: Context) -> None:
+        self._ctx = ctx
+        self._records = CallRecords(ctx)
+
+    def send(self, batch: Batch, index: int) -> Denied | list[PlannedCall]:
+        """Send call `index`. Denied when out of budget; calls to send in its place (a rejected merged call,
+        one request at a time); or [] when its requests know their fate. Raises StoreError when the limiter
+        cannot be asked."""
+        ctx, attempt = self._ctx, batch.attempt
+        call = attempt.calls[index]
+        cid = call_id(attempt.id, index)
+        owners = batch.owners(call)
+        for _ in range(MAX_RATE_LIMITED_RETRIES + 1):
+            if (live_call := self._live_part(call, owners, attempt)) is None:
+                _done(owners, index)
+                return []
+            on_wait = lambda _s: ctx.metric(m.RATE_LIMIT_WAITS, 1)  # noqa: E731
+            permit = wait_for_permit(
+                ctx.limiter,
+                latest_start=batch.deadline.last_call_start,
+                clock=ctx.clock,
+                sleep=ctx.sleep,
+                on_wait=on_wait,
+            )
+            if isinstance(permit, Denied):
+                return permit
+            if (live_call := self._live_part(call, owners, attempt)) is None:  # the wait may have outlived some
+                self._records.release(permit, ctx.clock())
+                _done(owners, index)
+                return []
+            call = live_call
+            digests = pack_digests(delivery_digests(call.content, call.recipients))
+            try:
+                self._records.pending(attempt, index, cid, digests)
+            except StoreError:
+                self._records.release(permit, ctx.clock())
+                logger.exception("cannot record the call before sending: not sent")
+                _retry(owners, "state store unavailable")
+                return []
+            for t in owners:
+                t.recorded_in_attempt = True
+            outcome = ctx.api.send(call.payload())
+            finished_at = ctx.clock()
+            ctx.metric(CALL_METRIC[outcome.result], 1)
+            _log_call(call, outcome)
+            if outcome.result is CallResult.RATE_LIMITED:
+                retry_after = outcome.retry_after_seconds
+                blocked_until = finished_at + (retry_after if retry_after is not None else ctx.limits.window_seconds)
+                self._records.release(permit, finished_at)
+                self._records.not_delivered(cid, digests)
+                ctx.limiter.block_until(blocked_until)
+                continue
+            # Proof of delivery first: the slot can wait, the record of what was sent cannot.
+            splits = self._answer(owners, call, outcome, attempt=attempt, cid=cid, digests=digests, index=index)
+            self._records.release(permit, finished_at)
+            return splits
+        # IMSHOP keeps throttling: that is waiting for budget, not a failure; the requests wait in the queue.
+        return Denied(blocked_until)
+
+    def _answer(
+        self,
+        owners: list[Track],
+        call: PlannedCall,
+        outcome: CallOutcome,
+        *,
+        attempt: Attempt,
+        cid: str,
+        digests: bytes,
+        index: int,
+    ) -> list[PlannedCall]:
+        if outcome.result is CallResult.SENT:
+            self._ctx.metric(m.RECIPIENTS_SENT, len(call.recipients))
+            self._records.sent(attempt, cid, digests)
+            for t in owners:
+                t.reached_imshop = True
+            if call.isolated:
+                attempt.isolation_sent.update((call.content, r) for r in call.recipients)
+            _done(owners, index)
+            return []
+        if outcome.result is CallResult.AMBIGUOUS:
+            _retry(owners, outcome.reason)  # the call record stays pending: a redelivery counts it
+            for t in owners:
+                t.reached_imshop = True
+            return []
+        self._records.not_delivered(cid, digests)
+        if outcome.result is not CallResult.REJECTED:
+            _retry(owners, outcome.reason)
+            return []
+        if len(owners) == 1:
+            owners[0].dead_letter(outcome.reason)
+            return []
+        # A merged call refused: which request IMSHOP objects to cannot be told from one answer, and the others
+        # must not share its fate. Each request gets its own call; a recipient delivered by one of them is not
+        # sent again by the next (isolation_sent).
+        wanted = {t.message_id: set(t.req.recipients) for t in owners}
+        return [
+            PlannedCall(
+                call.content,
+                tuple(r for r in call.recipients if r in wanted[t.message_id]),
+                frozenset({t.message_id}),
+                isolated=True,
+            )
+            for t in sorted(owners, key=lambda t: t.message_id)
+        ]
+
+    def _live_part(self, call: PlannedCall, owners: list[Track], attempt: Attempt) -> PlannedCall | None:
+        """Drop recipients whose every requester expired while waiting (never sent late), and, for a call split
+        off a rejected merged call, recipients an earlier split already delivered."""
+        now = datetime.fromtimestamp(self._ctx.clock(), UTC)
+        live = [t for t in owners if not t.expire_if_due(now)]
+        if not live:
+            return None
+        recipients = call.recipients
+        if len(live) < len(owners):
+            wanted = {r for t in live for r in t.req.recipients}
+            recipients = tuple(r for r in recipients if r in wanted)
+        if call.isolated:
+            recipients = tuple(r for r in recipients if (call.content, r) not in attempt.isolation_sent)
+        if not recipients:
+            return None
+        if recipients is call.recipients:
+            return call
+        return PlannedCall(call.content, recipients, frozenset(t.message_id for t in live), call.isolated)
+
+
+def _done(owners: list[Track], index: int) -> None:
+    for t in owners:
+        t.call_done(index)
+
+
+def _retry(owners: list[Track], reason: str) -> None:
+    for t in owners:
+        t.retry(reason)
+
+
+def _log_call(call: PlannedCall, outcome: CallOutcome) -> None:
+    level = logging.INFO if outcome.result is CallResult.SENT else logging.WARNING
+    logger.log(
+        level,
+        "IMSHOP call",
+        extra={
+            "outcome": outcome.result.value,
+            "reason": outcome.reason,
+            "status": outcome.status,
+            "recipients": len(call.recipients),
+            "requests": len(call.message_ids),
+            "sample": mask_recipients(rid for _, rid in call.recipients),
+        },
+    )

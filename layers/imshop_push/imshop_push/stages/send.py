@@ -1,0 +1,53 @@
+"""Send: the planned calls one by one, each through the shared rate limiter, until they are done or the
+budget of this invocation is spent (then the rest waits in the backlog)."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+
+from imshop_push.batch import Batch
+from imshop_push.model import StoreError
+from imshop_push.planning import PlannedCall
+from imshop_push.ports import Context
+from imshop_push.rate_limit import Denied
+from imshop_push.stages.call import CallSender
+
+logger = logging.getLogger(__name__)
+
+
+class Send:
+    def __init__(self, ctx: Context) -> None:
+        self._ctx = ctx
+        self._sender = CallSender(ctx)
+
+    def __call__(self, batch: Batch) -> None:
+        calls = batch.attempt.calls
+        index = 0
+        while index < len(calls):
+            try:
+                outcome = self._sender.send(batch, index)
+            except StoreError:
+                logger.exception("the state table is unavailable: the rest goes back to SQS")
+                for rest in calls[index:]:
+                    for track in batch.owners(rest):
+                        track.retry("state store unavailable")
+                return
+            if isinstance(outcome, Denied):
+                self._defer_rest(batch, calls[index:], outcome)
+                return
+            if outcome:
+                batch.replace_call(index, outcome)
+            index += 1
+
+    def _defer_rest(self, batch: Batch, calls: Sequence[PlannedCall], denied: Denied) -> None:
+        """Out of budget for this invocation: spread the rest over the windows in which their turn comes.
+
+        The n-th call still waiting cannot start before `retry_at + (n // limit) windows`; delaying its
+        requests until then keeps them from being received again (and re-enqueued again) for nothing.
+        """
+        limit = max(1, self._ctx.limits.rate_limit_requests)
+        for position, call in enumerate(calls):
+            turn = denied.retry_at + (position // limit) * self._ctx.limits.window_seconds
+            for track in batch.owners(call):
+                track.defer(turn)

@@ -1,0 +1,76 @@
+"""Settle: write where every claimed request stands (done, or its attempts so far), then hand the deferred
+ones to the backlog. Whatever cannot be written goes back to SQS, so nothing is dropped silently."""
+
+from __future__ import annotations
+
+import logging
+
+from imshop_push import observability as m
+from imshop_push.batch import Attempt, Batch
+from imshop_push.fate import Fate, Track
+from imshop_push.model import StoreError
+from imshop_push.ports import Context
+from imshop_push.sqs_outbox import Deferral
+from imshop_push.stages.intake import count_expired
+from imshop_push.state import CallStatus, Settlement
+
+logger = logging.getLogger(__name__)
+
+
+class Settle:
+    def __init__(self, ctx: Context) -> None:
+        self._ctx = ctx
+
+    def __call__(self, batch: Batch) -> None:
+        if not batch.claimed:
+            return
+        self._record_unrecorded(batch.attempt)
+        tracks = list(batch.claimed.values())
+        for track in tracks:
+            if track.fate is Fate.PLANNED:  # no call left it anything to do: the safest answer is to wait
+                track.defer(self._ctx.clock())
+            elif track.fate is Fate.EXPIRED:
+                count_expired(self._ctx, track)
+        try:
+            self._ctx.state.settle([_settlement(t, batch.attempt.id) for t in tracks], now=self._ctx.clock())
+        except StoreError:
+            logger.exception("cannot settle state: requests go back to SQS (progress is kept)")
+            for track in tracks:
+                track.give_back("state store unavailable")
+            return
+        self._requeue([t for t in tracks if t.fate is Fate.DEFERRED])
+
+    def _record_unrecorded(self, attempt: Attempt) -> None:
+        for cid, digests in attempt.unrecorded_sent:
+            try:
+                self._ctx.state.mark_call(cid, digests, status=CallStatus.SENT, now=self._ctx.clock())
+            except StoreError:
+                logger.exception("a confirmed call stays unrecorded: a retry of an unfinished request resends it")
+
+    def _requeue(self, deferred: list[Track]) -> None:
+        if not deferred:
+            return
+        self._ctx.metric(m.REQUESTS_DEFERRED, len(deferred))
+        now = self._ctx.clock()
+        deferrals = []
+        for track in deferred:
+            retry_at = track.retry_at if track.retry_at is not None else now
+            delay = max(0, int(retry_at - now + 0.999))
+            deferrals.append(Deferral(track.message, delay, track.req.idempotency_key, track.req.key_is_message_id))
+        failed = self._ctx.backlog.requeue(deferrals)
+        for track in deferred:
+            if track.message_id in failed:
+                track.give_back("could not re-enqueue backlog")
+
+
+def _settlement(track: Track, attempt_id: str) -> Settlement:
+    """Expired is not done: a producer's retry with a later expiresAt may still send it."""
+    request = track.req
+    done = track.fate is Fate.SENT
+    if done:
+        attempts: tuple[str, ...] = ()
+    elif track.recorded_in_attempt:
+        attempts = (*(track.history or ()), attempt_id)
+    else:
+        attempts = track.history or ()
+    return Settlement(request.idempotency_key, request.fingerprint, done, attempts)

@@ -1,0 +1,189 @@
+"""In-process fakes of the pipeline's ports: the IMSHOP API, the state store, the rate limiter, the DLQ and
+the backlog. Shared by the dispatcher's tests and the handler's; each records what it was given.
+
+The stores fail the way their DynamoDB adapters do: with the store's own error (`StateStoreError`,
+`RateLimiterError`), never botocore's.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from collections.abc import Callable, Collection, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from fake_clock import FakeClock
+from imshop_push.imshop_client import CallOutcome, CallResult
+from imshop_push.rate_limit import Denied, InProcessRateLimiter, Permit, RateLimiterError, WindowPolicy
+from imshop_push.sqs_outbox import Deferral, Poison
+from imshop_push.state import CallRecord, CallStatus, Claim, InProcessStateStore, Settlement, StateStoreError
+
+WORST_CASE = 13.0
+SENT = CallOutcome(CallResult.SENT, "success", 200)
+
+
+# --- IMSHOP ---------------------------------------------------------------------------------------------
+
+
+@dataclass
+class SentCall:
+    at: float
+    payload: dict[str, Any]
+
+    @property
+    def recipients(self) -> list[tuple[str, str]]:
+        return [("userIds", u) for u in self.payload.get("userIds", [])] + [
+            ("installIds", i) for i in self.payload.get("installIds", [])
+        ]
+
+
+class ExecutionCrashError(Exception):
+    """The execution dies mid-call (Lambda timeout, out of memory): the dispatcher never sees an answer."""
+
+
+class FakeImshop:
+    """Records every call; answers from a script (one outcome per call, then SENT), taking `duration` seconds."""
+
+    def __init__(self, clock: FakeClock) -> None:
+        self.clock = clock
+        self.script: list[CallOutcome | Exception] = []
+        self.answer: Callable[[dict[str, Any]], CallOutcome] | None = None
+        self.duration = 0.0
+        self.calls: list[SentCall] = []
+
+    @property
+    def worst_case_seconds(self) -> float:
+        return WORST_CASE
+
+    def send(self, payload: dict[str, object]) -> CallOutcome:
+        self.calls.append(SentCall(self.clock(), json.loads(json.dumps(payload))))
+        self.clock.now += self.duration
+        if self.script:
+            outcome = self.script.pop(0)
+            if isinstance(outcome, Exception):
+                raise outcome
+            return outcome
+        return self.answer(payload) if self.answer else SENT
+
+    def delivered(self) -> Counter[tuple[str, str, str]]:
+        """(title, field, id) per recipient over the calls IMSHOP accepted... or may have accepted."""
+        return Counter((c.payload["message"]["title"], f, r) for c in self.calls for f, r in c.recipients)
+
+
+class FakeImshopClient:
+    """Stands in for `ImshopClient` (same constructor) behind the handler: answers by title, so one batch can
+    hold every outcome."""
+
+    instances: list[FakeImshopClient] = []  # noqa: RUF012 - every client made, reset by the tests that read it
+
+    def __init__(self, url: str, *, api_key: str | None, connect_timeout_seconds: float, read_timeout_seconds: float):
+        self.url = url
+        self.api_key = api_key
+        self.payloads: list[dict[str, Any]] = []
+        self.worst_case_seconds = connect_timeout_seconds + read_timeout_seconds
+        FakeImshopClient.instances.append(self)
+
+    def send(self, payload: dict[str, Any]) -> CallOutcome:
+        self.payloads.append(payload)
+        title = payload["message"]["title"]
+        if "FAIL" in title:
+            return CallOutcome(CallResult.FAILED, "IMSHOP answered 503: no error text", 503)
+        if "REJECT" in title:
+            return CallOutcome(
+                CallResult.REJECTED,
+                'IMSHOP answered 400: Bad Request: child "userIds" fails because ["userIds" must be an array]',
+                400,
+            )
+        return CallOutcome(CallResult.SENT, "success", 200)
+
+
+# --- SQS: the DLQ and the backlog -----------------------------------------------------------------------
+
+
+class RecordingSink[T: (Poison, Deferral)]:
+    """Takes what it is given, except the message ids in `fail_ids`, which it reports as not written."""
+
+    def __init__(self, received: list[T] | None = None) -> None:
+        self.received: list[T] = [] if received is None else received
+        self.fail_ids: set[str] = set()
+
+    def take(self, items: Sequence[T]) -> set[str]:
+        self.received += [item for item in items if item.message.message_id not in self.fail_ids]
+        return {item.message.message_id for item in items} & self.fail_ids
+
+
+class FakeDeadLetters(RecordingSink[Poison]):
+    def send(self, poison: Sequence[Poison]) -> set[str]:
+        return self.take(poison)
+
+
+class FakeBacklog(RecordingSink[Deferral]):
+    def requeue(self, deferrals: Sequence[Deferral]) -> set[str]:
+        return self.take(deferrals)
+
+
+# --- the stores -----------------------------------------------------------------------------------------
+
+
+def unavailable(operation: str) -> StateStoreError:
+    return StateStoreError(f"DynamoDB refused {operation}: ProvisionedThroughputExceededException")
+
+
+class FlakyStateStore(InProcessStateStore):
+    """The in-process store, with operations that can be told to fail as the DynamoDB adapter fails: with the
+    store's own error, into which it translates every error of its client."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.failing: set[str] = set()
+        self.mark_sent_failures = 0  # how many "sent" records to refuse before taking them again
+
+    def _maybe_fail(self, operation: str) -> None:
+        if operation in self.failing:
+            raise unavailable(operation)
+
+    def claim_many(
+        self, requests: Sequence[tuple[str, str]], *, attempt_id: str, now: float, lease_until: float
+    ) -> dict[str, Claim]:
+        self._maybe_fail("claim_many")
+        return super().claim_many(requests, attempt_id=attempt_id, now=now, lease_until=lease_until)
+
+    def start_attempt(self, attempt_id: str, call_count: int, *, now: float) -> None:
+        self._maybe_fail("start_attempt")
+        super().start_attempt(attempt_id, call_count, now=now)
+
+    def load_calls(self, attempt_ids: Collection[str], *, now: float) -> list[CallRecord]:
+        self._maybe_fail("load_calls")
+        return super().load_calls(attempt_ids, now=now)
+
+    def mark_call(self, call_id: str, digests: bytes, *, status: CallStatus, now: float) -> None:
+        if status is CallStatus.SENT and self.mark_sent_failures:
+            self.mark_sent_failures -= 1
+            raise unavailable("mark_call")
+        if status is CallStatus.PENDING:
+            self._maybe_fail("mark_call")
+        super().mark_call(call_id, digests, status=status, now=now)
+
+    def settle(self, settlements: Sequence[Settlement], *, now: float) -> None:
+        self._maybe_fail("settle")
+        super().settle(settlements, now=now)
+
+
+class FlakyLimiter(InProcessRateLimiter):
+    """The shared limiter whose store (DynamoDB) can fail on acquire or on release."""
+
+    def __init__(self, policy: WindowPolicy) -> None:
+        super().__init__(policy)
+        self.fail_acquire = False
+        self.fail_release = False
+
+    def try_acquire(self, now: float) -> Permit | Denied:
+        if self.fail_acquire:
+            raise RateLimiterError("DynamoDB refused UpdateItem: ProvisionedThroughputExceededException")
+        return super().try_acquire(now)
+
+    def release(self, permit: Permit, finished_at: float) -> None:
+        if self.fail_release:
+            raise RateLimiterError("DynamoDB refused UpdateItem: ProvisionedThroughputExceededException")
+        super().release(permit, finished_at)

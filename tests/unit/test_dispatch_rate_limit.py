@@ -1,0 +1,167 @@
+"""The rate limit and the backlog: no more than the limit of calls per window, 429s, and deferrals
+spread over the windows in which their turn comes."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+from harness import BONUS, SHIPPED, Harness, body, drain, msg, phones
+
+from fake_clock import T0
+from imshop_push.dispatcher import Disposition
+from imshop_push.imshop_client import CallOutcome, CallResult
+from imshop_push.parsing import parse_body
+
+
+def test_429_blocks_the_limiter_until_retry_after_and_the_call_is_retried() -> None:
+    h = Harness()
+    h.api.script = [CallOutcome(CallResult.RATE_LIMITED, "429 Too Many Requests", 429, 7.0)]
+
+    assert h.run(msg("m1", body(users=["u1"]))) == {"m1": Disposition.DELIVERED}
+    first, second = h.api.calls
+    assert second.at >= first.at + 7.0
+    assert second.payload == first.payload
+    assert h.metrics["ImshopCallsRateLimited"] == 1
+    assert h.metrics["ImshopCallsSent"] == 1
+    assert h.metrics["RateLimitWaits"] >= 1
+
+
+def test_429_without_retry_after_backs_off_a_whole_window() -> None:
+    h = Harness(window=60)
+    h.api.script = [CallOutcome(CallResult.RATE_LIMITED, "429 Too Many Requests", 429, None)]
+
+    h.run(msg("m1", body(users=["u1"])), seconds=300)
+
+    first, second = h.api.calls
+    assert second.at >= first.at + 60
+
+
+def test_429_that_outlasts_the_invocation_defers_instead_of_failing() -> None:
+    h = Harness()
+    h.api.script = [CallOutcome(CallResult.RATE_LIMITED, "429 Too Many Requests", 429, 600.0)]
+
+    results = h.results(msg("m1", body(users=["u1"])), seconds=90)
+
+    assert results["m1"].disposition is Disposition.DEFERRED
+    [deferral] = h.backlog.received
+    assert deferral.delay_seconds >= 600 - 1
+    assert len(h.api.calls) == 1
+
+
+def test_imshop_answering_429_again_and_again_defers_the_request_instead_of_failing_it() -> None:
+    # Throttling is waiting for budget, not a failure: a RETRY would walk a valid request towards the DLQ.
+    h = Harness()
+    h.api.answer = lambda _payload: CallOutcome(CallResult.RATE_LIMITED, "429", 429, 30.0)
+
+    assert h.run(msg("m1", body(users=["u1"])), seconds=900) == {"m1": Disposition.DEFERRED}
+    assert 2 <= len(h.api.calls) <= 5
+    [deferral] = h.backlog.received
+    assert deferral.delay_seconds >= 29, "re-enqueued for when IMSHOP said it would take calls again"
+
+
+def test_no_more_than_the_limit_of_calls_start_within_any_window() -> None:
+    h = Harness(limit=3, window=60, margin=1.2, max_recipients=1)
+    message = msg("m1", body(users=phones(7)))
+    h.api.duration = 0.5
+
+    results = h.run(message, seconds=900)
+
+    assert results == {"m1": Disposition.DELIVERED}
+    starts = [c.at for c in h.api.calls]
+    assert len(starts) == 7
+    for i in range(len(starts) - 3):
+        assert starts[i + 3] >= starts[i] + 0.5 + 60  # the 4th call starts a window after the 1st one ended
+    assert h.metrics["RateLimitWaits"] >= 2
+
+
+def test_no_call_starts_after_the_last_moment_the_invocation_allows() -> None:
+    # Slow IMSHOP: each call takes 20 s. A call started after deadline.last_call_start could still be running
+    # when Lambda kills the execution: the dispatcher must defer the rest instead (SPEC 4.7).
+    h = Harness(limit=10, max_recipients=1)
+    h.api.duration = 20.0
+
+    results = h.run(msg("m1", body(users=phones(3))), seconds=45)
+
+    deadline = h.deadlines[-1]
+    assert all(c.at <= deadline.last_call_start for c in h.api.calls), [c.at - T0 for c in h.api.calls]
+    assert h.clock() <= deadline.hard
+    assert results["m1"] is Disposition.DEFERRED
+
+
+def test_out_of_budget_before_the_deadline_defers_to_the_backlog_with_a_sensible_delay() -> None:
+    h = Harness(limit=2, window=60, margin=1.2, max_recipients=1)
+    raw = msg("raw", body(users=phones(3)), source="crm")
+    keyed = msg("keyed", body(users=phones(2, start=10), message=BONUS, key="bonus-1"))
+
+    results = h.run(raw, keyed, seconds=30)
+
+    assert results == {"raw": Disposition.DEFERRED, "keyed": Disposition.DEFERRED}
+    assert len(h.api.calls) == 2
+    assert h.metrics["RequestsDeferred"] == 2
+    by_id = {d.message.message_id: d for d in h.backlog.received}
+    assert set(by_id) == {"raw", "keyed"}
+    assert by_id["raw"].key_from_message_id is True
+    assert by_id["raw"].idempotency_key == "raw"
+    assert by_id["raw"].message is raw  # original body and attributes travel with it
+    assert by_id["keyed"].key_from_message_id is False
+    assert by_id["keyed"].idempotency_key == "bonus-1"
+    slot_opens = h.api.calls[0].at + 60 + 1.2 - h.clock()
+    for deferral in by_id.values():
+        assert slot_opens <= deferral.delay_seconds <= 900  # not back before its budget, within SQS's maximum
+    assert by_id["keyed"].delay_seconds >= by_id["raw"].delay_seconds  # the later calls wait longer
+
+
+def test_deferrals_are_spread_over_the_windows_in_which_their_turn_comes() -> None:
+    h = Harness(limit=1, window=60, margin=1.2)
+    messages = [msg(f"m{i}", body(users=["u1"], message={"title": f"t{i}", "summary": "s"})) for i in range(4)]
+
+    results = h.run(*messages, seconds=30)
+
+    assert results["m0"] is Disposition.DELIVERED
+    delays = [d.delay_seconds for d in sorted(h.backlog.received, key=lambda d: d.message.message_id)]
+    assert len(delays) == 3
+    assert delays[0] >= 61
+    assert delays[1] >= delays[0] + 59
+    assert delays[2] >= delays[1] + 59
+
+
+def test_a_failed_backlog_requeue_sends_the_record_back_to_sqs() -> None:
+    h = Harness(limit=1, max_recipients=1)
+    h.backlog.fail_ids = {"m2"}
+
+    results = h.run(msg("m1", body(users=["u1"])), msg("m2", body(users=["u2"], message=BONUS)), seconds=30)
+
+    assert results == {"m1": Disposition.DELIVERED, "m2": Disposition.RETRY}
+
+
+def test_a_deferred_request_comes_back_and_every_recipient_gets_it_exactly_once() -> None:
+    h = Harness(limit=2, window=60, margin=1.2, max_recipients=2)
+
+    drain(h, [msg("m1", body(users=phones(9))), msg("m2", body(users=phones(5, start=7), message=BONUS))], seconds=30)
+
+    expected = {(SHIPPED["title"], "userIds", p): 1 for p in phones(9)}
+    expected |= {(BONUS["title"], "userIds", p): 1 for p in phones(5, start=7)}
+    assert h.api.delivered() == Counter(expected)
+    starts = sorted(c.at for c in h.api.calls)
+    assert all(starts[i + 2] >= starts[i] + 60 for i in range(len(starts) - 2))
+
+
+def test_a_deferred_request_keeps_only_attempts_that_started_a_call_for_it() -> None:
+    """Redeliveries read the calls of a request's attempts: planned-but-never-started calls must not pile up
+    there, or every round of a long backlog reads more than the one before."""
+    h = Harness(limit=1, window=60, max_recipients=1)
+    first = msg("first", body(users=["u1", "u2"], key="first"))
+    never = msg("never", body(users=["u9"], key="never", message=BONUS))
+
+    assert h.run(first, never, seconds=20) == {"first": Disposition.DEFERRED, "never": Disposition.DEFERRED}
+    assert len(h.api.calls) == 1
+
+    keys = [
+        (r.idempotency_key, r.fingerprint)
+        for r in (parse_body(m.body, message_id=m.message_id) for m in (first, never))
+    ]
+    claims = h.state.claim_many(keys, attempt_id="probe", now=h.clock() + 100, lease_until=h.clock() + 200)
+    assert claims["never"].attempts == (), "no call carried it: its history stays empty"
+    (attempt,) = claims["first"].attempts
+    records = h.state.load_calls([attempt], now=h.clock())
+    assert len(records) == 1, "only the call that was started is on record"
