@@ -49,7 +49,8 @@ def test_a_request_redelivered_alone_resends_only_its_own_unsent_recipients() ->
 
 def test_a_definite_failure_is_not_counted_as_an_ambiguous_redelivery() -> None:
     # 503, success: false and connection refused mean nothing was sent: resending is not the ambiguous case
-    # (docs/contract.md#the-ambiguous-call), and the AmbiguousRedeliveries metric must stay the rare, alarming signal it is meant to be.
+    # (docs/contract.md#the-ambiguous-call), and the AmbiguousRedeliveries metric must stay the rare, alarming
+    # signal it is meant to be.
     h = Harness()
     a = msg("a", body(users=["u1", "u2"]))
     h.api.script = [FAILED]
@@ -120,7 +121,8 @@ def test_a_confirmed_call_whose_record_cannot_be_written_still_settles_its_reque
 
 
 def test_a_request_served_by_another_requests_call_in_an_earlier_batch_is_still_sent() -> None:
-    # "across batches, two requests are two notifications unless they share an idempotency key" (docs/contract.md#idempotency-keys).
+    # "across batches, two requests are two notifications unless they share an idempotency key"
+    # (docs/contract.md#idempotency-keys).
     # A (key a) reached u1 in invocation 1; C (key c, same content, also for u1) was deferred in invocation 2.
     # When both come back in one batch, C must still reach u1: A's earlier call did not carry C.
     h = Harness(limit=1, max_recipients=1)

@@ -76,7 +76,8 @@ def test_no_more_than_the_limit_of_calls_start_within_any_window() -> None:
 
 def test_no_call_starts_after_the_last_moment_the_invocation_allows() -> None:
     # Slow IMSHOP: each call takes 20 s. A call started after deadline.last_call_start could still be running
-    # when Lambda kills the execution: the dispatcher must defer the rest instead (docs/contract.md#backlog-is-not-failure).
+    # when Lambda kills the execution: the dispatcher must defer the rest instead
+    # (docs/contract.md#backlog-is-not-failure).
     h = Harness(limit=10, max_recipients=1)
     h.api.duration = 20.0
 
