@@ -9,7 +9,8 @@ from typing import Any
 import pytest
 
 from imshop_push.inbound import InboundMessage
-from imshop_push.sqs_outbox import KEY_ATTRIBUTE, SQS_MAX_MESSAGE_BYTES, Deferral, SourceQueue
+from imshop_push.model import Deferral
+from imshop_push.sqs_outbox import KEY_ATTRIBUTE, SQS_MAX_MESSAGE_BYTES, SourceQueue
 from imshop_push_local.aws_emulator import MotoServer, make_client
 
 REGION = "eu-central-1"
@@ -69,7 +70,7 @@ def test_a_near_limit_cyrillic_backlog_request_is_re_enqueued_and_received_back_
         {"tenant": {"dataType": "String", "stringValue": "myshop"}},
     )
 
-    failed = SourceQueue(lambda: sqs).requeue([Deferral(message, 0, sent_id, key_from_message_id=True)])
+    failed = SourceQueue(lambda: sqs).requeue([Deferral(message, 0, sent_id, key_is_message_id=True)])
 
     assert failed == set()
     sqs.delete_message(QueueUrl=url, ReceiptHandle=original["ReceiptHandle"])

@@ -14,9 +14,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from fake_clock import FakeClock
-from imshop_push.imshop_client import CallOutcome, CallResult
+from imshop_push.model import CallOutcome, CallResult, Deferral, Poison
 from imshop_push.rate_limit import Denied, InProcessRateLimiter, Permit, RateLimiterError, WindowPolicy
-from imshop_push.sqs_outbox import Deferral, Poison
 from imshop_push.state import CallRecord, CallStatus, Claim, InProcessStateStore, Settlement, StateStoreError
 
 WORST_CASE = 13.0

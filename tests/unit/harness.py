@@ -16,12 +16,12 @@ from fakes import WORST_CASE, FakeBacklog, FakeDeadLetters, FakeImshop, FlakyLim
 
 from fake_clock import FakeClock
 from imshop_push.dispatcher import Deadline, Dispatcher, Disposition, RecordResult
-from imshop_push.imshop_client import CallOutcome, CallResult
 from imshop_push.inbound import InboundMessage
+from imshop_push.model import CallOutcome, CallResult, Deferral
 from imshop_push.observability import METRIC_NAMES
 from imshop_push.rate_limit import InProcessRateLimiter, WindowPolicy
 from imshop_push.runtime import invocation_deadline
-from imshop_push.sqs_outbox import Deferral, requeue_entry
+from imshop_push.sqs_outbox import requeue_entry
 
 QUEUE_ARN = "arn:aws:sqs:eu-central-1:123456789012:imshop-push-requests"
 SHIPPED = {"title": "Заказ отправлен", "summary": "Заказ передан в доставку"}

@@ -10,8 +10,8 @@ from fakes import SENT
 from harness import AMBIGUOUS, BONUS, FAILED, QUEUE_ARN, SHIPPED, Harness, body, lambda_attributes, msg, requeued_copy
 
 from imshop_push.dispatcher import Disposition
-from imshop_push.imshop_client import CallOutcome, CallResult
 from imshop_push.inbound import InboundMessage
+from imshop_push.model import CallOutcome, CallResult
 from imshop_push.sqs_outbox import dead_letter_entry
 
 

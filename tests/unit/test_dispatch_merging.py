@@ -10,7 +10,7 @@ from harness import AMBIGUOUS, BONUS, SHIPPED, Harness, body, msg, phones
 
 from fake_clock import T0
 from imshop_push.dispatcher import Disposition
-from imshop_push.imshop_client import CallOutcome, CallResult
+from imshop_push.model import CallOutcome, CallResult
 from imshop_push.observability import METRIC_NAMES
 
 

@@ -11,7 +11,7 @@ from fakes import SENT
 from harness import BONUS, SHIPPED, Harness, body, msg
 
 from imshop_push.dispatcher import Disposition
-from imshop_push.imshop_client import CallOutcome, CallResult
+from imshop_push.model import CallOutcome, CallResult
 
 
 def test_poison_goes_to_the_dlq_with_its_reason_and_the_rest_of_the_batch_is_sent() -> None:

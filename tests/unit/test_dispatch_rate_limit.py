@@ -9,7 +9,7 @@ from harness import BONUS, SHIPPED, Harness, body, drain, msg, phones
 
 from fake_clock import T0
 from imshop_push.dispatcher import Disposition
-from imshop_push.imshop_client import CallOutcome, CallResult
+from imshop_push.model import CallOutcome, CallResult
 from imshop_push.parsing import parse_body
 
 
@@ -101,10 +101,10 @@ def test_out_of_budget_before_the_deadline_defers_to_the_backlog_with_a_sensible
     assert h.metrics["RequestsDeferred"] == 2
     by_id = {d.message.message_id: d for d in h.backlog.received}
     assert set(by_id) == {"raw", "keyed"}
-    assert by_id["raw"].key_from_message_id is True
+    assert by_id["raw"].key_is_message_id is True
     assert by_id["raw"].idempotency_key == "raw"
     assert by_id["raw"].message is raw  # original body and attributes travel with it
-    assert by_id["keyed"].key_from_message_id is False
+    assert by_id["keyed"].key_is_message_id is False
     assert by_id["keyed"].idempotency_key == "bonus-1"
     slot_opens = h.api.calls[0].at + 60 + 1.2 - h.clock()
     for deferral in by_id.values():

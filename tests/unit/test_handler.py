@@ -20,8 +20,8 @@ from fakes import FakeBacklog, FakeDeadLetters, FakeImshopClient
 
 import app
 from imshop_push.config import Settings
+from imshop_push.model import Deferral, Poison
 from imshop_push.runtime import Runtime
-from imshop_push.sqs_outbox import Deferral, Poison
 
 pytestmark = pytest.mark.filterwarnings("ignore:No application metrics to publish:UserWarning")
 

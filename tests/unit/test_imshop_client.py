@@ -20,7 +20,8 @@ from urllib3.exceptions import (
     SSLError,
 )
 
-from imshop_push.imshop_client import CallOutcome, CallResult, ImshopClient, classify
+from imshop_push.imshop_client import ImshopClient, classify
+from imshop_push.model import CallOutcome, CallResult
 from imshop_push.parsing import parse_body
 from imshop_push.planning import Delivery, plan_calls
 

@@ -13,6 +13,7 @@ from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 from imshop_push.inbound import InboundMessage, to_send_attributes
+from imshop_push.model import Deferral, Poison
 from imshop_push.sqs_outbox import (
     KEY_ATTRIBUTE,
     MAX_REASON_CHARACTERS,
@@ -20,9 +21,7 @@ from imshop_push.sqs_outbox import (
     SQS_MAX_ATTRIBUTES,
     SQS_MAX_MESSAGE_BYTES,
     DeadLetterQueue,
-    Deferral,
     EntryTooLargeError,
-    Poison,
     SourceQueue,
     dead_letter_entry,
     payload_size,
@@ -89,7 +88,7 @@ def lambda_attributes(attributes: dict[str, str]) -> dict[str, dict[str, Any]]:
 
 def test_large_requests_are_re_enqueued_in_batches_sqs_accepts() -> None:
     sqs = FakeSqs()
-    deferrals = [Deferral(big_message(n), 5, f"m{n}", key_from_message_id=True) for n in range(10)]
+    deferrals = [Deferral(big_message(n), 5, f"m{n}", key_is_message_id=True) for n in range(10)]
 
     failed = SourceQueue(lambda: cast(Any, sqs)).requeue(deferrals)
 
@@ -124,7 +123,7 @@ def test_a_re_enqueued_keyless_copy_keeps_its_body_and_carries_its_key_as_an_att
     body = json.dumps({"userIds": ["1"], "message": {"title": "Заказ 📦", "summary": "s"}}, ensure_ascii=False)
     message = InboundMessage("m1", body, QUEUE_ARN, 3, lambda_attributes({"producer": "crm"}))
 
-    entry = requeue_entry(Deferral(message, 42, "m1", key_from_message_id=True))
+    entry = requeue_entry(Deferral(message, 42, "m1", key_is_message_id=True))
 
     assert entry["MessageBody"] == body
     assert entry["DelaySeconds"] == 42
@@ -156,7 +155,7 @@ def test_original_attributes_give_way_to_the_key_largest_first() -> None:
     original = {"MessageBody": body, "MessageAttributes": to_send_attributes(message.message_attributes)}
     assert payload_size(original) <= SQS_MAX_MESSAGE_BYTES, "precondition: SQS accepted the original"
 
-    entry = requeue_entry(Deferral(message, 5, MESSAGE_ID, key_from_message_id=True))
+    entry = requeue_entry(Deferral(message, 5, MESSAGE_ID, key_is_message_id=True))
 
     assert entry["MessageBody"] == body
     assert set(entry["MessageAttributes"]) == {"trace", "tenant", KEY_ATTRIBUTE}
@@ -189,7 +188,7 @@ def test_a_copy_keyed_by_its_attribute_keeps_that_attribute_before_any_other() -
     body = request_body(SQS_MAX_MESSAGE_BYTES - 100)
     message = InboundMessage("m1", body, QUEUE_ARN, 1, lambda_attributes(attributes))
 
-    entry = requeue_entry(Deferral(message, 5, "order-1", key_from_message_id=False))
+    entry = requeue_entry(Deferral(message, 5, "order-1", key_is_message_id=False))
 
     assert entry["MessageAttributes"] == {KEY_ATTRIBUTE: {"DataType": "String", "StringValue": "order-1"}}
 
@@ -317,7 +316,7 @@ def test_any_keyless_request_is_re_enqueued_within_the_limit_with_its_key_and_bo
         else "room"
     )
     try:
-        entry = requeue_entry(Deferral(message, delay, message.message_id, key_from_message_id=True))
+        entry = requeue_entry(Deferral(message, delay, message.message_id, key_is_message_id=True))
     except EntryTooLargeError:
         event("cannot fit")
         assert body_size + key_attribute_size(message.message_id) > SQS_MAX_MESSAGE_BYTES

@@ -7,13 +7,11 @@ unknowable (the call may have arrived but its answer did not)?
 
 from __future__ import annotations
 
-import enum
 import http
 import json
 import math
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
 import urllib3
@@ -25,26 +23,12 @@ from urllib3.exceptions import (
     ReadTimeoutError,
 )
 
+from imshop_push.model import CallOutcome, CallResult
+
 MAX_REASON_LENGTH = 300
 REJECTED_STATUSES = frozenset({400, 413, 422})
 """The vendor refuses this body as such (malformed, too large, unprocessable): sending it again cannot help."""
 DEFAULT_REUSE_IDLE_SECONDS = 2.0  # well under common server keep-alive timeouts (5 s and up)
-
-
-class CallResult(enum.StrEnum):
-    SENT = "sent"  # 200 + success: true
-    FAILED = "failed"  # nothing was sent; retry later (5xx, success: false, auth/URL errors, network before send)
-    RATE_LIMITED = "rate_limited"  # 429: nothing sent; back off until retry_after
-    REJECTED = "rejected"  # 400, 413, 422: the vendor will never accept this body
-    AMBIGUOUS = "ambiguous"  # the request left, no answer came back: it may or may not have been delivered
-
-
-@dataclass(frozen=True, slots=True)
-class CallOutcome:
-    result: CallResult
-    reason: str
-    status: int | None = None
-    retry_after_seconds: float | None = None
 
 
 class ImshopClient:

@@ -8,6 +8,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Literal, NamedTuple
 
+from imshop_push.inbound import InboundMessage
+
 type RecipientField = Literal["userIds", "installIds"]
 type Recipient = tuple[RecipientField, str]
 """(field, id): a user id and an install id with the same text are different recipients."""
@@ -77,3 +79,43 @@ class Deadline:
 
     hard: float  # the function times out here; leases end here
     last_call_start: float  # a call started later could outlive the invocation
+
+
+class CallResult(enum.StrEnum):
+    """What one IMSHOP call means for delivery: the client reduces every answer to one of these."""
+
+    SENT = "sent"  # 200 + success: true
+    FAILED = "failed"  # nothing was sent; retry later (5xx, success: false, auth/URL errors, network before send)
+    RATE_LIMITED = "rate_limited"  # 429: nothing sent; back off until retry_after
+    REJECTED = "rejected"  # 400, 413, 422: the vendor will never accept this body
+    AMBIGUOUS = "ambiguous"  # the request left, no answer came back: it may or may not have been delivered
+
+
+@dataclass(frozen=True, slots=True)
+class CallOutcome:
+    result: CallResult
+    reason: str
+    status: int | None = None
+    retry_after_seconds: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Poison:
+    """A record bound for the dead-letter queue, with why."""
+
+    message: InboundMessage
+    reason: str
+    idempotency_key: str | None = None
+    """Set when the key came from the SQS message id (which a redriven copy will not share) and IMSHOP may already
+    have received part of the request: the dead letter carries it, so a redrive resumes instead of resending."""
+
+
+@dataclass(frozen=True, slots=True)
+class Deferral:
+    """A record re-enqueued with a delay, waiting for rate budget."""
+
+    message: InboundMessage
+    delay_seconds: int
+    idempotency_key: str
+    key_is_message_id: bool
+    """The key defaulted to the SQS message id, which the copy will not share: the copy must carry it."""

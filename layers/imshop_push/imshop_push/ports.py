@@ -11,10 +11,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from imshop_push.imshop_client import CallOutcome
+from imshop_push.model import CallOutcome, Deferral, Poison
 from imshop_push.observability import MetricSink
 from imshop_push.rate_limit import RateLimiter
-from imshop_push.sqs_outbox import Deferral, Poison
 from imshop_push.state import StateStore
 
 

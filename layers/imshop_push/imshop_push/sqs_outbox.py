@@ -14,13 +14,13 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from functools import cache
 from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
 from imshop_push.inbound import InboundMessage, to_send_attributes
+from imshop_push.model import Deferral, Poison
 
 if TYPE_CHECKING:
     from mypy_boto3_sqs import SQSClient
@@ -44,24 +44,6 @@ TRUNCATED = "…"
 type Attributes = dict[str, dict[str, Any]]
 
 logger = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True, slots=True)
-class Poison:
-    message: InboundMessage
-    reason: str
-    idempotency_key: str | None = None
-    """Set when the key came from the SQS message id (which a redriven copy will not share) and IMSHOP may already
-    have received part of the request: the dead letter carries it, so a redrive resumes instead of resending."""
-
-
-@dataclass(frozen=True, slots=True)
-class Deferral:
-    message: InboundMessage
-    delay_seconds: int
-    idempotency_key: str
-    key_from_message_id: bool
-    """The key defaulted to the SQS message id, which the copy will not share: the copy must carry it."""
 
 
 class EntryTooLargeError(ValueError):
@@ -118,7 +100,7 @@ def requeue_entry(deferral: Deferral) -> dict[str, Any]:
     Raises EntryTooLargeError when the body and the key together exceed the limit: the record must then go back
     to SQS as a failure, which keeps its message id and so its key."""
     message = deferral.message
-    ours = {KEY_ATTRIBUTE: _text_attribute(deferral.idempotency_key)} if deferral.key_from_message_id else {}
+    ours = {KEY_ATTRIBUTE: _text_attribute(deferral.idempotency_key)} if deferral.key_is_message_id else {}
     ours, theirs = _split_attributes(message, ours)
     room = SQS_MAX_MESSAGE_BYTES - _utf8_size(message.body) - _attributes_size(ours)
     if room < 0:

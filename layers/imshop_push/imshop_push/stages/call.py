@@ -8,9 +8,8 @@ from datetime import UTC, datetime
 from imshop_push import observability as m
 from imshop_push.batch import Attempt, Batch
 from imshop_push.fate import Track
-from imshop_push.imshop_client import CallOutcome, CallResult
 from imshop_push.masking import mask_recipients
-from imshop_push.model import StoreError
+from imshop_push.model import CallOutcome, CallResult, StoreError
 from imshop_push.planning import PlannedCall
 from imshop_push.ports import Context
 from imshop_push.rate_limit import Denied, wait_for_permit

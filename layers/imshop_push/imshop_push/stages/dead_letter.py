@@ -8,8 +8,8 @@ import logging
 from imshop_push import observability as m
 from imshop_push.batch import Batch
 from imshop_push.fate import Fate, Track
+from imshop_push.model import Poison
 from imshop_push.ports import Context
-from imshop_push.sqs_outbox import Poison
 
 logger = logging.getLogger(__name__)
 

@@ -11,8 +11,9 @@ import math
 from imshop_push import observability as m
 from imshop_push.batch import Batch
 from imshop_push.fate import Fate, Track
+from imshop_push.model import Deferral
 from imshop_push.ports import Context
-from imshop_push.sqs_outbox import SQS_MAX_DELAY_SECONDS, Deferral
+from imshop_push.sqs_outbox import SQS_MAX_DELAY_SECONDS
 
 
 class KeysKept:

@@ -8,9 +8,8 @@ import logging
 from imshop_push import observability as m
 from imshop_push.batch import Attempt, Batch
 from imshop_push.fate import Fate, Track
-from imshop_push.model import StoreError
+from imshop_push.model import Deferral, StoreError
 from imshop_push.ports import Context
-from imshop_push.sqs_outbox import Deferral
 from imshop_push.stages.intake import count_expired
 from imshop_push.state import CallStatus, Settlement
 
