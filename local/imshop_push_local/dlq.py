@@ -29,6 +29,7 @@ import boto3
 from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError, NoRegionError
 
 from imshop_push.masking import mask_recipient
+from imshop_push.sqs_copies import REASON_ATTRIBUTE, SOURCE_ID_ATTRIBUTE
 
 if TYPE_CHECKING:
     from mypy_boto3_cloudformation import CloudFormationClient
@@ -39,8 +40,6 @@ DEFAULT_STACK_NAME = "imshop-push"
 DLQ_URL_ENV = "DEAD_LETTER_QUEUE_URL"
 DLQ_URL_OUTPUT = "DeadLetterQueueUrl"
 DLQ_ARN_OUTPUT = "DeadLetterQueueArn"
-REASON_ATTRIBUTE = "error"  # as imshop_push.sqs_outbox writes them
-SOURCE_ID_ATTRIBUTE = "sourceMessageId"
 DEFAULT_MAX = 100
 DEFAULT_PREVIEW_CHARS = 240
 IDLE_ROUNDS = 3

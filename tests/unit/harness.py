@@ -21,7 +21,7 @@ from imshop_push.model import CallOutcome, CallResult, Deferral
 from imshop_push.observability import METRIC_NAMES
 from imshop_push.rate_limit import InProcessRateLimiter, WindowPolicy
 from imshop_push.runtime import invocation_deadline
-from imshop_push.sqs_outbox import requeue_entry
+from imshop_push.sqs_copies import requeue_entry
 
 QUEUE_ARN = "arn:aws:sqs:eu-central-1:123456789012:imshop-push-requests"
 SHIPPED = {"title": "Заказ отправлен", "summary": "Заказ передан в доставку"}

@@ -12,7 +12,7 @@ from harness import AMBIGUOUS, BONUS, FAILED, QUEUE_ARN, SHIPPED, Harness, body,
 from imshop_push.dispatcher import Disposition
 from imshop_push.inbound import InboundMessage
 from imshop_push.model import CallOutcome, CallResult
-from imshop_push.sqs_outbox import dead_letter_entry
+from imshop_push.sqs_copies import dead_letter_entry
 
 
 def test_the_same_key_twice_in_a_batch_with_the_same_content_is_sent_once() -> None:

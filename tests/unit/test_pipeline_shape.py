@@ -4,6 +4,8 @@ Each stage stays small enough to read in one sitting."""
 from __future__ import annotations
 
 import ast
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -40,3 +42,21 @@ def test_every_stage_is_a_small_module_of_small_functions(path: Path) -> None:
         if isinstance(node, ast.FunctionDef):
             assert node.end_lineno is not None
             assert node.end_lineno - node.lineno < 60, f"{path.name}: {node.name}"
+
+
+ADAPTERS = ("imshop_push.imshop_client", "imshop_push.sqs_outbox", "imshop_push.state_dynamodb", "urllib3")
+
+
+def test_importing_the_domain_loads_no_adapter() -> None:
+    """The values the stages pass around live with the model, so the domain runs without the adapters' libraries.
+    (botocore itself still comes in with Powertools, which `parsing` uses for its schema errors.)"""
+    code = f"import sys, imshop_push.pipeline; print(sorted(m for m in {ADAPTERS!r} if m in sys.modules))"
+    completed = subprocess.run(
+        [sys.executable, "-c", code],
+        env={"PYTHONPATH": str(PACKAGE.parent)},
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert completed.returncode == 0, completed.stderr
+    assert completed.stdout.strip() == "[]"

@@ -14,19 +14,17 @@ from hypothesis import strategies as st
 
 from imshop_push.inbound import InboundMessage, to_send_attributes
 from imshop_push.model import Deferral, Poison
-from imshop_push.sqs_outbox import (
+from imshop_push.sqs_batches import SQS_MAX_MESSAGE_BYTES, payload_size
+from imshop_push.sqs_copies import (
     KEY_ATTRIBUTE,
     MAX_REASON_CHARACTERS,
     MIN_REASON_BYTES,
     SQS_MAX_ATTRIBUTES,
-    SQS_MAX_MESSAGE_BYTES,
-    DeadLetterQueue,
     EntryTooLargeError,
-    SourceQueue,
     dead_letter_entry,
-    payload_size,
     requeue_entry,
 )
+from imshop_push.sqs_outbox import DeadLetterQueue, SourceQueue
 
 QUEUE_ARN = "arn:aws:sqs:eu-central-1:123456789012:imshop-push-requests"
 MESSAGE_ID = "6f1c2b9e-0d4a-4c1e-9b7f-3a2d5e8c1f00"
@@ -244,7 +242,7 @@ def test_a_body_at_the_limit_is_dead_lettered_without_attributes(caplog: pytest.
     assert len(body.encode()) == SQS_MAX_MESSAGE_BYTES
     sqs = FakeSqs()
 
-    with caplog.at_level(logging.WARNING, logger="imshop_push.sqs_outbox"):
+    with caplog.at_level(logging.WARNING, logger="imshop_push.sqs_copies"):
         failed = DeadLetterQueue(lambda: cast(Any, sqs), "https://dlq").send(
             [Poison(InboundMessage(MESSAGE_ID, body, QUEUE_ARN), "IMSHOP answered 413", MESSAGE_ID)]
         )

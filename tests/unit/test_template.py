@@ -733,7 +733,7 @@ def test_every_queue_takes_exactly_the_message_size_the_dispatcher_sizes_its_cop
 ) -> None:
     """Re-enqueued copies and dead letters are cut to SQS_MAX_MESSAGE_BYTES; a queue that took larger messages
     would hand the dispatcher bodies whose copies no queue could take back."""
-    from imshop_push.sqs_outbox import SQS_MAX_MESSAGE_BYTES
+    from imshop_push.sqs_batches import SQS_MAX_MESSAGE_BYTES
 
     queues = resources_of(template, "AWS::SQS::Queue")
     assert queues

@@ -11,7 +11,7 @@ from imshop_push.fate import Fate, Track
 from imshop_push.masking import mask_recipients
 from imshop_push.parsing import PoisonMessageError, parse_body
 from imshop_push.ports import Context
-from imshop_push.sqs_outbox import KEY_ATTRIBUTE
+from imshop_push.sqs_copies import KEY_ATTRIBUTE
 
 logger = logging.getLogger(__name__)
 

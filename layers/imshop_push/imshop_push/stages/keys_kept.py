@@ -13,7 +13,7 @@ from imshop_push.batch import Batch
 from imshop_push.fate import Fate, Track
 from imshop_push.model import Deferral
 from imshop_push.ports import Context
-from imshop_push.sqs_outbox import SQS_MAX_DELAY_SECONDS
+from imshop_push.sqs_copies import SQS_MAX_DELAY_SECONDS
 
 
 class KeysKept:
