@@ -16,13 +16,13 @@ import pytest
 
 from imshop_push.parsing import PoisonMessageError, parse_body
 from imshop_push.publisher import (
-    SQS_MAX_BATCH_BYTES,
     InvalidNotificationError,
     NotificationDraft,
     PublishError,
     publish_notification,
     publish_notifications,
 )
+from imshop_push.sqs_batches import SQS_MAX_MESSAGE_BYTES
 
 QUEUE_URL = "https://sqs.eu-central-1.amazonaws.com/123456789012/imshop-push-queue"
 ROOT = Path(__file__).resolve().parents[2]
@@ -303,7 +303,7 @@ def test_batches_stay_within_the_sqs_payload_limit() -> None:
     drafts = [_draft(i, user_ids=[f"7{i:02d}{n:08d}" for n in range(5000)]) for i in range(6)]
     publish_notifications(_client(fake), QUEUE_URL, drafts)
     sizes = [sum(len(e["MessageBody"].encode()) for e in entries) for entries in fake.batch_calls()]
-    assert all(size <= SQS_MAX_BATCH_BYTES for size in sizes)
+    assert all(size <= SQS_MAX_MESSAGE_BYTES for size in sizes)
     assert sum(len(entries) for entries in fake.batch_calls()) == 6
 
 

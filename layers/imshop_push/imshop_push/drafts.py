@@ -1,0 +1,135 @@
+"""A notification request as a producer builds it, checked before it is queued with the very schema and rules
+the dispatcher applies (`imshop_push.parsing.parse_body`): poison is stopped at its source, as an exception in
+the producer. Standard library and the layer only, like the publisher that ships it."""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+from imshop_push.parsing import PoisonMessageError, parse_body
+
+if TYPE_CHECKING:
+    from mypy_boto3_sqs.type_defs import MessageAttributeValueTypeDef
+
+# Characters SQS accepts in a message body (#x9 | #xA | #xD | #x20-#xD7FF | #xE000-#xFFFD | #x10000-#x10FFFF).
+_SQS_FORBIDDEN_CHARACTERS = re.compile("[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
+
+
+class InvalidNotificationError(ValueError):
+    """The request would be dead-lettered by the dispatcher; `reason` names the field and the rule.
+
+    For `publish_notifications`, `index` is the position of the offending draft; nothing was sent.
+    """
+
+    def __init__(self, reason: str, *, index: int | None = None) -> None:
+        super().__init__(reason if index is None else f"requests[{index}]: {reason}")
+        self.reason = reason
+        self.index = index
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class NotificationDraft:
+    """One notification request before it is queued, for batch publishing.
+
+    Sequences of recipients are stored as tuples so a draft stays immutable once built (and can be reused for
+    retries without the caller's list changing underneath it).
+    """
+
+    user_ids: Sequence[str] = ()
+    install_ids: Sequence[str] = ()
+    title: str
+    summary: str
+    deeplink: str | None = None
+    idempotency_key: str | None = None
+    expires_at: datetime | str | None = None
+    message_attributes: Mapping[str, MessageAttributeValueTypeDef] | None = field(default=None, hash=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "user_ids", _recipient_tuple(self.user_ids, "userIds"))
+        object.__setattr__(self, "install_ids", _recipient_tuple(self.install_ids, "installIds"))
+
+    def to_body(self) -> dict[str, Any]:
+        """The JSON document the dispatcher expects; unset optional fields are left out, as the schema wants
+        (`deeplink: null` is rejected, exactly as IMSHOP's own validator would)."""
+        body: dict[str, Any] = {}
+        if self.user_ids:
+            body["userIds"] = list(self.user_ids)
+        if self.install_ids:
+            body["installIds"] = list(self.install_ids)
+        body["message"] = {"title": self.title, "summary": self.summary}
+        if self.deeplink is not None:
+            body["deeplink"] = self.deeplink
+        if self.idempotency_key is not None:
+            body["idempotencyKey"] = self.idempotency_key
+        if self.expires_at is not None:
+            body["expiresAt"] = _format_expiry(self.expires_at)
+        return body
+
+    def to_json(self) -> str:
+        """The validated message body; raises `InvalidNotificationError` for what the dispatcher would reject."""
+        try:
+            text = json.dumps(self.to_body(), ensure_ascii=False, separators=(",", ":"))
+        except (TypeError, ValueError) as e:
+            raise InvalidNotificationError(f"body: cannot be serialized as JSON ({e})") from None
+        if _SQS_FORBIDDEN_CHARACTERS.search(text):
+            try:
+                text.encode("utf-8")
+            except UnicodeEncodeError:
+                # A lone surrogate is no text at all: neither SQS nor IMSHOP (UTF-8 JSON) could carry it.
+                raise InvalidNotificationError(
+                    f"{_path_of_invalid_text(self.to_body())}: contains a lone surrogate, which is not valid Unicode"
+                ) from None
+            # SQS refuses a few valid code points (U+FFFE, U+FFFF) in a body; \u escapes carry them as JSON.
+            text = json.dumps(self.to_body(), ensure_ascii=True, separators=(",", ":"))
+        try:
+            parse_body(text, message_id="local")
+        except PoisonMessageError as e:
+            raise InvalidNotificationError(e.reason) from None
+        return text
+
+
+def _path_of_invalid_text(value: Any, path: str = "") -> str:
+    """The field holding text UTF-8 cannot encode, spelled as the dispatcher spells field paths."""
+    if isinstance(value, str):
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            return path or "body"
+        return ""
+    items = value.items() if isinstance(value, dict) else enumerate(value) if isinstance(value, list) else ()
+    for key, item in items:
+        found = _path_of_invalid_text(item, f"{path}[{key}]" if isinstance(key, int) else f"{path}.{key}".lstrip("."))
+        if found:
+            return found
+    return ""
+
+
+def _recipient_tuple(value: Sequence[str], name: str) -> tuple[str, ...]:
+    # A bare string is a Sequence[str] too: "79991234567" would silently become eleven one-digit recipients.
+    if isinstance(value, (str, bytes)):
+        raise InvalidNotificationError(f"{name}: must be a list of strings, not a single string")
+    try:
+        return tuple(value)
+    except TypeError:
+        raise InvalidNotificationError(f"{name}: must be a list of strings") from None
+
+
+def _format_expiry(value: datetime | str) -> str:
+    """RFC 3339 in UTC with `Z`: an instant no reader can misplace in another time zone."""
+    if isinstance(value, str):
+        return value  # checked by the dispatcher's own rule in `to_json`
+    if not isinstance(value, datetime):
+        raise InvalidNotificationError(
+            f"expiresAt: must be a timezone-aware datetime or an RFC 3339 string, got {type(value).__name__}"
+        )
+    if value.tzinfo is None or value.utcoffset() is None:
+        raise InvalidNotificationError(
+            "expiresAt: must be a timezone-aware datetime (a naive one has no defined instant), "
+            "e.g. datetime.now(UTC) + timedelta(hours=6)"
+        )
+    return value.astimezone(UTC).isoformat().removesuffix("+00:00") + "Z"
