@@ -275,5 +275,3 @@ def _parse_json(raw: bytes | None) -> Any:
         return json.loads(raw)
     except ValueError:
         return None
-
-
