@@ -23,18 +23,17 @@ from imshop_push.parsing import PoisonMessageError, parse_body
 from imshop_push_local.stack import REPO_ROOT, LocalStack, StackSettings
 
 EVENTS_DIR = REPO_ROOT / "events"
-# The production ratios, time-scaled 30x: window 60 s -> 2 s, function timeout 90 s -> 3 s (1.5 windows),
-# batching window 5 s -> 0.2 s, call timeouts 3 + 10 s -> 0.2 + 0.3 s.
+# template.yaml's durations time-scaled 30x (StackSettings' default): window 60 s -> 2 s, function timeout 90 s
+# -> 3 s (1.5 windows), visibility 540 s -> 18 s. The demo's own choices: batching window 0.2 s, call timeouts
+# 0.2 + 0.3 s, 500-record batches, three receives before SQS dead-letters.
 DEMO_SETTINGS = StackSettings(
-    rate_limit_requests=10,
-    rate_limit_window_seconds=2.0,
-    function_timeout_seconds=3.0,
+    rate_limit_window_seconds=None,
+    function_timeout_seconds=None,
+    visibility_timeout_seconds=None,
     http_timeout_seconds=0.3,
     connect_timeout_seconds=0.2,
     sandbox_slow_seconds=0.6,
-    visibility_timeout_seconds=18,
     max_receive_count=3,
-    concurrency=2,
     batch_size=500,
     batching_window_seconds=0.2,
     log_level="ERROR",
@@ -56,7 +55,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"  IMSHOP sandbox  {_redacted(stack.sandbox.url)}  (enforces the vendor contract and limits)")
         print(f"  AWS emulator    {stack.aws.endpoint_url}  (moto server: SQS + DLQ, DynamoDB state table, SSM)")
         print(
-            f"  rate limit      {s.rate_limit_requests} calls per {s.rate_limit_window_seconds:g} s window"
+            f"  rate limit      {stack.sandbox.rate_limit_requests} calls per"
+            f" {stack.sandbox.rate_limit_window_seconds:g} s window"
             f" (the vendor's 10/min, time-scaled);  maxReceiveCount {s.max_receive_count}"
         )
         stack.start_consumers()
@@ -117,7 +117,7 @@ def backlog_phase(
         for n in range(notifications)
         for r in range(requests_per_notification)
     ]
-    window = stack.settings.rate_limit_window_seconds
+    window = stack.sandbox.rate_limit_window_seconds
     print(
         f"\n2) backlog: {len(requests)} requests = {notifications} distinct notifications"
         f" x {requests_per_notification} requests x {recipients_per_request} recipients"

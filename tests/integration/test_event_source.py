@@ -189,7 +189,9 @@ def test_delivers_every_message_as_a_lambda_sqs_event_in_bounded_batches(moto_en
 def test_failed_records_return_after_the_visibility_timeout_then_sqs_moves_them_to_the_dlq(
     moto_endpoint: str, log_path: Path
 ) -> None:
-    aws = _stack(moto_endpoint, visibility_timeout=1, max_receive_count=2)
+    # Long enough that the acknowledged records are deleted before they could return, on any machine.
+    visibility_timeout = 2
+    aws = _stack(moto_endpoint, visibility_timeout=visibility_timeout, max_receive_count=2)
     succeeding = _send(aws, ["ok-1", "ok-2", "ok-3"])
     failing = _send(aws, ["fail-1", "fail-2"])
 
@@ -206,7 +208,7 @@ def test_failed_records_return_after_the_visibility_timeout_then_sqs_moves_them_
             "1",
             "2",
         )
-        assert second["at"] - first["at"] >= 0.9, "redelivered before the visibility timeout ran out"
+        assert second["at"] - first["at"] >= visibility_timeout - 0.1, "redelivered before the visibility timeout"
         assert second["receiptHandle"] != first["receiptHandle"]
 
     dead = _receive_all(aws, aws.dlq_url)
