@@ -44,7 +44,7 @@ def calls_per_window(console: Console, moto: MotoServer) -> Figure:
         console.progress(
             f"calls per window: {BACKLOG_REQUESTS} distinct requests through the event source, {limit} calls per "
             f"{window:g} s window, function timeout {stack.function.timeout_seconds:g} s,"
-            f" concurrency {stack.mapping.maximum_concurrency}"
+            f" concurrency {stack.mapping.concurrency}"
         )
         stack.start_consumers()
         stack.publish(requests)

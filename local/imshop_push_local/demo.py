@@ -91,7 +91,7 @@ def _print_stack(stack: LocalStack) -> None:
     )
     print(
         f"  event source    batches of up to {mapping.batch_size}, window {mapping.batching_window_seconds:g} s,"
-        f" {mapping.maximum_concurrency} concurrent executions, function timeout {function.timeout_seconds:g} s"
+        f" {mapping.concurrency} concurrent executions, function timeout {function.timeout_seconds:g} s"
     )
 
 

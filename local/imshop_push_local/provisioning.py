@@ -51,7 +51,7 @@ class LocalTuning:
     max_receive_count: int | None = None
     batch_size: int | None = None
     batching_window_seconds: float | None = None
-    maximum_concurrency: int | None = None
+    concurrency: int | None = None
 
 
 def provision(
@@ -300,7 +300,7 @@ class _StackBuilder:
             queue_arn=queue.arn,
             batch_size=tuning.batch_size or int(properties.get("BatchSize", _DEFAULT_BATCH_SIZE)),
             batching_window_seconds=window,
-            maximum_concurrency=tuning.maximum_concurrency or int(concurrency),
+            concurrency=tuning.concurrency or int(concurrency),
             report_batch_item_failures="ReportBatchItemFailures" in (properties.get("FunctionResponseTypes") or []),
         )
 

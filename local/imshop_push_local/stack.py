@@ -5,6 +5,7 @@ exactly what the tests prove.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -68,17 +69,9 @@ class StackSettings:
             )
             if value is not None
         }
-        return LocalTuning(
-            time_scale=self.time_scale,
-            parameters=parameters,
-            environment=environment,
-            function_timeout_seconds=self.function_timeout_seconds,
-            visibility_timeout_seconds=self.visibility_timeout_seconds,
-            max_receive_count=self.max_receive_count,
-            batch_size=self.batch_size,
-            batching_window_seconds=self.batching_window_seconds,
-            maximum_concurrency=self.concurrency,
-        )
+        # The overrides StackSettings shares with LocalTuning by name (durations in local time).
+        shared = {f.name: getattr(self, f.name) for f in dataclasses.fields(LocalTuning) if hasattr(self, f.name)}
+        return LocalTuning(**{**shared, "parameters": parameters, "environment": environment})
 
     def vendor_limits(self) -> tuple[int, float, int]:
         """The limits the IMSHOP sandbox enforces: what the template configures the function with
@@ -222,15 +215,10 @@ class LocalStack:
 def event_source_config(function: LocalFunction, mapping: SqsMapping, *, region: str) -> EventSourceConfig:
     """The poller's settings: the template's event source and function, as Lambda would apply them."""
     return EventSourceConfig(
-        queue_url=mapping.queue_url,
-        queue_arn=mapping.queue_arn,
+        **dataclasses.asdict(mapping),
         region=region,
         handler=function.handler,
-        batch_size=mapping.batch_size,
-        batching_window_seconds=mapping.batching_window_seconds,
         function_timeout_seconds=function.timeout_seconds,
-        concurrency=mapping.maximum_concurrency,
         function_name=function.name,
         memory_limit_in_mb=function.memory_mb,
-        report_batch_item_failures=mapping.report_batch_item_failures,
     )

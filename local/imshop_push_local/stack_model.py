@@ -21,13 +21,14 @@ class LocalQueue:
 
 @dataclass(frozen=True)
 class SqsMapping:
-    """One SQS event source of a function, as the template configures it (time-scaled)."""
+    """One SQS event source of a function, as the template configures it (time-scaled); the fields are
+    named as the poller's EventSourceConfig names them (concurrency: ScalingConfig.MaximumConcurrency)."""
 
     queue_url: str
     queue_arn: str
     batch_size: int
     batching_window_seconds: float
-    maximum_concurrency: int
+    concurrency: int
     report_batch_item_failures: bool
 
 
@@ -82,16 +83,8 @@ class LocalAws:
         return self.queue.url
 
     @property
-    def queue_arn(self) -> str:
-        return self.queue.arn
-
-    @property
     def dlq_url(self) -> str:
         return self.dead_letter_queue.url
-
-    @property
-    def dlq_arn(self) -> str:
-        return self.dead_letter_queue.arn
 
     @property
     def table_name(self) -> str:

@@ -47,7 +47,7 @@ def _stack(endpoint: str, *, visibility_timeout: int, max_receive_count: int = 5
 def _source(aws: LocalAws, handler: str, log_path: Path, **settings: Any) -> SqsEventSource:
     config = EventSourceConfig(
         queue_url=aws.queue_url,
-        queue_arn=aws.queue_arn,
+        queue_arn=aws.queue.arn,
         region=aws.region,
         handler=f"fake_handlers:{handler}",
         **settings,
@@ -153,7 +153,7 @@ def test_delivers_every_message_as_a_lambda_sqs_event_in_bounded_batches(moto_en
     assert record["body"] == bodies[0]
     assert record["md5OfBody"] == hashlib.md5(bodies[0].encode()).hexdigest()
     assert record["eventSource"] == "aws:sqs"
-    assert record["eventSourceARN"] == aws.queue_arn
+    assert record["eventSourceARN"] == aws.queue.arn
     assert record["awsRegion"] == "eu-central-1"
     assert {"ApproximateReceiveCount", "SentTimestamp", "SenderId", "ApproximateFirstReceiveTimestamp"} <= set(
         record["attributes"]

@@ -98,7 +98,10 @@ def test_the_stack_is_named_resolved_and_time_scaled_as_the_template_says(moto_e
     assert aws.dead_letter_queue.name == f"{aws.stack_name}-requests-dlq"
     attributes = aws.client("sqs").get_queue_attributes(QueueUrl=aws.queue_url, AttributeNames=["All"])["Attributes"]
     assert attributes["VisibilityTimeout"] == "18"  # 540 s / 30
-    assert json.loads(attributes["RedrivePolicy"]) == {"deadLetterTargetArn": aws.dlq_arn, "maxReceiveCount": 5}
+    assert json.loads(attributes["RedrivePolicy"]) == {
+        "deadLetterTargetArn": aws.dead_letter_queue.arn,
+        "maxReceiveCount": 5,
+    }
     ttl = aws.client("dynamodb").describe_time_to_live(TableName=aws.table_name)["TimeToLiveDescription"]
     assert (ttl["TimeToLiveStatus"], ttl["AttributeName"]) == ("ENABLED", "expiration")
     env = aws.function.environment
@@ -107,7 +110,7 @@ def test_the_stack_is_named_resolved_and_time_scaled_as_the_template_says(moto_e
     assert env["RATE_LIMIT_WINDOW_SECONDS"] == "2"  # 60 s / 30
     assert aws.function.timeout_seconds == 3.0  # Globals: 90 s / 30
     mapping = aws.function.sqs_sources[0]
-    assert (mapping.batch_size, mapping.maximum_concurrency, mapping.report_batch_item_failures) == (100, 2, True)
+    assert (mapping.batch_size, mapping.concurrency, mapping.report_batch_item_failures) == (100, 2, True)
     assert aws.client("ssm").get_parameter(Name=aws.api_url_parameter, WithDecryption=True)["Parameter"]["Value"] == (
         FAKE_API_URL
     )
@@ -161,7 +164,10 @@ def test_a_queue_and_a_table_added_to_the_template_exist_locally(moto_endpoint: 
     lane = aws.queues["LaneQueue"]
     assert aws.function.environment["LANE_QUEUE_URL"] == lane.url
     attributes = aws.client("sqs").get_queue_attributes(QueueUrl=lane.url, AttributeNames=["All"])["Attributes"]
-    assert json.loads(attributes["RedrivePolicy"]) == {"deadLetterTargetArn": aws.dlq_arn, "maxReceiveCount": 2}
+    assert json.loads(attributes["RedrivePolicy"]) == {
+        "deadLetterTargetArn": aws.dead_letter_queue.arn,
+        "maxReceiveCount": 2,
+    }
     assert aws.tables["HistoryTable"] == f"{aws.stack_name}-history"
     table: dict[str, Any] = aws.client("dynamodb").describe_table(TableName=f"{aws.stack_name}-history")["Table"]
     assert [k["KeyType"] for k in table["KeySchema"]] == ["HASH", "RANGE"]
