@@ -60,13 +60,13 @@ def test_an_attempt_is_on_record_before_any_call_even_if_the_execution_dies(aws:
     claim = store.claim_many([("k", "fp")], attempt_id="next", now=now + 2, lease_until=now + 60)["k"]
     assert claim.status is ClaimStatus.CLAIMED
     assert claim.attempts == ("dies",)
-    records = {r.status: r.digests for r in store.load_calls(claim.attempts, now=now + 2)}
+    records = {r.status: r.digests for r in store.load_calls(claim.attempts)}
     assert records == {
         CallStatus.SENT: frozenset({b"\x01" * 8}),
         CallStatus.PENDING: frozenset({b"\x02" * 8}),
         CallStatus.FAILED: frozenset({b"\x03" * 8}),
     }
-    assert all(r.attempt_id == "dies" for r in store.load_calls(claim.attempts, now=now + 2))
+    assert all(r.attempt_id == "dies" for r in store.load_calls(claim.attempts))
 
 
 def test_concurrent_claims_of_one_key_have_exactly_one_winner(aws: LocalAws, dynamodb: Any) -> None:
@@ -119,32 +119,3 @@ def test_the_shared_window_holds_across_racing_executions(aws: LocalAws, moto_se
     for i in range(len(calls) - policy.limit):
         # The (i+limit)-th call starts at least a window after the i-th ended: no window holds limit+1 arrivals.
         assert calls[i + policy.limit][0] >= calls[i][1] + policy.window_seconds
-
-
-def test_one_claim_dynamodb_refuses_fails_that_request_alone(aws: LocalAws, dynamodb: Any) -> None:
-    """An item DynamoDB will not take (here a partition key over its 2048-byte limit) is one request's problem."""
-    store = DynamoDBStateStore(dynamodb, aws.table_name, ttl_seconds=3600)
-    now = time.time()
-
-    claims = store.claim_many([("k" * 3000, "fp"), ("fine", "fp")], attempt_id="A", now=now, lease_until=now + 60)
-
-    assert claims["k" * 3000].status is ClaimStatus.UNAVAILABLE
-    assert claims["fine"].status is ClaimStatus.CLAIMED
-
-
-def test_reading_a_requests_progress_renews_it_for_another_ttl(aws: LocalAws, dynamodb: Any) -> None:
-    """A request that lives on through re-enqueues and redrives must not outlive the record of what it sent."""
-    store = DynamoDBStateStore(dynamodb, aws.table_name, ttl_seconds=3600)
-    start = time.time()
-    store.claim_many([("k", "fp")], attempt_id="A", now=start, lease_until=start + 1)
-    store.start_attempt("A", 1, now=start)
-    store.mark_call(call_id("A", 0), b"\x01" * 8, status=CallStatus.SENT, now=start)
-    store.settle([Settlement("k", "fp", done=False, attempts=("A",))], now=start)
-
-    later = start + 3000  # 50 minutes into a 60-minute TTL, the request comes back
-    claim = store.claim_many([("k", "fp")], attempt_id="B", now=later, lease_until=later + 60)["k"]
-    assert [r.status for r in store.load_calls(claim.attempts, now=later)] == [CallStatus.SENT]
-
-    for item_id in ("request#k", "attempt#A", f"call#{call_id('A', 0)}"):
-        item = dynamodb.get_item(TableName=aws.table_name, Key={"id": {"S": item_id}})["Item"]
-        assert int(item["expiration"]["N"]) == int(later) + 3600, item_id
