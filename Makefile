@@ -101,8 +101,8 @@ test: lint typecheck template-check $(STAMP) ## the whole suite: lint, types, te
 demo: $(STAMP) ## run the dispatcher locally against the sandbox and a local AWS emulator
 	$(BIN)/python -m imshop_push_local.demo
 
-bench: $(STAMP) ## the benchmark (figures vs baselines)
-	$(BIN)/python bench/bench.py
+bench: $(STAMP) ## the benchmark (figures vs baselines; bench/, one module per figure)
+	$(BIN)/python -m bench
 
 dlq: $(STAMP) ## list dead-lettered messages with reasons (DLQ_URL=..., does not delete)
 	$(BIN)/python -m imshop_push_local.dlq list $(if $(DLQ_URL),--dlq-url $(DLQ_URL))

@@ -13,28 +13,30 @@ import argparse
 import json
 import logging
 import sys
+import tempfile
 import time
 from collections import Counter
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 from imshop_push.masking import mask_recipients
 from imshop_push.parsing import PoisonMessageError, parse_body
+from imshop_push_local.function_output import FunctionOutput
 from imshop_push_local.stack import REPO_ROOT, LocalStack, StackSettings
 
 EVENTS_DIR = REPO_ROOT / "events"
-# The production ratios, time-scaled 30x: window 60 s -> 2 s, function timeout 90 s -> 3 s (1.5 windows),
-# batching window 5 s -> 0.2 s, call timeouts 3 + 10 s -> 0.2 + 0.3 s.
+# template.yaml's durations time-scaled 30x (StackSettings' default): window 60 s -> 2 s, function timeout 90 s
+# -> 3 s (1.5 windows), visibility 540 s -> 18 s. The demo's own choices: batching window 0.2 s, call timeouts
+# 0.2 + 0.3 s, 500-record batches, three receives before SQS dead-letters.
 DEMO_SETTINGS = StackSettings(
-    rate_limit_requests=10,
-    rate_limit_window_seconds=2.0,
-    function_timeout_seconds=3.0,
+    rate_limit_window_seconds=None,
+    function_timeout_seconds=None,
+    visibility_timeout_seconds=None,
     http_timeout_seconds=0.3,
     connect_timeout_seconds=0.2,
     sandbox_slow_seconds=0.6,
-    visibility_timeout_seconds=18,
     max_receive_count=3,
-    concurrency=2,
     batch_size=500,
     batching_window_seconds=0.2,
     log_level="ERROR",
@@ -50,24 +52,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.getLogger("werkzeug").setLevel(logging.WARNING)
 
     problems: list[str] = []
+    # Outside the repository: nothing to ignore in git, nothing left behind in the working tree.
+    output = FunctionOutput(Path(tempfile.mkdtemp(prefix="imshop-push-demo-")) / "function-output.jsonl")
     with LocalStack(DEMO_SETTINGS) as stack:
-        s = stack.settings
-        print("imshop-push demo")
-        print(f"  IMSHOP sandbox  {_redacted(stack.sandbox.url)}  (enforces the vendor contract and limits)")
-        print(f"  AWS emulator    {stack.aws.endpoint_url}  (moto server: SQS + DLQ, DynamoDB state table, SSM)")
-        print(
-            f"  rate limit      {s.rate_limit_requests} calls per {s.rate_limit_window_seconds:g} s window"
-            f" (the vendor's 10/min, time-scaled);  maxReceiveCount {s.max_receive_count}"
-        )
-        stack.start_consumers()
-        problems += sample_events_phase(stack)
+        _print_stack(stack)
+        stack.start_consumers(output_path=output.path)
+        problems += sample_events_phase(stack, output)
         stack.sandbox.reset()
         problems += backlog_phase(
             stack,
+            output,
             notifications=args.backlog_notifications,
             requests_per_notification=args.requests_per_notification,
             recipients_per_request=args.recipients_per_request,
         )
+    print(f"\nThe function's own output (EMF metrics and logs, as CloudWatch would get them): {output.path}")
     print()
     if problems:
         print("UNEXPECTED:")
@@ -78,7 +77,32 @@ def main(argv: Sequence[str] | None = None) -> int:
     return 0
 
 
-def sample_events_phase(stack: LocalStack) -> list[str]:
+def _print_stack(stack: LocalStack) -> None:
+    aws, mapping, function = stack.aws, stack.mapping, stack.function
+    print("imshop-push demo")
+    print(f"  IMSHOP sandbox  {_redacted(stack.sandbox.url)}  (enforces the vendor contract and limits)")
+    print(f"  AWS emulator    {aws.endpoint_url}  (moto server, provisioned from template.yaml)")
+    print(f"  queue           {aws.queue.name} -> dead-letter queue {aws.dead_letter_queue.name}")
+    print(f"  state table     {aws.table_name}")
+    print(
+        f"  rate limit      {stack.sandbox.rate_limit_requests} calls per"
+        f" {stack.sandbox.rate_limit_window_seconds:g} s window (the vendor's 10/min, time-scaled);"
+        f" maxReceiveCount {stack.settings.max_receive_count}"
+    )
+    print(
+        f"  event source    batches of up to {mapping.batch_size}, window {mapping.batching_window_seconds:g} s,"
+        f" {mapping.concurrency} concurrent executions, function timeout {function.timeout_seconds:g} s"
+    )
+
+
+def _print_metrics(output: FunctionOutput) -> Counter[str]:
+    metrics, other_lines = output.metrics_since_last_read()
+    shown = " · ".join(f"{name} {value:g}" for name, value in metrics.items() if value)
+    print(f"   the function's metrics: {shown or 'none'}" + (f"; {other_lines} log line(s)" if other_lines else ""))
+    return metrics
+
+
+def sample_events_phase(stack: LocalStack, output: FunctionOutput) -> list[str]:
     bodies, expected_valid, expected_poison = _sample_bodies()
     print(f"\n1) sample events ({len(bodies)} messages from {EVENTS_DIR.relative_to(REPO_ROOT)}/*.json)")
     ids = stack.publish(bodies)
@@ -96,6 +120,7 @@ def sample_events_phase(stack: LocalStack) -> list[str]:
         source = attributes.get("sourceMessageId", {}).get("StringValue", "?")
         reason = attributes.get("error", {}).get("StringValue", "?")
         print(f"     - {source[:8]}…  {reason}")
+    _print_metrics(output)
     problems = []
     poison_ids = {ids[i] for i in expected_poison}
     dead_ids = {m.get("MessageAttributes", {}).get("sourceMessageId", {}).get("StringValue") for m in dead}
@@ -106,7 +131,12 @@ def sample_events_phase(stack: LocalStack) -> list[str]:
 
 
 def backlog_phase(
-    stack: LocalStack, *, notifications: int, requests_per_notification: int, recipients_per_request: int
+    stack: LocalStack,
+    output: FunctionOutput,
+    *,
+    notifications: int,
+    requests_per_notification: int,
+    recipients_per_request: int,
 ) -> list[str]:
     requests = [
         {
@@ -117,7 +147,7 @@ def backlog_phase(
         for n in range(notifications)
         for r in range(requests_per_notification)
     ]
-    window = stack.settings.rate_limit_window_seconds
+    window = stack.sandbox.rate_limit_window_seconds
     print(
         f"\n2) backlog: {len(requests)} requests = {notifications} distinct notifications"
         f" x {requests_per_notification} requests x {recipients_per_request} recipients"
@@ -139,6 +169,11 @@ def backlog_phase(
     print(
         f"   limit violations seen by the sandbox: {stack.sandbox.violations};"
         f" records handled incl. re-enqueued backlog: {handled}"
+    )
+    metrics = _print_metrics(output)
+    print(
+        f"   waiting for rate budget: {metrics['RequestsDeferred']:g} record(s) re-enqueued with a delay"
+        " (they come back as new SQS messages, hence more records handled than requests)"
     )
     problems = _exactly_once(stack, requests)
     dead = stack.dead_letters()

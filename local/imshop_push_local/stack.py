@@ -5,6 +5,7 @@ exactly what the tests prove.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -12,37 +13,76 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
 
-from imshop_push_local.aws_emulator import LocalAws, MotoServer, provision
+from imshop_push_local import cfn_template
+from imshop_push_local.aws_emulator import LocalAws, LocalTuning, MotoServer, provision
 from imshop_push_local.event_source import EventSourceConfig, SqsEventSource
+from imshop_push_local.provisioning import TEMPLATE_PATH
 from imshop_push_local.sandbox import ImshopSandbox
+from imshop_push_local.stack_model import LocalFunction, SqsMapping
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-CODE_PATHS = [
-    str(REPO_ROOT / "layers" / "imshop_push"),
-    str(REPO_ROOT / "functions" / "send_notifications"),
-]
 SQS_BATCH = 10
 
 
 @dataclass(frozen=True)
 class StackSettings:
-    """Time-scaled defaults: the vendor's 10 calls a minute become `rate_limit_requests` per a fraction of a
-    second, so a run that proves the limit takes seconds, not hours."""
+    """How the local stack departs from template.yaml; None takes the template's value.
 
-    rate_limit_requests: int = 10
-    rate_limit_window_seconds: float = 0.5
-    max_recipients: int = 1000
-    http_timeout_seconds: float = 1.0
+    Durations the template sets are multiplied by ``time_scale`` (the demo's 1/30 turns the vendor's
+    60 s window into 2 s). The defaults below are the integration tests' faster clock: the vendor's
+    10 calls a minute become 10 calls per half second, so a run that proves the limit takes seconds.
+    """
+
+    template: Path = TEMPLATE_PATH
+    time_scale: float = 1 / 30
+    rate_limit_requests: int | None = None
+    rate_limit_window_seconds: float | None = 0.5
+    max_recipients: int | None = None
+    http_timeout_seconds: float | None = 1.0
     connect_timeout_seconds: float = 0.5
-    function_timeout_seconds: float = 4.0
-    visibility_timeout_seconds: int = 5
-    max_receive_count: int = 5
-    concurrency: int = 2
-    batch_size: int = 100
-    batching_window_seconds: float = 0.3
+    function_timeout_seconds: float | None = 4.0
+    visibility_timeout_seconds: int | None = 5
+    max_receive_count: int | None = None
+    concurrency: int | None = None
+    batch_size: int | None = None
+    batching_window_seconds: float | None = 0.3
     api_key: str | None = "local-demo-key"
     sandbox_slow_seconds: float = 1.5
     log_level: str = "WARNING"
+
+    def tuning(self) -> LocalTuning:
+        parameters = {
+            name: str(value)
+            for name, value in (
+                ("RateLimitRequests", self.rate_limit_requests),
+                ("MaxRecipientsPerRequest", self.max_recipients),
+            )
+            if value is not None
+        }
+        environment = {
+            name: str(value)
+            for name, value in (
+                ("RATE_LIMIT_WINDOW_SECONDS", self.rate_limit_window_seconds),
+                ("HTTP_TIMEOUT_SECONDS", self.http_timeout_seconds),
+                ("HTTP_CONNECT_TIMEOUT_SECONDS", self.connect_timeout_seconds),
+                ("POWERTOOLS_LOG_LEVEL", self.log_level),
+            )
+            if value is not None
+        }
+        # The overrides StackSettings shares with LocalTuning by name (durations in local time).
+        shared = {f.name: getattr(self, f.name) for f in dataclasses.fields(LocalTuning) if hasattr(self, f.name)}
+        return LocalTuning(**{**shared, "parameters": parameters, "environment": environment})
+
+    def vendor_limits(self) -> tuple[int, float, int]:
+        """The limits the IMSHOP sandbox enforces: what the template configures the function with
+        (its defaults are the vendor's documented limits), time-scaled, or this run's overrides."""
+        defaults = cfn_template.parameter_values(cfn_template.load(self.template), {})
+        window = self.rate_limit_window_seconds
+        return (
+            self.rate_limit_requests or int(defaults["RateLimitRequests"]),
+            window if window is not None else float(defaults["RateLimitWindowSeconds"]) * self.time_scale,
+            self.max_recipients or int(defaults["MaxRecipientsPerRequest"]),
+        )
 
 
 class LocalStack:
@@ -50,15 +90,16 @@ class LocalStack:
         self.settings = settings or StackSettings()
         self._own_moto = moto is None
         self._moto = moto or MotoServer()
+        requests, window, recipients = self.settings.vendor_limits()
         self.sandbox = ImshopSandbox(
-            rate_limit_requests=self.settings.rate_limit_requests,
-            rate_limit_window_seconds=self.settings.rate_limit_window_seconds,
-            max_recipients=self.settings.max_recipients,
+            rate_limit_requests=requests,
+            rate_limit_window_seconds=window,
+            max_recipients=recipients,
             api_key=self.settings.api_key,
             slow_seconds=self.settings.sandbox_slow_seconds,
         )
         self._aws: LocalAws | None = None
-        self._source: SqsEventSource | None = None
+        self._sources: list[SqsEventSource] = []
 
     @property
     def aws(self) -> LocalAws:
@@ -67,10 +108,21 @@ class LocalStack:
         return self._aws
 
     @property
+    def function(self) -> LocalFunction:
+        """The dispatcher as the template defines it, time-scaled."""
+        return self.aws.function
+
+    @property
+    def mapping(self) -> SqsMapping:
+        """The dispatcher's SQS event source as the template defines it, time-scaled."""
+        return self.function.sqs_sources[0]
+
+    @property
     def source(self) -> SqsEventSource:
-        if self._source is None:
+        """The poller of the dispatcher's queue."""
+        if not self._sources:
             raise RuntimeError("the consumers are not started")
-        return self._source
+        return self._sources[0]
 
     def start(self) -> Self:
         self._moto.start()
@@ -79,39 +131,26 @@ class LocalStack:
             self._moto.endpoint_url,
             api_url=self.sandbox.url,
             api_key=self.settings.api_key,
-            visibility_timeout=self.settings.visibility_timeout_seconds,
-            max_receive_count=self.settings.max_receive_count,
+            template=self.settings.template,
+            tuning=self.settings.tuning(),
         )
         return self
 
     def function_env(self) -> dict[str, str]:
-        """The function's environment: what template.yaml sets, time-scaled, pointed at the emulator."""
-        s = self.settings
-        return {
-            **self.aws.env(),
-            "RATE_LIMIT_REQUESTS": str(s.rate_limit_requests),
-            "RATE_LIMIT_WINDOW_SECONDS": str(s.rate_limit_window_seconds),
-            "MAX_RECIPIENTS_PER_REQUEST": str(s.max_recipients),
-            "HTTP_TIMEOUT_SECONDS": str(s.http_timeout_seconds),
-            "HTTP_CONNECT_TIMEOUT_SECONDS": str(s.connect_timeout_seconds),
-            "POWERTOOLS_SERVICE_NAME": "imshop-push",
-            "POWERTOOLS_METRICS_NAMESPACE": "ImshopPush",
-            "POWERTOOLS_LOG_LEVEL": s.log_level,
-        }
+        """The dispatcher's environment: what template.yaml sets, time-scaled, pointed at the emulator."""
+        return self.aws.env()
 
-    def start_consumers(self) -> SqsEventSource:
-        s = self.settings
-        config = EventSourceConfig(
-            queue_url=self.aws.queue_url,
-            queue_arn=self.aws.queue_arn,
-            region=self.aws.region,
-            batch_size=s.batch_size,
-            batching_window_seconds=s.batching_window_seconds,
-            function_timeout_seconds=s.function_timeout_seconds,
-            concurrency=s.concurrency,
-        )
-        self._source = SqsEventSource(config, env=self.function_env(), sys_path=CODE_PATHS).start()
-        return self._source
+    def start_consumers(self, *, output_path: Path | None = None) -> SqsEventSource:
+        """Start a poller for every SQS event source of every function in the template, the
+        dispatcher's first. ``output_path`` receives what the functions print (metrics, logs)."""
+        for function in self.aws.functions.values():
+            for mapping in function.sqs_sources:
+                config = event_source_config(function, mapping, region=self.aws.region)
+                source = SqsEventSource(
+                    config, env=self.aws.env(function), sys_path=list(function.code_paths), output_path=output_path
+                )
+                self._sources.append(source.start())
+        return self.source
 
     def publish(
         self, bodies: Iterable[str | Mapping[str, Any]], *, attributes: Mapping[str, str] | None = None
@@ -157,9 +196,9 @@ class LocalStack:
             )
 
     def stop(self) -> None:
-        if self._source is not None:
-            self._source.stop()
-            self._source = None
+        sources, self._sources = self._sources, []
+        for source in sources:
+            source.stop()
         self.sandbox.stop()
         if self._own_moto:
             self._moto.stop()
@@ -171,3 +210,15 @@ class LocalStack:
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         self.stop()
+
+
+def event_source_config(function: LocalFunction, mapping: SqsMapping, *, region: str) -> EventSourceConfig:
+    """The poller's settings: the template's event source and function, as Lambda would apply them."""
+    return EventSourceConfig(
+        **dataclasses.asdict(mapping),
+        region=region,
+        handler=function.handler,
+        function_timeout_seconds=function.timeout_seconds,
+        function_name=function.name,
+        memory_limit_in_mb=function.memory_mb,
+    )

@@ -186,7 +186,9 @@ def test_redrive_reports_the_services_error_and_exits_2(
 ) -> None:
     aws = two_dead_letters
     # moto does not implement StartMessageMoveTask: whatever it answers is an error, and must read as one.
-    code = main(["redrive", "--dlq-arn", aws.dlq_arn, "--destination-arn", aws.queue_arn, "--max-per-second", "5"])
+    code = main(
+        ["redrive", "--dlq-arn", aws.dead_letter_queue.arn, "--destination-arn", aws.queue.arn, "--max-per-second", "5"]
+    )
 
     captured = capsys.readouterr()
     assert code == 2
@@ -209,7 +211,7 @@ def test_redrive_resolves_the_dlq_arn_when_the_makefile_passes_none(
 def test_status_reports_the_services_error_and_exits_2(
     two_dead_letters: LocalAws, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    assert main(["status", "--dlq-arn", two_dead_letters.dlq_arn]) == 2
+    assert main(["status", "--dlq-arn", two_dead_letters.dead_letter_queue.arn]) == 2
     err = capsys.readouterr().err
     assert "error: AWS answered an error:" in err
     assert "ListMessageMoveTasks" in err
@@ -259,4 +261,4 @@ def test_redrive_names_the_dlqs_only_source_queue_as_destination(aws: LocalAws) 
     """The dispatcher dead-letters with SendMessage, so SQS knows no "original source" for those messages."""
     from imshop_push_local.dlq import _single_source_queue_arn
 
-    assert _single_source_queue_arn(aws.client("sqs"), aws.dlq_arn) == aws.queue_arn
+    assert _single_source_queue_arn(aws.client("sqs"), aws.dead_letter_queue.arn) == aws.queue.arn

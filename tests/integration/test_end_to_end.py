@@ -109,13 +109,20 @@ def test_valid_records_are_sent_and_every_poison_kind_is_dead_lettered_once_with
     assert stack.sandbox.violations == 0
 
 
-@pytest.mark.stack(concurrency=1, max_recipients=100, batch_size=200, batching_window_seconds=1.5)
+# One batch by construction, however slow the machine: the batch closes when it holds all 65 records
+# (the window only caps the wait), and no deadline can defer a record: 30 s for 6 calls.
+ONE_BATCH_OF_65: dict[str, Any] = {"concurrency": 1, "max_recipients": 100, "batch_size": 65}
+ONE_BATCH_OF_65 |= {"batching_window_seconds": 30, "function_timeout_seconds": 30, "visibility_timeout_seconds": 60}
+
+
+@pytest.mark.stack(**ONE_BATCH_OF_65)
 def test_a_batch_is_merged_into_the_lower_bound_of_calls(stack: LocalStack) -> None:
     same = [request("Акция", [f"7999{(i * 7 + j) % 450:07d}" for j in range(25)]) for i in range(60)]
     other = [request("Другое", [f"7998{i:07d}"], summary="Иной текст") for i in range(5)]
+    assert len(same) + len(other) == stack.settings.batch_size
     stack.publish([*same, *other])
     stack.start_consumers()
-    assert stack.source.drain(timeout=30)
+    assert stack.source.drain(timeout=60)
 
     expected = expected_deliveries(*same, *other)
     assert_exactly_once(stack.sandbox, expected, ambiguous=set())
@@ -203,7 +210,7 @@ def test_an_execution_killed_after_a_successful_call_does_not_send_it_again(stac
     stack.sandbox.inject(Fault.NONE, Fault.NONE, Fault.HANG)
     stack.publish(requests)
     stack.start_consumers()
-    assert stack.sandbox.wait_for_calls(3, timeout=20), "the third call is held by the sandbox"
+    assert stack.sandbox.wait_for_calls(3, timeout=60), "the third call is held by the sandbox"
     stack.source.kill_worker(0)  # dies while its third call is in flight, after two confirmed calls
     stack.sandbox.release_hung()
     assert stack.source.drain(timeout=30)
@@ -269,8 +276,11 @@ def test_an_expired_request_is_neither_sent_nor_dead_lettered(stack: LocalStack)
 )
 def test_concurrent_executions_share_one_limit(stack: LocalStack) -> None:
     backlog = [request(f"Параллельно {i}", [f"7996{i:07d}"]) for i in range(90)]
-    stack.publish(backlog)
     stack.start_consumers()
+    # Every execution polls before the backlog exists: a cold start slowed by a busy machine could
+    # otherwise outlast the backlog, and the test would prove nothing about sharing the limit.
+    assert stack.source.wait_ready(timeout=60)
+    stack.publish(backlog)
     assert stack.source.drain(timeout=60)
 
     workers = {r.worker for r in stack.source.reports() if r.message_ids}

@@ -47,7 +47,7 @@ def _stack(endpoint: str, *, visibility_timeout: int, max_receive_count: int = 5
 def _source(aws: LocalAws, handler: str, log_path: Path, **settings: Any) -> SqsEventSource:
     config = EventSourceConfig(
         queue_url=aws.queue_url,
-        queue_arn=aws.queue_arn,
+        queue_arn=aws.queue.arn,
         region=aws.region,
         handler=f"fake_handlers:{handler}",
         **settings,
@@ -153,7 +153,7 @@ def test_delivers_every_message_as_a_lambda_sqs_event_in_bounded_batches(moto_en
     assert record["body"] == bodies[0]
     assert record["md5OfBody"] == hashlib.md5(bodies[0].encode()).hexdigest()
     assert record["eventSource"] == "aws:sqs"
-    assert record["eventSourceARN"] == aws.queue_arn
+    assert record["eventSourceARN"] == aws.queue.arn
     assert record["awsRegion"] == "eu-central-1"
     assert {"ApproximateReceiveCount", "SentTimestamp", "SenderId", "ApproximateFirstReceiveTimestamp"} <= set(
         record["attributes"]
@@ -189,7 +189,9 @@ def test_delivers_every_message_as_a_lambda_sqs_event_in_bounded_batches(moto_en
 def test_failed_records_return_after_the_visibility_timeout_then_sqs_moves_them_to_the_dlq(
     moto_endpoint: str, log_path: Path
 ) -> None:
-    aws = _stack(moto_endpoint, visibility_timeout=1, max_receive_count=2)
+    # Long enough that the acknowledged records are deleted before they could return, on any machine.
+    visibility_timeout = 2
+    aws = _stack(moto_endpoint, visibility_timeout=visibility_timeout, max_receive_count=2)
     succeeding = _send(aws, ["ok-1", "ok-2", "ok-3"])
     failing = _send(aws, ["fail-1", "fail-2"])
 
@@ -206,7 +208,7 @@ def test_failed_records_return_after_the_visibility_timeout_then_sqs_moves_them_
             "1",
             "2",
         )
-        assert second["at"] - first["at"] >= 0.9, "redelivered before the visibility timeout ran out"
+        assert second["at"] - first["at"] >= visibility_timeout - 0.1, "redelivered before the visibility timeout"
         assert second["receiptHandle"] != first["receiptHandle"]
 
     dead = _receive_all(aws, aws.dlq_url)

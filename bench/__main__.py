@@ -1,0 +1,133 @@
+"""`make bench`: the handler's figures, each beside a baseline measured in the same run, as a ratio.
+
+A benchmark, not a test: nothing here fails the build. Every figure is printed with its baseline, ratio and
+target; a missed target is marked MISSED and explained in the closing note, and the exit status stays 0.
+
+Figures (issue 4):
+  1. cold start        fresh-process `import app` vs a fresh-process import of what it really needs at import
+                       time (Powertools Logger, Metrics and batch processing; urllib3; fastjsonschema)
+  2. handler CPU       per record of a 10,000-record batch (parse, unwrap, validate, merge, IMSHOP calls answered
+                       at once by the sandbox, limiter with a huge budget) vs json.loads + a once-compiled
+                       fastjsonschema validation of the same bodies
+  3. peak RSS          of a worker handling a 6 MB batch (the Lambda payload limit) vs its RSS after import
+  4. calls per batch   IMSHOP calls for one batch vs the lower bound sum(ceil(unique recipients / 1000)) per content
+  5. calls per window  achieved under a sustained backlog (time-scaled, production ratios) vs the configured limit
+  6. idle latency      message sent -> IMSHOP call, with an idle queue, vs the batching window
+
+Handler measurements run in child processes (`python -m bench _handle ...`, `... _cpu ...`) so that their CPU time
+and memory are the handler's alone; the IMSHOP sandbox and the AWS emulator live in this process. The workers'
+stdout (EMF metrics, JSON logs) goes to a log file whose path is printed, not to the terminal.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from imshop_push_local.sandbox import ImshopSandbox
+
+from bench.calls_per_batch import calls_per_batch
+from bench.calls_per_window import calls_per_window
+from bench.cold_start import cold_start
+from bench.common import HUGE_LIMIT, Console, Figure
+from bench.handler_cpu import _child_cpu, handler_cpu
+from bench.idle_latency import idle_latency
+from bench.peak_rss import _child_handle, peak_rss
+
+SECTIONS = ("cold", "cpu", "rss", "calls", "window", "latency")
+
+
+def _table(figures: Sequence[Figure]) -> list[str]:
+    head = ("figure", "measured", "baseline (same run)", "ratio", "target", "result")
+    rows = [
+        (f.name, f.value_text, f.baseline_text, f"{f.ratio:.2f}x", f.target, "pass" if f.passed else "MISSED")
+        for f in figures
+    ]
+    widths = [max(len(str(r[i])) for r in (head, *rows)) for i in range(len(head))]
+
+    def line(cells: Sequence[str]) -> str:
+        return "| " + " | ".join(str(c).ljust(w) for c, w in zip(cells, widths, strict=True)) + " |"
+
+    return [line(head), "|" + "|".join("-" * (w + 2) for w in widths) + "|", *(line(r) for r in rows)]
+
+
+def _measure(console: Console, only: Sequence[str]) -> list[Figure]:
+    import logging
+
+    from imshop_push_local.aws_emulator import MotoServer
+    from imshop_push_local.sandbox import ImshopSandbox
+
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)
+    figures: list[Figure] = []
+    with ImshopSandbox(rate_limit_requests=HUGE_LIMIT, rate_limit_window_seconds=60.0) as sandbox:
+        in_process: dict[str, Callable[[Console, ImshopSandbox], Figure]] = {
+            "cpu": handler_cpu,
+            "rss": peak_rss,
+            "calls": calls_per_batch,
+        }
+        if "cold" in only:
+            figures.append(cold_start(console))
+        figures += [measure(console, sandbox) for name, measure in in_process.items() if name in only]
+    if {"window", "latency"} & set(only):
+        console.progress("starting the AWS emulator (moto server)")
+        with MotoServer() as moto:
+            through_event_source = {"window": calls_per_window, "latency": idle_latency}
+            figures += [measure(console, moto) for name, measure in through_event_source.items() if name in only]
+    return figures
+
+
+def _report(console: Console, figures: Sequence[Figure]) -> None:
+    console.say()
+    console.say("details")
+    for f in figures:
+        console.say(f"  {f.name}")
+        for d in f.details:
+            console.say(f"    {d}")
+    console.say()
+    for row in _table(figures):
+        console.say(row)
+    missed = [f for f in figures if not f.passed]
+    console.say()
+    if not missed:
+        console.say(f"all {len(figures)} targets met.")
+        return
+    console.say(f"MISSED {len(missed)} of {len(figures)} targets:")
+    for f in missed:
+        console.say(f"  - {f.name}: {f.value_text} vs {f.baseline_text} = {f.ratio:.2f}x (target {f.target}).")
+        console.say(f"    why: {f.why}")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="imshop-push benchmark (issue 4)")
+    parser.add_argument("--only", nargs="+", choices=SECTIONS, default=list(SECTIONS), help="run only these figures")
+    args = parser.parse_args(argv)
+    console = Console()
+    started = time.monotonic()
+    console.say("imshop-push benchmark: each figure beside its baseline measured in this run")
+    console.say(f"  python {sys.version.split()[0]}, {os.cpu_count()} CPUs; worker output -> {console.log_path}")
+    figures = _measure(console, args.only)
+    _report(console, figures)
+    console.say(f"bench took {time.monotonic() - started:.0f} s")
+    return 0
+
+
+def _child_main(argv: list[str]) -> int:
+    kind, *rest = argv
+    if kind == "_handle":
+        _child_handle(*rest)
+    elif kind == "_cpu":
+        _child_cpu(*rest)
+    else:
+        raise SystemExit(f"unknown child {kind!r}")
+    return 0
+
+
+if __name__ == "__main__":
+    if len(sys.argv) > 1 and sys.argv[1].startswith("_"):
+        sys.exit(_child_main(sys.argv[1:]))
+    sys.exit(main())
