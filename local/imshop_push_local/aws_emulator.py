@@ -7,8 +7,10 @@ Clients come from ``aws_clients`` (loopback only, dummy credentials); the stack'
 from __future__ import annotations
 
 import logging
+import threading
+from collections.abc import Callable, Iterable
 from types import TracebackType
-from typing import TYPE_CHECKING, Self
+from typing import TYPE_CHECKING, Any, Self
 
 from imshop_push_local.aws_clients import DEFAULT_REGION, DUMMY_CREDENTIAL, LOOPBACK, make_client
 from imshop_push_local.provisioning import LocalAws, LocalTuning, provision
@@ -51,11 +53,9 @@ class MotoServer:
             return self
         # Imported here so that processes which only need clients (the event source's workers)
         # do not pay for importing moto.
-        from moto.moto_server.threaded_moto_server import ThreadedMotoServer  # noqa: PLC0415
-
         # Port 0: the kernel picks a free port at bind time, with no window for another process to
         # take it between "find a free port" and "bind".
-        server = ThreadedMotoServer(ip_address=self._host, port=0, verbose=False)
+        server = _server_with_atomic_dynamodb()(ip_address=self._host, port=0, verbose=False)
         # werkzeug logs every request at INFO (and installs its own handler to do so): a line per
         # SQS poll would bury the demo's output and every failing test's report.
         logging.getLogger("werkzeug").setLevel(logging.WARNING)
@@ -87,3 +87,41 @@ class MotoServer:
         tb: TracebackType | None,
     ) -> None:
         self.stop()
+
+
+class OneDynamoDBRequestAtATime:
+    """DynamoDB applies each write atomically, its condition included; moto's backend takes no lock, so on its
+    threaded server two racing conditional writes can both pass (a claim with two winners, a rate-limit slot
+    taken twice). DynamoDB requests are therefore served one at a time, which is what the real service
+    guarantees per item; everything else (SQS long polls) stays concurrent."""
+
+    def __init__(self, app: Callable[..., Iterable[bytes]]) -> None:
+        self._app = app
+        self._lock = threading.Lock()
+
+    def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+        if not str(environ.get("HTTP_X_AMZ_TARGET", "")).startswith("DynamoDB_"):
+            return self._app(environ, start_response)
+        with self._lock:
+            return list(self._app(environ, start_response))
+
+
+def _server_with_atomic_dynamodb() -> type[ThreadedMotoServer]:
+    """moto's ThreadedMotoServer, its WSGI app wrapped in OneDynamoDBRequestAtATime (moto is imported here so
+    processes that only need clients, the event source's workers, do not pay for it)."""
+    from moto.moto_server.threaded_moto_server import ThreadedMotoServer  # noqa: PLC0415
+    from moto.moto_server.werkzeug_app import (  # noqa: PLC0415
+        DomainDispatcherApplication,
+        MotoRequestHandler,
+        create_backend_app,
+    )
+    from werkzeug.serving import make_server  # noqa: PLC0415
+
+    class Server(ThreadedMotoServer):
+        def _server_entry(self) -> None:
+            app = OneDynamoDBRequestAtATime(DomainDispatcherApplication(create_backend_app))
+            self._server = make_server(self._ip_address, self._port, app, True, request_handler=MotoRequestHandler)
+            self._server_ready_event.set()
+            self._server.serve_forever()
+
+    return Server

@@ -111,11 +111,17 @@ def test_valid_records_are_sent_and_every_poison_kind_is_dead_lettered_once_with
 
 # One batch by construction, however slow the machine: the batch closes when it holds all 65 records
 # (the window only caps the wait), and no deadline can defer a record: 30 s for 6 calls.
-ONE_BATCH_OF_65: dict[str, Any] = {"concurrency": 1, "max_recipients": 100, "batch_size": 65}
-ONE_BATCH_OF_65 |= {"batching_window_seconds": 30, "function_timeout_seconds": 30, "visibility_timeout_seconds": 60}
+ONE_BATCH_OF_65 = pytest.mark.stack(
+    concurrency=1,
+    max_recipients=100,
+    batch_size=65,
+    batching_window_seconds=30,
+    function_timeout_seconds=30,
+    visibility_timeout_seconds=60,
+)
 
 
-@pytest.mark.stack(**ONE_BATCH_OF_65)
+@ONE_BATCH_OF_65
 def test_a_batch_is_merged_into_the_lower_bound_of_calls(stack: LocalStack) -> None:
     same = [request("Акция", [f"7999{(i * 7 + j) % 450:07d}" for j in range(25)]) for i in range(60)]
     other = [request("Другое", [f"7998{i:07d}"], summary="Иной текст") for i in range(5)]
