@@ -115,7 +115,7 @@ ONE_BATCH_OF_65: dict[str, Any] = {"concurrency": 1, "max_recipients": 100, "bat
 ONE_BATCH_OF_65 |= {"batching_window_seconds": 30, "function_timeout_seconds": 30, "visibility_timeout_seconds": 60}
 
 
-@pytest.mark.stack(**ONE_BATCH_OF_65)
+@pytest.mark.stack.with_args(**ONE_BATCH_OF_65)
 def test_a_batch_is_merged_into_the_lower_bound_of_calls(stack: LocalStack) -> None:
     same = [request("Акция", [f"7999{(i * 7 + j) % 450:07d}" for j in range(25)]) for i in range(60)]
     other = [request("Другое", [f"7998{i:07d}"], summary="Иной текст") for i in range(5)]
