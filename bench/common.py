@@ -34,6 +34,8 @@ for _path in reversed(CODE_PATHS):  # `python -m bench` works without make's PYT
         sys.path.insert(0, _path)
 
 
+CPU_RECORDS = 10_000
+CPU_CONTENTS = 300  # "a realistic mix of a few hundred distinct contents"
 HUGE_LIMIT = 1_000_000
 
 

@@ -9,8 +9,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     pass
 
-from bench.common import LAMBDA_PAYLOAD_LIMIT, MAX_BATCH, SQS_ARN
-from bench.handler_cpu import CPU_CONTENTS, CPU_RECORDS
+from bench.common import CPU_CONTENTS, CPU_RECORDS, LAMBDA_PAYLOAD_LIMIT, MAX_BATCH, SQS_ARN
 
 
 def _content(n: int) -> dict[str, Any]:

@@ -13,14 +13,8 @@ if TYPE_CHECKING:
 
     from imshop_push_local.sandbox import ImshopSandbox
 
-from bench.common import Console, Figure, _Context, _handler_env, _median, _run_child
+from bench.common import CPU_CONTENTS, CPU_RECORDS, Console, Figure, _Context, _handler_env, _median, _run_child
 from bench.events import lower_bound_of, small_requests_event
-
-CPU_RECORDS = 10_000
-
-
-CPU_CONTENTS = 300  # "a realistic mix of a few hundred distinct contents"
-
 
 CPU_RUNS = 5
 

@@ -13,6 +13,7 @@ if TYPE_CHECKING:
     from imshop_push_local.sandbox import ImshopSandbox
 
 from bench.common import (
+    CPU_CONTENTS,
     SMALLEST_LAMBDA_MB,
     Console,
     Figure,
@@ -23,7 +24,6 @@ from bench.common import (
     _run_child,
 )
 from bench.events import _size, six_mb_event
-from bench.handler_cpu import CPU_CONTENTS
 
 
 def _child_handle(event_path: str, result_path: str) -> None:
