@@ -43,6 +43,10 @@ def test_the_table_keeps_the_newest_version_whatever_order_executions_write_in(a
     assert store.record({"slot-a": new}, now=now) == set(), "the same version again is the same request"
     assert store.newer({"slot-a": old, "slot-b": old, "slot-c": old}, now=now) == {"slot-a", "slot-b"}
     assert store.newer({"slot-a": new}, now=now) == set()
+    retried = version(3_000, 9, "paid")  # the same request sent again by its producer, without createdAt
+    assert store.record({"slot-d": retried}, now=now) == set()
+    assert store.record({"slot-d": old}, now=now) == set(), "a later copy of itself does not supersede it"
+    assert store.newer({"slot-d": old}, now=now) == set()
 
 
 def test_concurrent_writers_leave_the_newest(aws: LocalAws) -> None:

@@ -272,3 +272,23 @@ def invoke(
     now = h.clock()
     deadline = invocation_deadline(now + seconds, seconds, records=len(messages), worst_case_call_seconds=WORST_CASE)
     return {mid: r.disposition for mid, r in dispatcher.dispatch(messages, deadline=deadline).items()}
+
+
+def test_a_producer_retry_of_the_same_request_does_not_supersede_it() -> None:
+    """Same idempotency key, sent again without createdAt: a later SentTimestamp, but the same request. Were it
+    taken as newer, the first copy would settle the key as done, and the retry would be skipped as a duplicate:
+    nobody would get it."""
+    h = Harness(limit=1)
+    h.run(msg("filler", body(users=["u9"], message=BONUS)))
+    h.run(collapsed("first", key="order-7-paid"), seconds=20)
+    h.clock.now += 5
+    h.run(collapsed("retry", key="order-7-paid", sent_ms=T0_MS + 5_000), seconds=20)
+    first_copy, retry_copy = (requeued_copy(d, f"{d.message.message_id}/copy") for d in h.backlog.received)
+    h.clock.now += 120
+
+    h.run(first_copy)
+    h.clock.now += 120
+    h.run(retry_copy)
+
+    assert sent_titles(h) == [SHIPPED["title"]]
+    assert h.metrics["RecipientsSuperseded"] == 0

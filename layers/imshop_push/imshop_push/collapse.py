@@ -23,6 +23,7 @@ from imshop_push.sqs_copies import CREATED_AT_ATTRIBUTE, FIRST_RECEIVED_ATTRIBUT
 
 _MS_SINCE_YEAR_1 = 62_135_596_800_000  # 0001-01-01 to 1970-01-01: every instant Python can hold becomes >= 0
 _WIDTH = 18
+_KEY_AT = 2 * (_WIDTH + 1)
 
 
 class Collapsed(NamedTuple):
@@ -35,6 +36,13 @@ class Collapsed(NamedTuple):
 
 def version(created_ms: int, received_ms: int, key: str) -> str:
     return f"{created_ms + _MS_SINCE_YEAR_1:0{_WIDTH}d}.{received_ms + _MS_SINCE_YEAR_1:0{_WIDTH}d}.{key}"
+
+
+def supersedes(stored: str, given: str) -> bool:
+    """A newer version of another request. A producer's retry of the same request (same idempotency key) sent
+    again without createdAt is a later version of itself, never a newer request: were it one, the first copy
+    would settle the key as done, and the retry would then be skipped as a duplicate of it."""
+    return stored > given and stored[_KEY_AT:] != given[_KEY_AT:]
 
 
 def order_of(request: NotificationRequest, message: InboundMessage, now_ms: int) -> tuple[int, int] | None:
@@ -75,12 +83,12 @@ def _first(*values: int | None) -> int:
 
 class VersionStore(Protocol):
     def record(self, versions: Mapping[str, str], *, now: float) -> set[str]:
-        """Store each slot's version unless a newer one is stored. Returns the slots that hold a newer one: there
-        the given version is superseded. Raises StoreError."""
+        """Store each slot's version unless a newer one is stored. Returns the slots that hold a newer version of
+        another request (`supersedes`): there the given one is superseded. Raises StoreError."""
         ...
 
     def newer(self, versions: Mapping[str, str], *, now: float) -> set[str]:
-        """The slots whose stored version is newer than the given one. Raises StoreError."""
+        """The slots whose stored version supersedes the given one. Raises StoreError."""
         ...
 
 
@@ -96,12 +104,12 @@ class InProcessVersionStore:
         with self._lock:
             for slot, given in versions.items():
                 stored = self._newest.get(slot)
-                if stored is not None and stored > given:
-                    lost.add(slot)
-                else:
+                if stored is None or stored <= given:
                     self._newest[slot] = given
+                elif supersedes(stored, given):
+                    lost.add(slot)
         return lost
 
     def newer(self, versions: Mapping[str, str], *, now: float) -> set[str]:
         with self._lock:
-            return {slot for slot, given in versions.items() if self._newest.get(slot, given) > given}
+            return {slot for slot, given in versions.items() if supersedes(self._newest.get(slot, given), given)}

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING
 
 from botocore.exceptions import BotoCoreError, ClientError
 
+from imshop_push.collapse import supersedes
 from imshop_push.dynamodb_batches import BatchedTable
 from imshop_push.state import StateStoreError
 
@@ -48,7 +49,8 @@ class DynamoDBVersionStore:
         expiration = str(int(now) + self._ttl)
 
         def write(slot: str) -> str | None:
-            return slot if not self._write(slot, versions[slot], expiration) else None
+            given = versions[slot]
+            return slot if not self._write(slot, given, expiration) and supersedes(self._stored(slot), given) else None
 
         try:
             if len(versions) <= 1:
@@ -76,6 +78,11 @@ class DynamoDBVersionStore:
             return False
         return True
 
+    def _stored(self, slot: str) -> str:
+        """The version a refused write met (only newer ones refuse): whose it is tells a retry from a newer one."""
+        item = self._client.get_item(TableName=self._table, Key={"id": {"S": _slot_id(slot)}}, ConsistentRead=True)
+        return str(item.get("Item", {}).get("version", {}).get("S", ""))
+
     def newer(self, versions: Mapping[str, str], *, now: float) -> set[str]:
         try:
             items = self._batches.get([_slot_id(slot) for slot in versions])
@@ -84,7 +91,7 @@ class DynamoDBVersionStore:
         newer = set()
         for slot, given in versions.items():
             stored = items.get(_slot_id(slot), {}).get("version", {}).get("S")
-            if stored is not None and stored > given:
+            if stored is not None and supersedes(stored, given):
                 newer.add(slot)
         return newer
 

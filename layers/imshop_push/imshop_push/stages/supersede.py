@@ -15,7 +15,7 @@ from collections.abc import Sequence
 
 from imshop_push import observability as m
 from imshop_push.batch import Batch
-from imshop_push.collapse import collapsed, order_of
+from imshop_push.collapse import collapsed, order_of, supersedes
 from imshop_push.fate import Fate, Track
 from imshop_push.model import Recipient, StoreError
 from imshop_push.planning import PlannedCall
@@ -51,7 +51,8 @@ class Supersede:
         for track in tracks:
             if track.collapse is not None:
                 version = track.collapse.version
-                drop(self._ctx, track, {r for r, s in track.collapse.slots.items() if s in lost or newest[s] > version})
+                slots = track.collapse.slots.items()
+                drop(self._ctx, track, {r for r, s in slots if s in lost or supersedes(newest[s], version)})
 
 
 class LatestOnly:
