@@ -108,13 +108,24 @@ lambda_handler = make_handler()
 
 
 def _inbound(record: dict[str, Any]) -> InboundMessage:
+    system = record.get("attributes") or {}
     return InboundMessage(
         message_id=record["messageId"],
         body=record.get("body") or "",
         event_source_arn=record.get("eventSourceARN", ""),
-        receive_count=int(record.get("attributes", {}).get("ApproximateReceiveCount", "1")),
+        receive_count=int(system.get("ApproximateReceiveCount", "1")),
         message_attributes=record.get("messageAttributes") or {},
+        sent_timestamp_ms=_millis(system.get("SentTimestamp")),
+        first_received_ms=_millis(system.get("ApproximateFirstReceiveTimestamp")),
     )
+
+
+def _millis(value: Any) -> int | None:
+    """SQS's system timestamps (epoch ms as text); absent or malformed: unknown, never a failed batch."""
+    try:
+        return int(value) if value is not None else None
+    except (TypeError, ValueError):
+        return None
 
 
 def _retry(reason: str) -> RecordResult:

@@ -1,10 +1,11 @@
 """`make demo`: the dispatcher's main job on this machine, with nothing to configure.
 
 A loopback IMSHOP sandbox and moto server stand in for the vendor and AWS; the SQS event source runs the
-real handler in worker processes. Two phases: the sample events of `events/` (valid requests in all three
+real handler in worker processes. Phases: the sample events of `events/` (valid requests in all three
 body forms, and poison), then a backlog far above the rate limit draining at the configured rate with
-merged calls. The vendor's 10 calls a minute are time-scaled to 10 calls a second. Exits non-zero if
-anything unexpected happened.
+merged calls, then status updates of one order superseding each other (`demo_supersede.py`). The
+vendor's 10 calls a minute are time-scaled to 10 calls a second. Exits non-zero if anything unexpected
+happened.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from typing import Any
 
 from imshop_push.masking import mask_recipients
 from imshop_push.parsing import PoisonMessageError, parse_body
+from imshop_push_local.demo_supersede import supersede_phase
 from imshop_push_local.function_output import FunctionOutput
 from imshop_push_local.stack import REPO_ROOT, LocalStack, StackSettings
 
@@ -66,6 +68,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             requests_per_notification=args.requests_per_notification,
             recipients_per_request=args.recipients_per_request,
         )
+        stack.sandbox.reset()
+        problems += supersede_phase(stack, output, number=3)
     print(f"\nThe function's own output (EMF metrics and logs, as CloudWatch would get them): {output.path}")
     print()
     if problems:

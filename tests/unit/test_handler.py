@@ -397,3 +397,13 @@ def test_transport_libraries_stay_quiet_whatever_the_log_level(monkeypatch: pyte
     for name in ("urllib3", "urllib3.connectionpool", "botocore", "botocore.parsers", "botocore.endpoint"):
         assert not logging.getLogger(name).isEnabledFor(logging.DEBUG), name
         assert not logging.getLogger(name).isEnabledFor(logging.INFO), name
+
+
+def test_without_created_at_the_records_sent_timestamp_decides_which_status_is_the_latest(outbox: Outbox) -> None:
+    older = record("older", request("Заказ оплачен", PHONE, collapseKey="order-1042-status"))
+    newer = record("newer", request("Заказ отправлен", PHONE, collapseKey="order-1042-status"))
+    newer["attributes"] = {**newer["attributes"], "SentTimestamp": "1764186000500"}
+
+    assert failures(invoke(newer, older)) == []
+
+    assert [p["message"]["title"] for p in sent_payloads()] == ["Заказ отправлен"]

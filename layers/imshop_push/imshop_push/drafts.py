@@ -47,6 +47,8 @@ class NotificationDraft:
     deeplink: str | None = None
     idempotency_key: str | None = None
     expires_at: datetime | str | None = None
+    collapse_key: str | None = None
+    created_at: datetime | str | None = None
     message_attributes: Mapping[str, MessageAttributeValueTypeDef] | None = field(default=None, hash=False)
 
     def __post_init__(self) -> None:
@@ -67,7 +69,11 @@ class NotificationDraft:
         if self.idempotency_key is not None:
             body["idempotencyKey"] = self.idempotency_key
         if self.expires_at is not None:
-            body["expiresAt"] = _format_expiry(self.expires_at)
+            body["expiresAt"] = _format_instant(self.expires_at, "expiresAt")
+        if self.collapse_key is not None:
+            body["collapseKey"] = self.collapse_key
+        if self.created_at is not None:
+            body["createdAt"] = _format_instant(self.created_at, "createdAt")
         return body
 
     def to_json(self) -> str:
@@ -119,17 +125,17 @@ def _recipient_tuple(value: Sequence[str], name: str) -> tuple[str, ...]:
         raise InvalidNotificationError(f"{name}: must be a list of strings") from None
 
 
-def _format_expiry(value: datetime | str) -> str:
+def _format_instant(value: datetime | str, name: str) -> str:
     """RFC 3339 in UTC with `Z`: an instant no reader can misplace in another time zone."""
     if isinstance(value, str):
         return value  # checked by the dispatcher's own rule in `to_json`
     if not isinstance(value, datetime):
         raise InvalidNotificationError(
-            f"expiresAt: must be a timezone-aware datetime or an RFC 3339 string, got {type(value).__name__}"
+            f"{name}: must be a timezone-aware datetime or an RFC 3339 string, got {type(value).__name__}"
         )
     if value.tzinfo is None or value.utcoffset() is None:
         raise InvalidNotificationError(
-            "expiresAt: must be a timezone-aware datetime (a naive one has no defined instant), "
+            f"{name}: must be a timezone-aware datetime (a naive one has no defined instant), "
             "e.g. datetime.now(UTC) + timedelta(hours=6)"
         )
     return value.astimezone(UTC).isoformat().removesuffix("+00:00") + "Z"

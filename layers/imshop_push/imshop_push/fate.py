@@ -4,7 +4,8 @@
        │            │           ├──► deferred ─────────┐
        │            │           ├──► expired ──────────┤
        │            │           └──► dead-lettered ◄───┤
-       │            └──► sent (by an earlier attempt)  │
+       │            ├──► sent (by an earlier attempt)  │
+       │            └──► superseded (also from planned)│
        ├──► expired (before any claim)                 │
        ├──► duplicate                                  ▼
        ├──► dead-lettered (invalid, key reused)      retry ──► requeued (a keyed copy)
@@ -21,6 +22,7 @@ import enum
 from dataclasses import dataclass, field
 from datetime import datetime
 
+from imshop_push.collapse import Collapsed
 from imshop_push.inbound import InboundMessage
 from imshop_push.model import Disposition, NotificationRequest, Recipient, RecordResult
 
@@ -36,6 +38,7 @@ class Fate(enum.StrEnum):
     DEAD_LETTERED = "dead_lettered"
     RETRY = "retry"  # back to SQS as a batch item failure
     REQUEUED = "requeued"  # a retry sent back as a copy that carries its key
+    SUPERSEDED = "superseded"  # done without sending: a newer request of its collapseKey took every recipient left
 
 
 _UNDECIDED = frozenset({Fate.RECEIVED, Fate.CLAIMED, Fate.PLANNED})
@@ -50,6 +53,7 @@ _FROM: dict[str, frozenset[Fate]] = {  # transition: the states it may leave
     "retry": _UNDECIDED | {Fate.DEFERRED, Fate.EXPIRED},
     "dead_letter": _UNDECIDED | {Fate.DEFERRED, Fate.EXPIRED, Fate.RETRY, Fate.DEAD_LETTERED},
     "requeue": frozenset({Fate.RETRY}),
+    "supersede": frozenset({Fate.CLAIMED, Fate.PLANNED}),
 }
 
 _DISPOSITIONS = {
@@ -60,7 +64,9 @@ _DISPOSITIONS = {
     Fate.DEAD_LETTERED: Disposition.DEAD_LETTERED,
     Fate.RETRY: Disposition.RETRY,
     Fate.REQUEUED: Disposition.REQUEUED,
+    Fate.SUPERSEDED: Disposition.SUPERSEDED,
 }
+SUPERSEDED_REASON = "a newer request of its collapseKey covers every recipient it had left"
 
 
 @dataclass(slots=True, eq=False)
@@ -77,6 +83,8 @@ class Track:
     retry_at: float | None = None
     recorded_in_attempt: bool = False  # a call carrying it was recorded: this attempt belongs to its history
     reached_imshop: bool = False  # a call carrying it was confirmed, or its outcome is unknown
+    collapse: Collapsed | None = None  # its version and slots, when it has a collapseKey
+    superseded: set[Recipient] = field(default_factory=set)  # recipients a newer request of its collapseKey took
 
     @property
     def message_id(self) -> str:
@@ -117,7 +125,19 @@ class Track:
         """The call no longer carries it (confirmed, or nobody live was left in it)."""
         self.pending.discard(call_index)
         if not self.pending:
-            self._go("sent", Fate.SENT)
+            if self.remaining and self.superseded.issuperset(self.remaining):
+                self._go("supersede", Fate.SUPERSEDED, SUPERSEDED_REASON)
+            else:
+                self._go("sent", Fate.SENT)
+
+    def drop_superseded(self, recipients: set[Recipient]) -> None:
+        """A newer request of its collapseKey takes these: before planning they leave what is left to send, and
+        a request with nothing left is done without a call."""
+        self.superseded |= recipients
+        if self.fate is Fate.CLAIMED:
+            self.remaining = tuple(r for r in self.remaining if r not in self.superseded)
+            if not self.remaining:
+                self._go("supersede", Fate.SUPERSEDED, SUPERSEDED_REASON)
 
     def expire_if_due(self, now: datetime) -> bool:
         """True when the request has expired: it is never sent late, whatever its fate says."""

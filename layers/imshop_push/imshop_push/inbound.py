@@ -16,6 +16,8 @@ class InboundMessage(NamedTuple):
     receive_count: int = 1
     message_attributes: Mapping[str, Mapping[str, Any]] = NO_ATTRIBUTES
     """As Lambda delivers them: {name: {"dataType", "stringValue" | "binaryValue", ...}}."""
+    sent_timestamp_ms: int | None = None  # SQS's SentTimestamp: when this message reached the queue
+    first_received_ms: int | None = None  # SQS's ApproximateFirstReceiveTimestamp (the same on every redelivery)
 
 
 def to_send_attributes(lambda_attributes: Mapping[str, Mapping[str, Any]]) -> dict[str, dict[str, Any]]:

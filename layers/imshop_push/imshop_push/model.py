@@ -42,6 +42,10 @@ class NotificationRequest(NamedTuple):
     fingerprint: str
     key_is_message_id: bool = False
     """No idempotencyKey and no envelope id: the key is the SQS message id, which a re-enqueued copy lacks."""
+    collapse_key: str | None = None
+    """Latest wins per (collapseKey, recipient) (`stages/supersede.py`); never forwarded."""
+    created_at: datetime | None = None
+    """The producer's `createdAt`; without it, when SQS first got the request (`collapse.order_of`)."""
 
     def is_expired(self, now: datetime) -> bool:
         return self.expires_at is not None and now >= self.expires_at
@@ -62,6 +66,7 @@ class Disposition(enum.StrEnum):
     DEFERRED = "deferred"  # re-enqueued with a delay: waiting for rate budget is not a failure
     REQUEUED = "requeued"  # a transient failure, retried as a copy that carries the request's idempotency key
     RETRY = "retry"  # returned to SQS as a batch item failure
+    SUPERSEDED = "superseded"  # a newer request of its collapseKey covers every recipient it had left
 
     @property
     def is_failure(self) -> bool:
@@ -119,3 +124,6 @@ class Deferral:
     idempotency_key: str
     key_is_message_id: bool
     """The key defaulted to the SQS message id, which the copy will not share: the copy must carry it."""
+    order: tuple[int, int] | None = None
+    """(createdAt, first received) in epoch ms of a request with a collapseKey: the copy carries them, so
+    re-enqueueing never makes a request look newer than it is."""

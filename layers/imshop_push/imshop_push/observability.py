@@ -19,6 +19,7 @@ REQUESTS_DEFERRED = "RequestsDeferred"
 DEAD_LETTERED = "DeadLettered"
 AMBIGUOUS_REDELIVERIES = "AmbiguousRedeliveries"
 RETRIES_REQUEUED = "RetriesRequeued"
+RECIPIENTS_SUPERSEDED = "RecipientsSuperseded"
 
 METRIC_NAMES: frozenset[str] = frozenset(
     {
@@ -37,6 +38,7 @@ METRIC_NAMES: frozenset[str] = frozenset(
         DEAD_LETTERED,
         AMBIGUOUS_REDELIVERIES,
         RETRIES_REQUEUED,
+        RECIPIENTS_SUPERSEDED,
     }
 )
 

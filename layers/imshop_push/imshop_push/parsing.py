@@ -176,6 +176,7 @@ def _build(request: dict[str, Any], *, message_id: str, default_key: str | None,
                 f" {MAX_CONTENT_BYTES} fit a push (APNs and FCM cap the whole payload at 4 KB)"
             )
     expires_at = _parse_expiry(request["expiresAt"], _join(root, "expiresAt")) if "expiresAt" in request else None
+    created_at = _parse_expiry(request["createdAt"], _join(root, "createdAt")) if "createdAt" in request else None
     try:
         fingerprint = _fingerprint(content, request.get("userIds", ()), request.get("installIds", ()))
     except UnicodeEncodeError:
@@ -192,6 +193,8 @@ def _build(request: dict[str, Any], *, message_id: str, default_key: str | None,
         expires_at=expires_at,
         fingerprint=fingerprint,
         key_is_message_id=not key,
+        collapse_key=request.get("collapseKey"),
+        created_at=created_at,
     )
 
 

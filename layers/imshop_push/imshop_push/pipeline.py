@@ -18,8 +18,10 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 
 from imshop_push.batch import Batch
+from imshop_push.collapse import VersionStore
 from imshop_push.inbound import InboundMessage
 from imshop_push.model import Deadline, RecordResult
 from imshop_push.observability import MetricSink
@@ -34,6 +36,7 @@ from imshop_push.stages.plan import Plan
 from imshop_push.stages.progress import EarlierProgress
 from imshop_push.stages.send import Send
 from imshop_push.stages.settle import Settle
+from imshop_push.stages.supersede import Supersede
 from imshop_push.state import StateStore
 
 STAGES: tuple[Callable[[Context], Stage], ...] = (
@@ -41,6 +44,7 @@ STAGES: tuple[Callable[[Context], Stage], ...] = (
     DropExpired,
     Claim,
     EarlierProgress,
+    Supersede,
     Plan,
     Send,
     Settle,
@@ -64,9 +68,12 @@ class Dispatcher:
         rate_limit_window_seconds: float,
         clock: Callable[[], float] = time.time,
         sleep: Callable[[float], None] = time.sleep,
+        versions: VersionStore | None = None,
     ) -> None:
         limits = Limits(max_recipients, rate_limit_requests, rate_limit_window_seconds)
         ctx = Context(api, limiter, state, dead_letters, backlog, metric, limits, clock=clock, sleep=sleep)
+        if versions is not None:
+            ctx = replace(ctx, versions=versions)
         self._stages = tuple(stage(ctx) for stage in STAGES)
 
     def dispatch(self, messages: Sequence[InboundMessage], *, deadline: Deadline) -> dict[str, RecordResult]:

@@ -13,6 +13,7 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
+from imshop_push.collapse import InProcessVersionStore, VersionStore
 from imshop_push.config import ConfigError, Settings, check_api_url
 from imshop_push.imshop_client import ImshopClient
 from imshop_push.inbound import InboundMessage
@@ -69,6 +70,14 @@ def dynamodb_or_in_process_state(settings: Settings, aws: AwsClients) -> StateSt
     return DynamoDBStateStore(aws("dynamodb"), settings.state_table_name, ttl_seconds=settings.state_ttl_seconds)
 
 
+def dynamodb_or_in_process_versions(settings: Settings, aws: AwsClients) -> VersionStore:
+    if settings.state_table_name is None:
+        return InProcessVersionStore()
+    from imshop_push.collapse_dynamodb import DynamoDBVersionStore  # noqa: PLC0415
+
+    return DynamoDBVersionStore(aws("dynamodb"), settings.state_table_name, ttl_seconds=settings.state_ttl_seconds)
+
+
 def dynamodb_or_in_process_limiter(
     settings: Settings, api_url: str, policy: WindowPolicy, aws: AwsClients
 ) -> RateLimiter:
@@ -113,6 +122,7 @@ class Runtime:
         backlog_sink: Callable[[Callable[[], Any]], BacklogSink] = source_queue,
         aws_client: AwsClients = boto3_client,
         pipeline: Callable[..., Pipeline] = Dispatcher,
+        version_store: Callable[[Settings, AwsClients], VersionStore] = dynamodb_or_in_process_versions,
     ) -> None:
         self.settings = settings
         self._metric = metric
@@ -125,6 +135,8 @@ class Runtime:
         self._make_backlog = backlog_sink
         self._make_aws_client = aws_client
         self._make_pipeline = pipeline
+        self._make_versions = version_store
+        self._versions: VersionStore | None = None
         self._clients: dict[str, Any] = {}
         self._dispatcher_cache: Pipeline | None = None
         self._api_identity: tuple[str, str | None] | None = None
@@ -169,6 +181,7 @@ class Runtime:
         self._api_worst_case = api.worst_case_seconds
         self._api_identity = (url, key)
         self._state = self._state or self._make_state(s, self._client)
+        self._versions = self._versions or self._make_versions(s, self._client)
         dlq_url = s.dead_letter_queue_url
         self._dispatcher_cache = self._make_pipeline(
             api=api,
@@ -182,6 +195,7 @@ class Runtime:
             rate_limit_window_seconds=s.rate_limit_window_seconds,
             clock=self._clock,
             sleep=self._sleep,
+            versions=self._versions,
         )
         return self._dispatcher_cache
 

@@ -26,6 +26,10 @@ MIN_REASON_BYTES = 200
 KEY_ATTRIBUTE = "idempotencyKey"
 REASON_ATTRIBUTE = "error"
 SOURCE_ID_ATTRIBUTE = "sourceMessageId"
+CREATED_AT_ATTRIBUTE = "createdAt"
+"""Epoch ms: a collapsed request's createdAt (explicit, or its first SentTimestamp), carried by its copies."""
+FIRST_RECEIVED_ATTRIBUTE = "firstReceivedAt"
+"""Epoch ms: when SQS first handed a collapsed request over, carried by its copies (`collapse.py`)."""
 TRUNCATED = "…"
 
 type Attributes = dict[str, dict[str, Any]]
@@ -45,6 +49,9 @@ def requeue_entry(deferral: Deferral) -> dict[str, Any]:
     to SQS as a failure, which keeps its message id and so its key."""
     message = deferral.message
     ours = {KEY_ATTRIBUTE: _text_attribute(deferral.idempotency_key)} if deferral.key_is_message_id else {}
+    if deferral.order is not None:
+        ours[CREATED_AT_ATTRIBUTE] = _number_attribute(deferral.order[0])
+        ours[FIRST_RECEIVED_ATTRIBUTE] = _number_attribute(deferral.order[1])
     ours, theirs = _split_attributes(message, ours)
     room = SQS_MAX_MESSAGE_BYTES - utf8_size(message.body) - attributes_size(ours)
     if room < 0:
@@ -152,6 +159,10 @@ def _cut(text: str, max_bytes: int) -> str:
 
 def _text_attribute(value: str) -> dict[str, str]:
     return {"DataType": "String", "StringValue": value}
+
+
+def _number_attribute(value: int) -> dict[str, str]:
+    return {"DataType": "Number", "StringValue": str(value)}
 
 
 def _printable(text: str) -> str:

@@ -14,6 +14,7 @@ from imshop_push.planning import PlannedCall
 from imshop_push.ports import Context
 from imshop_push.rate_limit import Denied, wait_for_permit
 from imshop_push.stages.records import CallRecords
+from imshop_push.stages.supersede import LatestOnly
 from imshop_push.state import call_id, delivery_digests, pack_digests
 
 logger = logging.getLogger(__name__)
@@ -33,6 +34,7 @@ class CallSender:
     def __init__(self, ctx: Context) -> None:
         self._ctx = ctx
         self._records = CallRecords(ctx)
+        self._latest = LatestOnly(ctx)
 
     def send(self, batch: Batch, index: int) -> Denied | list[PlannedCall]:
         """Send call `index`. Denied when out of budget; calls to send in its place (a rejected merged call,
@@ -56,6 +58,11 @@ class CallSender:
             )
             if isinstance(permit, Denied):
                 return permit
+            try:
+                self._latest.trim(call, owners)  # a newer request may have come while this one waited
+            except StoreError:
+                self._records.release(permit, ctx.clock())
+                raise
             if (live_call := self._live_part(call, owners, attempt)) is None:  # the wait may have outlived some
                 self._records.release(permit, ctx.clock())
                 _done(owners, index)
@@ -136,15 +143,15 @@ class CallSender:
         ]
 
     def _live_part(self, call: PlannedCall, owners: list[Track], attempt: Attempt) -> PlannedCall | None:
-        """Drop recipients whose every requester expired while waiting (never sent late), and, for a call split
-        off a rejected merged call, recipients an earlier split already delivered."""
+        """Drop recipients whose every requester expired while waiting (never sent late) or was superseded, and,
+        for a call split off a rejected merged call, recipients an earlier split already delivered."""
         now = datetime.fromtimestamp(self._ctx.clock(), UTC)
         live = [t for t in owners if not t.expire_if_due(now)]
         if not live:
             return None
         recipients = call.recipients
-        if len(live) < len(owners):
-            wanted = {r for t in live for r in t.req.recipients}
+        if len(live) < len(owners) or any(t.superseded for t in live):
+            wanted = {r for t in live for r in t.req.recipients if r not in t.superseded}
             recipients = tuple(r for r in recipients if r in wanted)
         if call.isolated:
             recipients = tuple(r for r in recipients if (call.content, r) not in attempt.isolation_sent)

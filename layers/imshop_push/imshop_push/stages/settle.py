@@ -11,6 +11,7 @@ from imshop_push.fate import Fate, Track
 from imshop_push.model import Deferral, StoreError
 from imshop_push.ports import Context
 from imshop_push.stages.intake import count_expired
+from imshop_push.stages.supersede import order
 from imshop_push.state import CallStatus, Settlement
 
 logger = logging.getLogger(__name__)
@@ -55,7 +56,10 @@ class Settle:
         for track in deferred:
             retry_at = track.retry_at if track.retry_at is not None else now
             delay = max(0, int(retry_at - now + 0.999))
-            deferrals.append(Deferral(track.message, delay, track.req.idempotency_key, track.req.key_is_message_id))
+            request = track.req
+            deferrals.append(
+                Deferral(track.message, delay, request.idempotency_key, request.key_is_message_id, order(track, now))
+            )
         failed = self._ctx.backlog.requeue(deferrals)
         for track in deferred:
             if track.message_id in failed:
@@ -65,7 +69,7 @@ class Settle:
 def _settlement(track: Track, attempt_id: str) -> Settlement:
     """Expired is not done: a producer's retry with a later expiresAt may still send it."""
     request = track.req
-    done = track.fate is Fate.SENT
+    done = track.fate in (Fate.SENT, Fate.SUPERSEDED)  # superseded: nothing of it is ever to be sent
     if done:
         attempts: tuple[str, ...] = ()
     elif track.recorded_in_attempt:

@@ -1,0 +1,115 @@
+"""Latest wins per (collapseKey, recipient): the order of a request's versions, and where the newest is kept.
+
+A version orders requests as the contract does: by `createdAt` (an instant), then by when SQS first handed
+the request over (equal instants: the one first received later wins), then by idempotency key (only so that
+two executions always agree). It is one string whose byte order is that order, so a conditional write of the
+state table compares it as it is, and a request re-received (a redelivery, a re-enqueued copy carrying its
+order) is the same version, never a newer one.
+
+A slot is one (collapseKey, recipient), named by a digest: neither the key nor the recipient id (often a
+phone number) is stored in clear.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+from collections.abc import Mapping
+from typing import NamedTuple, Protocol
+
+from imshop_push.inbound import InboundMessage
+from imshop_push.model import NotificationRequest, Recipient
+from imshop_push.sqs_copies import CREATED_AT_ATTRIBUTE, FIRST_RECEIVED_ATTRIBUTE
+
+_MS_SINCE_YEAR_1 = 62_135_596_800_000  # 0001-01-01 to 1970-01-01: every instant Python can hold becomes >= 0
+_WIDTH = 18
+_KEY_AT = 2 * (_WIDTH + 1)
+
+
+class Collapsed(NamedTuple):
+    """What a request with a collapseKey needs to be compared: its version and the slot of each recipient."""
+
+    version: str
+    slots: dict[Recipient, str]
+    order: tuple[int, int]  # (createdAt, first received) in epoch ms: what a re-enqueued copy carries
+
+
+def version(created_ms: int, received_ms: int, key: str) -> str:
+    return f"{created_ms + _MS_SINCE_YEAR_1:0{_WIDTH}d}.{received_ms + _MS_SINCE_YEAR_1:0{_WIDTH}d}.{key}"
+
+
+def supersedes(stored: str, given: str) -> bool:
+    """A newer version of another request. A producer's retry of the same request (same idempotency key) sent
+    again without createdAt is a later version of itself, never a newer request: were it one, the first copy
+    would settle the key as done, and the retry would then be skipped as a duplicate of it."""
+    return stored > given and stored[_KEY_AT:] != given[_KEY_AT:]
+
+
+def order_of(request: NotificationRequest, message: InboundMessage, now_ms: int) -> tuple[int, int] | None:
+    """(createdAt, first received) in epoch ms, or None without a collapseKey. A copy's attributes come first:
+    they hold what the first message of the request said."""
+    if request.collapse_key is None:
+        return None
+    if request.created_at is not None:
+        created = int(request.created_at.timestamp() * 1000)
+    else:
+        created = _first(_attribute_ms(message, CREATED_AT_ATTRIBUTE), message.sent_timestamp_ms, now_ms)
+    received = _first(_attribute_ms(message, FIRST_RECEIVED_ATTRIBUTE), message.first_received_ms, now_ms)
+    return created, received
+
+
+def collapsed(request: NotificationRequest, order: tuple[int, int], recipients: tuple[Recipient, ...]) -> Collapsed:
+    key = request.collapse_key or ""
+    return Collapsed(version(*order, request.idempotency_key), {r: slot_id(key, r) for r in recipients}, order)
+
+
+def slot_id(collapse_key: str, recipient: Recipient) -> str:
+    field, rid = recipient
+    text = f"{collapse_key}\x1f{field}\x1f{rid}".encode("utf-8", "surrogatepass")
+    return hashlib.blake2b(text, digest_size=16).hexdigest()
+
+
+def _attribute_ms(message: InboundMessage, name: str) -> int | None:
+    value = message.message_attributes.get(name, {}).get("stringValue")
+    try:
+        return int(value) if value is not None else None
+    except ValueError:
+        return None
+
+
+def _first(*values: int | None) -> int:
+    return next(v for v in values if v is not None)
+
+
+class VersionStore(Protocol):
+    def record(self, versions: Mapping[str, str], *, now: float) -> set[str]:
+        """Store each slot's version unless a newer one is stored. Returns the slots that hold a newer version of
+        another request (`supersedes`): there the given one is superseded. Raises StoreError."""
+        ...
+
+    def newer(self, versions: Mapping[str, str], *, now: float) -> set[str]:
+        """The slots whose stored version supersedes the given one. Raises StoreError."""
+        ...
+
+
+class InProcessVersionStore:
+    """The same semantics in memory, for local runs (and the unit tests)."""
+
+    def __init__(self) -> None:
+        self._newest: dict[str, str] = {}
+        self._lock = threading.Lock()
+
+    def record(self, versions: Mapping[str, str], *, now: float) -> set[str]:
+        lost = set()
+        with self._lock:
+            for slot, given in versions.items():
+                stored = self._newest.get(slot)
+                if stored is None or stored <= given:
+                    self._newest[slot] = given
+                elif supersedes(stored, given):
+                    lost.add(slot)
+        return lost
+
+    def newer(self, versions: Mapping[str, str], *, now: float) -> set[str]:
+        with self._lock:
+            return {slot for slot, given in versions.items() if supersedes(self._newest.get(slot, given), given)}
