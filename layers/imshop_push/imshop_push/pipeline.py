@@ -21,6 +21,7 @@ from collections.abc import Callable, Sequence
 
 from imshop_push.batch import Batch
 from imshop_push.inbound import InboundMessage
+from imshop_push.lanes import Lanes
 from imshop_push.model import Deadline, RecordResult
 from imshop_push.observability import MetricSink
 from imshop_push.ports import BacklogSink, Context, DeadLetterSink, Limits, PushApi
@@ -64,9 +65,21 @@ class Dispatcher:
         rate_limit_window_seconds: float,
         clock: Callable[[], float] = time.time,
         sleep: Callable[[float], None] = time.sleep,
+        bulk_queue_arn: str | None = None,
     ) -> None:
         limits = Limits(max_recipients, rate_limit_requests, rate_limit_window_seconds)
-        ctx = Context(api, limiter, state, dead_letters, backlog, metric, limits, clock=clock, sleep=sleep)
+        ctx = Context(
+            api,
+            limiter,
+            state,
+            dead_letters,
+            backlog,
+            metric,
+            limits,
+            clock=clock,
+            sleep=sleep,
+            lanes=Lanes(bulk_queue_arn),
+        )
         self._stages = tuple(stage(ctx) for stage in STAGES)
 
     def dispatch(self, messages: Sequence[InboundMessage], *, deadline: Deadline) -> dict[str, RecordResult]:

@@ -182,6 +182,7 @@ class Runtime:
             rate_limit_window_seconds=s.rate_limit_window_seconds,
             clock=self._clock,
             sleep=self._sleep,
+            bulk_queue_arn=s.bulk_queue_arn,
         )
         return self._dispatcher_cache
 

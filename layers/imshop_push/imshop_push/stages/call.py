@@ -42,6 +42,7 @@ class CallSender:
         call = attempt.calls[index]
         cid = call_id(attempt.id, index)
         owners = batch.owners(call)
+        lane = ctx.lanes.of_call(t.message.event_source_arn for t in owners)
         for _ in range(MAX_RATE_LIMITED_RETRIES + 1):
             if (live_call := self._live_part(call, owners, attempt)) is None:
                 _done(owners, index)
@@ -53,6 +54,7 @@ class CallSender:
                 clock=ctx.clock,
                 sleep=ctx.sleep,
                 on_wait=on_wait,
+                lane=lane,
             )
             if isinstance(permit, Denied):
                 return permit
@@ -74,6 +76,7 @@ class CallSender:
             outcome = ctx.api.send(call.payload())
             finished_at = ctx.clock()
             ctx.metric(CALL_METRIC[outcome.result], 1)
+            ctx.metric(m.per_lane(m.LANE_CALLS, lane), 1)
             _log_call(call, outcome)
             if outcome.result is CallResult.RATE_LIMITED:
                 retry_after = outcome.retry_after_seconds
