@@ -70,6 +70,11 @@ class WindowPolicy:
         return finished_at + self.window_seconds + self.margin_seconds
 
     @property
+    def cycle_seconds(self) -> float:
+        """How long a slot stays taken after its call ended."""
+        return self.window_seconds + self.margin_seconds
+
+    @property
     def demand_grace_seconds(self) -> float:
         """How long after its retry time a transactional waiter's demand still holds bulk back: enough for a
         woken execution to ask again (a DynamoDB round trip, a busy host), short against the slot spacing."""
@@ -92,15 +97,21 @@ def decide(
     live = live_slots(state.slots, now)
     demand = live_slots(state.demand, now)
     opening = next_opening(live, state.blocked_until, now, policy.limit)
+    poll = policy.demand_grace_seconds
     if lane is Lane.BULK and demand:
-        # Held back while a transactional caller waits: ask again when its demand lapses (it clears it sooner
-        # by taking its slot) and not before a slot can open.
-        return Denied(max(opening if opening is not None else now, min(demand.values()))), None
+        # Held back while a transactional caller waits: ask again when its demand lapses or shortly (it clears
+        # its demand by taking its slot), and not before a slot can open.
+        return Denied(max(opening if opening is not None else now, min(*demand.values(), now + poll))), None
     if opening is not None:
         until = opening + policy.demand_grace_seconds
+        retry_at = opening
+        if waiter is not None and state.blocked_until <= now < opening - policy.cycle_seconds:
+            # The earliest slot is a call still in flight, reserved for its worst case; it frees one window
+            # after the call ends, which is usually much sooner: a transactional caller looks again shortly.
+            retry_at = now + poll
         if lane is Lane.BULK or waiter is None or demand.get(waiter) == until:
-            return Denied(opening), None
-        return Denied(opening), WindowState(live, state.blocked_until, {**demand, waiter: until})
+            return Denied(retry_at), None
+        return Denied(retry_at), WindowState(live, state.blocked_until, {**demand, waiter: until})
     token = new_token()
     live[token] = policy.reserved_until(now)
     if waiter is not None:
