@@ -18,6 +18,7 @@ both lanes. A waiter that dies leaves demand that lapses by itself after the gra
 
 from __future__ import annotations
 
+import math
 import threading
 import uuid
 from collections.abc import Callable, Mapping
@@ -98,10 +99,14 @@ def decide(
     demand = live_slots(state.demand, now)
     opening = next_opening(live, state.blocked_until, now, policy.limit)
     poll = policy.demand_grace_seconds
-    if lane is Lane.BULK and demand:
-        # Held back while a transactional caller waits: ask again when its demand lapses or shortly (it clears
-        # its demand by taking its slot), and not before a slot can open.
-        return Denied(max(opening if opening is not None else now, min(*demand.values(), now + poll))), None
+    if lane is Lane.BULK and demand and state.blocked_until <= now:
+        # As many slots as transactional callers wait for are theirs; bulk takes any slot beyond those, or asks
+        # again at the first opening past them (or when a waiter's demand lapses, whichever comes first).
+        openings = sorted(live.values())
+        theirs = len(demand) - (policy.limit - len(live))
+        if theirs >= 0:
+            past_theirs = openings[theirs] if theirs < len(openings) else math.inf
+            return Denied(min(past_theirs, *demand.values())), None
     if opening is not None:
         until = opening + policy.demand_grace_seconds
         retry_at = opening
