@@ -113,7 +113,8 @@ def lanes(console: Console, moto: MotoServer) -> list[Figure]:
         value=p95,
         value_text=f"p50 {p50:.2f} s, p95 {p95:.2f} s, max {worst:.2f} s ({len(lat)} requests)",
         baseline_text=(
-            f"{bound:.2f} s = window {both['window']:g} + batching {both['batching']:.3f} + call {both['call_timeout']:g}"
+            f"{bound:.2f} s = window {both['window']:g} + batching {both['batching']:.3f}"
+            f" + call {both['call_timeout']:g}"
         ),
         ratio=p95 / bound,
         target="p95 ≤ 1.00x, max ≤ 2 windows",
