@@ -124,6 +124,11 @@ class LocalStack:
             raise RuntimeError("the consumers are not started")
         return self._sources[0]
 
+    @property
+    def sources(self) -> tuple[SqsEventSource, ...]:
+        """Every poller started, one per SQS event source (both lanes)."""
+        return tuple(self._sources)
+
     def start(self) -> Self:
         self._moto.start()
         self.sandbox.start()
@@ -153,9 +158,14 @@ class LocalStack:
         return self.source
 
     def publish(
-        self, bodies: Iterable[str | Mapping[str, Any]], *, attributes: Mapping[str, str] | None = None
+        self,
+        bodies: Iterable[str | Mapping[str, Any]],
+        *,
+        attributes: Mapping[str, str] | None = None,
+        queue_url: str | None = None,
     ) -> list[str]:
-        """SendMessageBatch, as a producer would; returns the SQS message ids in order."""
+        """SendMessageBatch, as a producer would (to the transactional queue unless told another); returns the
+        SQS message ids in order."""
         sqs = self.aws.client("sqs")
         texts = [b if isinstance(b, str) else json.dumps(b, ensure_ascii=False) for b in bodies]
         message_attributes = {k: {"DataType": "String", "StringValue": v} for k, v in (attributes or {}).items()}
@@ -167,7 +177,7 @@ class LocalStack:
                 if message_attributes:
                     entry["MessageAttributes"] = message_attributes
                 entries.append(entry)
-            response = sqs.send_message_batch(QueueUrl=self.aws.queue_url, Entries=entries)
+            response = sqs.send_message_batch(QueueUrl=queue_url or self.aws.queue_url, Entries=entries)
             if response.get("Failed"):
                 raise RuntimeError(f"SendMessageBatch failed: {response['Failed']}")
             by_id = {e["Id"]: e["MessageId"] for e in response["Successful"]}

@@ -83,6 +83,12 @@ class LocalAws:
         return self.queue.url
 
     @property
+    def bulk_queue(self) -> LocalQueue:
+        """The bulk lane: the queue whose ARN the dispatcher is given as BULK_QUEUE_ARN."""
+        [queue] = [q for q in self.queues.values() if q.arn == self.function.environment["BULK_QUEUE_ARN"]]
+        return queue
+
+    @property
     def dlq_url(self) -> str:
         return self.dead_letter_queue.url
 

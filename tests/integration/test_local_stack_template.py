@@ -81,7 +81,12 @@ def test_without_report_batch_item_failures_the_poller_deletes_the_whole_batch(
     moto_endpoint: str, tmp_path: Path
 ) -> None:
     changed = template_with(
-        tmp_path, ("            FunctionResponseTypes:\n              - ReportBatchItemFailures\n", "")
+        tmp_path,
+        (
+            "            MaximumBatchingWindowInSeconds: !Ref MaximumBatchingWindowInSeconds\n"
+            "            FunctionResponseTypes:\n              - ReportBatchItemFailures\n",
+            "            MaximumBatchingWindowInSeconds: !Ref MaximumBatchingWindowInSeconds\n",
+        ),
     )
     aws = provision(moto_endpoint, api_url=FAKE_API_URL, template=changed, tuning=FAST)
 
@@ -160,7 +165,7 @@ def test_a_queue_and_a_table_added_to_the_template_exist_locally(moto_endpoint: 
     )
     aws = provision(moto_endpoint, api_url=FAKE_API_URL, template=changed)
 
-    assert set(aws.queues) == {"NotificationQueue", "DeadLetterQueue", "LaneQueue"}
+    assert set(aws.queues) == {"NotificationQueue", "DeadLetterQueue", "BulkQueue", "BulkDeadLetterQueue", "LaneQueue"}
     lane = aws.queues["LaneQueue"]
     assert aws.function.environment["LANE_QUEUE_URL"] == lane.url
     attributes = aws.client("sqs").get_queue_attributes(QueueUrl=lane.url, AttributeNames=["All"])["Attributes"]

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from fake_clock import FakeClock
+from imshop_push.lanes import Lane
 from imshop_push.model import CallOutcome, CallResult, Deferral, Poison
 from imshop_push.rate_limit import Denied, InProcessRateLimiter, Permit, RateLimiterError, WindowPolicy
 from imshop_push.state import CallRecord, CallStatus, Claim, InProcessStateStore, Settlement, StateStoreError
@@ -177,10 +178,10 @@ class FlakyLimiter(InProcessRateLimiter):
         self.fail_acquire = False
         self.fail_release = False
 
-    def try_acquire(self, now: float) -> Permit | Denied:
+    def try_acquire(self, now: float, lane: Lane = Lane.TRANSACTIONAL, waiter: str | None = None) -> Permit | Denied:
         if self.fail_acquire:
             raise RateLimiterError("DynamoDB refused UpdateItem: ProvisionedThroughputExceededException")
-        return super().try_acquire(now)
+        return super().try_acquire(now, lane, waiter)
 
     def release(self, permit: Permit, finished_at: float) -> None:
         if self.fail_release:

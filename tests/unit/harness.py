@@ -43,6 +43,7 @@ class Harness:
         max_recipients: int = 1000,
         dead_letters: bool = True,
         limiter_class: type[InProcessRateLimiter] = InProcessRateLimiter,
+        bulk_queue_arn: str | None = None,
     ) -> None:
         self.clock = FakeClock()
         self.api = FakeImshop(self.clock)
@@ -64,6 +65,7 @@ class Harness:
             rate_limit_window_seconds=window,
             clock=self.clock,
             sleep=self.clock.sleep,
+            bulk_queue_arn=bulk_queue_arn,
         )
         self.deadlines: list[Deadline] = []
 

@@ -38,6 +38,7 @@ FUNCTION_ENV_VARS = frozenset(
         "IMSHOP_API_KEY_PARAMETER",
         "STATE_TABLE_NAME",
         "DEAD_LETTER_QUEUE_URL",
+        "BULK_QUEUE_ARN",
         "RATE_LIMIT_REQUESTS",
         "RATE_LIMIT_WINDOW_SECONDS",
         "MAX_RECIPIENTS_PER_REQUEST",
@@ -124,12 +125,24 @@ def function_property(template: dict[str, Any], name: str) -> Any:
     return template.get("Globals", {}).get("Function", {})[name]
 
 
-def sqs_event(template: dict[str, Any]) -> dict[str, Any]:
+def sqs_events(template: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """The function's SQS event sources by lane: the one on the queue BULK_QUEUE_ARN names is bulk."""
     _, function = the_function(template)
-    events = [event for event in function["Properties"]["Events"].values() if event["Type"] == "SQS"]
-    assert len(events) == 1
-    properties: dict[str, Any] = events[0]["Properties"]
-    return properties
+    events = [event["Properties"] for event in function["Properties"]["Events"].values() if event["Type"] == "SQS"]
+    assert len(events) == 2
+    bulk_id = getatt_target(function["Properties"]["Environment"]["Variables"]["BULK_QUEUE_ARN"])
+    (bulk,) = [e for e in events if getatt_target(e["Queue"]) == bulk_id]
+    (transactional,) = [e for e in events if e is not bulk]
+    return {"transactional": transactional, "bulk": bulk}
+
+
+def sqs_event(template: dict[str, Any]) -> dict[str, Any]:
+    """The transactional lane's event source (the stack's original queue)."""
+    return sqs_events(template)["transactional"]
+
+
+def lane_queue_ids(template: dict[str, Any]) -> dict[str, str]:
+    return {lane: getatt_target(event["Queue"]) for lane, event in sqs_events(template).items()}
 
 
 def getatt_target(value: Any, attribute: str = "Arn") -> str:
@@ -252,6 +265,8 @@ def dashboard_metrics(template: dict[str, Any]) -> list[list[Any]]:
         previous: list[Any] = []
         for metric in widget.get("properties", {}).get("metrics", []):
             fields = [field for field in metric if not isinstance(field, dict)]
+            if not fields:  # a metric-math expression row
+                continue
             expanded = [previous[i] if field == "." else field for i, field in enumerate(fields)]
             metrics.append(expanded)
             previous = expanded
@@ -336,19 +351,43 @@ def test_loader_reads_short_tags_as_long_form(tmp_path: Path) -> None:
 # --------------------------------------------------------------------------- event source and queues
 
 
-def test_reserved_concurrency_not_below_event_source_maximum_concurrency(template: dict[str, Any]) -> None:
+def test_reserved_concurrency_not_below_what_both_lanes_can_start(template: dict[str, Any]) -> None:
+    """Reserved concurrency = transactional MaximumConcurrency + the bulk lane's, for every value the
+    parameter may take (CloudFormation cannot add: a !Select over a table does)."""
     reserved = function_property(template, "ReservedConcurrentExecutions")
-    maximum = sqs_event(template)["ScalingConfig"]["MaximumConcurrency"]
-    if reserved != maximum:  # not the same parameter: both must be literals
-        assert not isinstance(reserved, dict), "reserved concurrency must follow MaximumConcurrency"
-        assert not isinstance(maximum, dict), "reserved concurrency must follow MaximumConcurrency"
-        assert int(reserved) >= int(maximum)
-    assert lowest_value(template, maximum) >= 2  # SQS's minimum for MaximumConcurrency
-    assert int(resolve_default(template, reserved)) >= int(resolve_default(template, maximum)) >= 2
+    events = sqs_events(template)
+    transactional = events["transactional"]["ScalingConfig"]["MaximumConcurrency"]
+    bulk = events["bulk"]["ScalingConfig"]["MaximumConcurrency"]
+    assert not isinstance(bulk, dict), "the bulk lane's concurrency is a literal the table adds"
+    assert int(bulk) >= 2  # SQS's minimum for MaximumConcurrency
+    assert lowest_value(template, transactional) >= 2
+    index, table = reserved["Fn::Select"]
+    assert index == transactional == {"Ref": "MaximumConcurrency"}
+    spec = parameter(template, "MaximumConcurrency")
+    assert len(table) > int(spec["MaxValue"])
+    for value in range(int(spec["MinValue"]), int(spec["MaxValue"]) + 1):
+        assert int(table[value]) >= value + int(bulk), value
 
 
-def test_queue_visibility_timeout_at_least_six_times_function_timeout(template: dict[str, Any]) -> None:
-    queue_id = getatt_target(sqs_event(template)["Queue"])
+def test_each_lane_has_settings_that_suit_it(template: dict[str, Any]) -> None:
+    events = sqs_events(template)
+    transactional, bulk = events["transactional"], events["bulk"]
+    for event in (transactional, bulk):
+        assert event["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
+        assert "MaximumConcurrency" in event["ScalingConfig"]
+    # Transactional: its batching window is part of its latency bound, so it is short.
+    assert int(resolve_default(template, transactional["MaximumBatchingWindowInSeconds"])) <= 2
+    # Bulk: larger batches (more requests of one text per call), no long window (a backlog fills them).
+    assert int(resolve_default(template, bulk["BatchSize"])) > int(
+        resolve_default(template, transactional["BatchSize"])
+    )
+    assert lowest_value(template, bulk["BatchSize"]) >= 10
+    assert int(resolve_default(template, bulk["MaximumBatchingWindowInSeconds"])) <= 1
+
+
+@pytest.mark.parametrize("lane", ["transactional", "bulk"])
+def test_queue_visibility_timeout_at_least_six_times_function_timeout(template: dict[str, Any], lane: str) -> None:
+    queue_id = lane_queue_ids(template)[lane]
     queue = template["Resources"][queue_id]["Properties"]
     timeout = int(resolve_default(template, function_property(template, "Timeout")))
     visibility = int(resolve_default(template, queue["VisibilityTimeout"]))
@@ -356,8 +395,9 @@ def test_queue_visibility_timeout_at_least_six_times_function_timeout(template: 
     assert visibility >= 6 * timeout
 
 
-def test_queue_redrives_to_dead_letter_queue(template: dict[str, Any]) -> None:
-    queue_id = getatt_target(sqs_event(template)["Queue"])
+@pytest.mark.parametrize("lane", ["transactional", "bulk"])
+def test_queue_redrives_to_dead_letter_queue(template: dict[str, Any], lane: str) -> None:
+    queue_id = lane_queue_ids(template)[lane]
     queue = template["Resources"][queue_id]["Properties"]
     policy = queue["RedrivePolicy"]
     assert int(policy["maxReceiveCount"]) >= 5
@@ -387,7 +427,7 @@ def test_event_source_reports_batch_item_failures_and_batches(template: dict[str
     event = sqs_event(template)
     assert event["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
     assert lowest_value(template, event["MaximumBatchingWindowInSeconds"]) >= 1
-    assert int(resolve_default(template, event["MaximumBatchingWindowInSeconds"])) == 5
+    assert int(resolve_default(template, event["MaximumBatchingWindowInSeconds"])) == 1
     assert int(resolve_default(template, event["BatchSize"])) == 100
 
 
@@ -442,6 +482,7 @@ def test_function_environment(template: dict[str, Any]) -> None:
         ]
     )
     assert ref_target(env["DEAD_LETTER_QUEUE_URL"]) == dlq_id
+    assert getatt_target(env["BULK_QUEUE_ARN"]) == lane_queue_ids(template)["bulk"]
     assert resolve_default(template, env["IMSHOP_API_URL_PARAMETER"]) == "/imshop-push/api-url"
     assert resolve_default(template, env["IMSHOP_API_KEY_PARAMETER"]) == ""  # empty: no key
     assert int(resolve_default(template, env["RATE_LIMIT_REQUESTS"])) == 10
@@ -517,10 +558,12 @@ def test_function_permissions_are_those_the_code_needs_on_this_stack_only(templa
     (table_id,) = resources_of(template, "AWS::DynamoDB::Table")
     log_group_id = ref_target(function_property(template, "LoggingConfig")["LogGroup"])
     consume = ("ReceiveMessage", "DeleteMessage", "GetQueueAttributes")  # what Lambda's SQS poller needs
-    needed = {(f"sqs:{action}", queue_id) for action in consume}
-    # Deferred backlog is re-enqueued (SendMessageBatch is authorised as SendMessage); poison
-    # goes to the DLQ, which the function never reads.
-    needed |= {("sqs:SendMessage", queue_id), ("sqs:GetQueueUrl", queue_id), ("sqs:SendMessage", dlq_id)}
+    lanes = set(lane_queue_ids(template).values())
+    needed = {(f"sqs:{action}", q) for action in consume for q in lanes}
+    # Deferred backlog is re-enqueued to its own lane's queue (SendMessageBatch is authorised as
+    # SendMessage); poison goes to the DLQ, which the function never reads.
+    needed |= {(action, q) for action in ("sqs:SendMessage", "sqs:GetQueueUrl") for q in lanes}
+    needed |= {("sqs:SendMessage", dlq_id)}
     needed |= {
         (f"dynamodb:{a}", table_id) for a in ("GetItem", "PutItem", "UpdateItem", "BatchGetItem", "BatchWriteItem")
     }
@@ -570,8 +613,10 @@ def test_sam_transform_adds_no_iam(template: dict[str, Any], monkeypatch: pytest
     for logical_id, resource in output["Resources"].items():
         assert "ManagedPolicyArns" not in resource.get("Properties", {}), logical_id
         assert resource["Type"] not in {"AWS::IAM::Policy", "AWS::IAM::ManagedPolicy"}, logical_id
-    (mapping,) = [r for r in output["Resources"].values() if r["Type"] == "AWS::Lambda::EventSourceMapping"]
-    assert mapping["Properties"]["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
+    mappings = [r for r in output["Resources"].values() if r["Type"] == "AWS::Lambda::EventSourceMapping"]
+    assert len(mappings) == 2  # one per lane
+    for mapping in mappings:
+        assert mapping["Properties"]["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
 
 
 # --------------------------------------------------------------------------- dashboard and alarms
@@ -592,6 +637,9 @@ def test_dashboard_shows_queue_and_function_health(template: dict[str, Any]) -> 
     assert ("AWS/SQS", "ApproximateNumberOfMessagesVisible", f"{queue_id}.QueueName") in shown
     assert ("AWS/SQS", "ApproximateNumberOfMessagesVisible", f"{dlq_id}.QueueName") in shown
     assert ("AWS/SQS", "ApproximateAgeOfOldestMessage", f"{queue_id}.QueueName") in shown
+    bulk_id = lane_queue_ids(template)["bulk"]
+    assert ("AWS/SQS", "ApproximateAgeOfOldestMessage", f"{bulk_id}.QueueName") in shown
+    assert ("AWS/SQS", "ApproximateNumberOfMessagesVisible", f"{bulk_id}.QueueName") in shown
     for name in ("Errors", "Duration", "Throttles", "ConcurrentExecutions"):
         assert ("AWS/Lambda", name, function_id) in shown, name
 
@@ -620,9 +668,26 @@ def test_alarms_cover_dead_letters_backlog_and_errors(template: dict[str, Any]) 
     assert dlq_alarm["Properties"]["Threshold"] == 0
     assert dlq_alarm["Properties"]["ComparisonOperator"] == "GreaterThanThreshold"
 
-    (age_alarm,) = alarms_on(template, "AWS/SQS", "ApproximateAgeOfOldestMessage")
-    assert getatt_target(dimension(alarm_metric_stats(age_alarm)[0], "QueueName"), "QueueName") == queue_id
-    assert age_alarm["Properties"]["Threshold"] == {"Ref": "OldestMessageAgeAlarmSeconds"}
+    age_alarms = {
+        getatt_target(dimension(alarm_metric_stats(a)[0], "QueueName"), "QueueName"): a
+        for a in alarms_on(template, "AWS/SQS", "ApproximateAgeOfOldestMessage")
+    }
+    lanes = lane_queue_ids(template)
+    assert set(age_alarms) == set(lanes.values())
+    assert age_alarms[queue_id]["Properties"]["Threshold"] == {"Ref": "OldestMessageAgeAlarmSeconds"}
+    bulk_threshold = age_alarms[lanes["bulk"]]["Properties"]["Threshold"]
+    assert bulk_threshold == {"Ref": "BulkOldestMessageAgeAlarmSeconds"}
+    # Transactional tight, bulk loose.
+    assert resolve_default(template, bulk_threshold) > resolve_default(
+        template, {"Ref": "OldestMessageAgeAlarmSeconds"}
+    )
+    bulk_dlq = getatt_target(template["Resources"][lanes["bulk"]]["Properties"]["RedrivePolicy"]["deadLetterTargetArn"])
+    (bulk_dlq_alarm,) = [
+        a
+        for a in alarms_on(template, "AWS/SQS", "ApproximateNumberOfMessagesVisible")
+        if getatt_target(dimension(alarm_metric_stats(a)[0], "QueueName"), "QueueName") == bulk_dlq
+    ]
+    assert bulk_dlq_alarm["Properties"]["Threshold"] == 0
 
     (errors_alarm,) = alarms_on(template, "AWS/Lambda", "Errors")
     assert ref_target(dimension(alarm_metric_stats(errors_alarm)[0], "FunctionName")) == function_id
@@ -683,7 +748,7 @@ def test_bonus_reminder_schedule_only_with_both_parameters(template: dict[str, A
     properties = schedule["Properties"]
     assert properties["FlexibleTimeWindow"] == {"Mode": "OFF"}  # the string, not YAML's false
     target = properties["Target"]
-    queue_id = getatt_target(sqs_event(template)["Queue"])
+    queue_id = lane_queue_ids(template)["bulk"]  # a reminder is bulk: it never delays an order status
     assert getatt_target(target["Arn"]) == queue_id
     assert target["Input"] == {"Ref": "BonusReminderPayload"}
     role_id = getatt_target(target["RoleArn"])
@@ -700,11 +765,13 @@ def test_parameter_defaults(template: dict[str, Any]) -> None:
         "ImshopApiKeyParameterName": "",
         "MaximumConcurrency": 2,
         "BatchSize": 100,
-        "MaximumBatchingWindowInSeconds": 5,
+        "MaximumBatchingWindowInSeconds": 1,
+        "BulkBatchSize": 1000,
         "RateLimitRequests": 10,
         "RateLimitWindowSeconds": 60,
         "MaxRecipientsPerRequest": 1000,
-        "OldestMessageAgeAlarmSeconds": 900,
+        "OldestMessageAgeAlarmSeconds": 300,
+        "BulkOldestMessageAgeAlarmSeconds": 3600,
         "AlarmEmail": "",
         "LogRetentionInDays": 30,
         "BonusReminderScheduleExpression": "",
@@ -720,6 +787,8 @@ def test_outputs(template: dict[str, Any]) -> None:
     assert set(template["Outputs"]) >= {
         "QueueUrl",
         "QueueArn",
+        "BulkQueueUrl",
+        "BulkQueueArn",
         "DeadLetterQueueUrl",
         "DeadLetterQueueArn",
         "StateTableName",
@@ -739,3 +808,22 @@ def test_every_queue_takes_exactly_the_message_size_the_dispatcher_sizes_its_cop
     assert queues
     for name, queue in queues.items():
         assert queue["Properties"].get("MaximumMessageSize") == SQS_MAX_MESSAGE_BYTES, name
+
+
+def test_dashboard_draws_the_time_to_drain_the_waiting_calls(template: dict[str, Any]) -> None:
+    """Deferred-call milliseconds summed over a period, / 1000 / period = calls waiting on average (Little's
+    law); / limit * window = the seconds the vendor's limit needs to send them."""
+    (dashboard,) = resources_of(template, "AWS::CloudWatch::Dashboard").values()
+    text = sub_text(dashboard["Properties"]["DashboardBody"])
+    assert text is not None
+    body = json.loads(render_sub(template, text))
+    (widget,) = [w for w in body["widgets"] if "drain" in w.get("properties", {}).get("title", "")]
+    rows = widget["properties"]["metrics"]
+    ids = {row[-1]["id"]: row for row in rows if isinstance(row[-1], dict) and "id" in row[-1]}
+    assert ids["twait"][1] == "TransactionalDeferredCallMilliseconds"
+    assert ids["bwait"][1] == "BulkDeferredCallMilliseconds"
+    expression = ids["bdrain"][0]["expression"]
+    # 600 calls waiting through a 300 s period, at 10 calls per 60 s: one hour to drain.
+    period, waited_ms = 300.0, 600 * 300 * 1000.0
+    python = expression.replace("FILL(bwait, 0)", str(waited_ms)).replace("PERIOD(bwait)", str(period))
+    assert eval(python) == pytest.approx(3600)

@@ -45,6 +45,8 @@ class Settings:
     connect_timeout_seconds: float
     state_ttl_seconds: int
     sam_local: bool = False
+    bulk_queue_arn: str | None = None
+    """Records from this queue are the bulk lane; every other record is transactional (unset: all are)."""
     """Inside `sam local invoke` (AWS_SAM_LOCAL=true): the sandbox on the host is reachable only as
     host.docker.internal, over plain http."""
 
@@ -87,6 +89,7 @@ class Settings:
             ),
             state_ttl_seconds=_number(env, "STATE_TTL_SECONDS", DEFAULT_STATE_TTL_SECONDS, int, minimum=60),
             sam_local=sam_local,
+            bulk_queue_arn=_queue_arn(env, "BULK_QUEUE_ARN"),
         )
 
 
@@ -109,6 +112,16 @@ def _is_loopback(host: str, *, sam_local: bool) -> bool:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:
         return False
+
+
+def _queue_arn(env: Mapping[str, str], name: str) -> str | None:
+    """Checked here: a malformed ARN would silently make the whole bulk lane transactional."""
+    arn = _text(env, name)
+    if arn is not None:
+        parts = arn.split(":")
+        if len(parts) != 6 or parts[0] != "arn" or parts[2] != "sqs" or not parts[5]:
+            raise ConfigError(f"{name} must be an SQS queue ARN (arn:aws:sqs:<region>:<account>:<name>)")
+    return arn
 
 
 def _text(env: Mapping[str, str], name: str) -> str | None:

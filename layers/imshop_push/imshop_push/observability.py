@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Protocol
 
+from imshop_push.lanes import Lane
+
 REQUESTS_RECEIVED = "RequestsReceived"
 REQUESTS_INVALID = "RequestsInvalid"
 REQUESTS_EXPIRED = "RequestsExpired"
@@ -20,6 +22,20 @@ DEAD_LETTERED = "DeadLettered"
 AMBIGUOUS_REDELIVERIES = "AmbiguousRedeliveries"
 RETRIES_REQUEUED = "RetriesRequeued"
 RECIPIENTS_SUPERSEDED = "RecipientsSuperseded"
+# Per lane (Lane.metric_prefix + suffix): calls started, calls deferred to the backlog, and how long the
+# deferred calls will wait (milliseconds, summed): over a period P, that sum / P is the average number of
+# calls waiting (Little's law), from which the dashboard draws the time to drain them at the vendor's limit.
+LANE_CALLS = "Calls"
+LANE_CALLS_DEFERRED = "CallsDeferred"
+LANE_DEFERRED_CALL_MS = "DeferredCallMilliseconds"
+LANE_METRICS: frozenset[str] = frozenset(
+    lane.metric_prefix + suffix for lane in Lane for suffix in (LANE_CALLS, LANE_CALLS_DEFERRED, LANE_DEFERRED_CALL_MS)
+)
+
+
+def per_lane(suffix: str, lane: Lane) -> str:
+    return lane.metric_prefix + suffix
+
 
 METRIC_NAMES: frozenset[str] = frozenset(
     {
@@ -39,6 +55,7 @@ METRIC_NAMES: frozenset[str] = frozenset(
         AMBIGUOUS_REDELIVERIES,
         RETRIES_REQUEUED,
         RECIPIENTS_SUPERSEDED,
+        *LANE_METRICS,
     }
 )
 

@@ -23,6 +23,7 @@ from dataclasses import replace
 from imshop_push.batch import Batch
 from imshop_push.collapse import VersionStore
 from imshop_push.inbound import InboundMessage
+from imshop_push.lanes import Lanes
 from imshop_push.model import Deadline, RecordResult
 from imshop_push.observability import MetricSink
 from imshop_push.ports import BacklogSink, Context, DeadLetterSink, Limits, PushApi
@@ -69,9 +70,21 @@ class Dispatcher:
         clock: Callable[[], float] = time.time,
         sleep: Callable[[float], None] = time.sleep,
         versions: VersionStore | None = None,
+        bulk_queue_arn: str | None = None,
     ) -> None:
         limits = Limits(max_recipients, rate_limit_requests, rate_limit_window_seconds)
-        ctx = Context(api, limiter, state, dead_letters, backlog, metric, limits, clock=clock, sleep=sleep)
+        ctx = Context(
+            api,
+            limiter,
+            state,
+            dead_letters,
+            backlog,
+            metric,
+            limits,
+            clock=clock,
+            sleep=sleep,
+            lanes=Lanes(bulk_queue_arn),
+        )
         if versions is not None:
             ctx = replace(ctx, versions=versions)
         self._stages = tuple(stage(ctx) for stage in STAGES)

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from imshop_push.collapse import InProcessVersionStore, VersionStore
+from imshop_push.lanes import Lanes
 from imshop_push.model import CallOutcome, Deferral, Poison
 from imshop_push.observability import MetricSink
 from imshop_push.rate_limit import RateLimiter
@@ -58,3 +59,4 @@ class Context:
     clock: Callable[[], float] = field(default=time.time)
     sleep: Callable[[float], None] = field(default=time.sleep)
     versions: VersionStore = field(default_factory=InProcessVersionStore)  # the newest per collapseKey slot
+    lanes: Lanes = field(default=Lanes())

@@ -31,6 +31,15 @@ Usage::
     for failure in result.failed:  # what SQS still refused after retries; nothing is dropped silently
         ...
 
+Lanes: the stack has a transactional queue (`QueueUrl` output: order status, codes, anything a customer waits
+for) and a bulk queue (`BulkQueueUrl`: campaigns, reminders), sharing one rate limit in which transactional
+requests go first. Give both URLs once as `LaneQueues` and choose per call with `lane=`::
+
+    queues = LaneQueues(transactional=outputs["QueueUrl"], bulk=outputs["BulkQueueUrl"])
+    publish_notification(sqs, queues, lane="bulk", user_ids=ids, title="Бонусы сгорают", summary=text)
+
+A plain URL string still works as before and is used as given, whatever `lane` says (it names the queue).
+
 Only the standard library and the layer are imported at module import time: boto3 is the caller's client, so a
 producer that bundles its own boto3 (or a stub in its tests) is never forced to import ours.
 """
@@ -39,10 +48,12 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 
 from imshop_push.drafts import InvalidNotificationError, NotificationDraft
+from imshop_push.lanes import Lane
 from imshop_push.publish_results import FailedMessage, PublishedMessage, PublishError, PublishResult, Tally
 from imshop_push.sqs_batches import batches
 
@@ -56,6 +67,7 @@ if TYPE_CHECKING:
 __all__ = [
     "FailedMessage",
     "InvalidNotificationError",
+    "LaneQueues",
     "NotificationDraft",
     "PublishError",
     "PublishResult",
@@ -67,11 +79,30 @@ __all__ = [
 DEFAULT_MAX_ATTEMPTS = 3
 RETRY_BASE_DELAY_SECONDS = 0.2
 
+type LaneName = Literal["transactional", "bulk"] | Lane
+
+
+@dataclass(frozen=True, slots=True)
+class LaneQueues:
+    """The stack's two queue URLs (outputs `QueueUrl` and `BulkQueueUrl`)."""
+
+    transactional: str
+    bulk: str
+
+    def url(self, lane: LaneName) -> str:
+        return self.bulk if Lane(lane) is Lane.BULK else self.transactional
+
+
+def _queue_url(queue_url: str | LaneQueues, lane: LaneName) -> str:
+    Lane(lane)  # an unknown lane is a programming error, refused before SQS is called
+    return queue_url.url(lane) if isinstance(queue_url, LaneQueues) else queue_url
+
 
 def publish_notification(
     sqs_client: SQSClient,
-    queue_url: str,
+    queue_url: str | LaneQueues,
     *,
+    lane: LaneName = "transactional",
     user_ids: Sequence[str] = (),
     install_ids: Sequence[str] = (),
     title: str,
@@ -97,6 +128,7 @@ def publish_notification(
         message_attributes=message_attributes,
     )
     body = draft.to_json()
+    queue_url = _queue_url(queue_url, lane)
     if draft.message_attributes:
         response = sqs_client.send_message(
             QueueUrl=queue_url, MessageBody=body, MessageAttributes=dict(draft.message_attributes)
@@ -108,9 +140,10 @@ def publish_notification(
 
 def publish_notifications(
     sqs_client: SQSClient,
-    queue_url: str,
+    queue_url: str | LaneQueues,
     requests: Sequence[NotificationDraft],
     *,
+    lane: LaneName = "transactional",
     max_attempts: int = DEFAULT_MAX_ATTEMPTS,
     sleep: Callable[[float], None] = time.sleep,
 ) -> PublishResult:
@@ -125,6 +158,7 @@ def publish_notifications(
     """
     if max_attempts < 1:
         raise ValueError("max_attempts must be at least 1")
+    queue_url = _queue_url(queue_url, lane)
     bodies = []
     for index, draft in enumerate(requests):
         try:

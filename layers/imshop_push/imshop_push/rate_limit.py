@@ -6,16 +6,26 @@ safe. When the call ends, the slot is tightened to `end + window + margin`. A ca
 somewhere between its start and its end, so the next call through the same slot starts (and arrives) at
 least one window after it, whatever the network latency: no two calls more than `limit` apart within any
 window. The margin covers only clock skew between executions and the vendor's own counting.
+
+Priority of the transactional lane, work-conserving: a transactional caller that is denied a slot writes
+"transactional demand until <its retry time + a grace>" into the same window state; while any such demand
+is live, bulk callers are denied, so the next slot that frees goes to the transactional caller, who clears
+its demand when it takes the slot. With no transactional demand, bulk takes every slot exactly as before.
+A transactional caller therefore waits for at most the next opening (one window, when bulk holds every
+slot), whatever the bulk backlog or its concurrency; the limit itself is the same one count of slots for
+both lanes. A waiter that dies leaves demand that lapses by itself after the grace.
 """
 
 from __future__ import annotations
 
+import math
 import threading
 import uuid
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Protocol
 
+from imshop_push.lanes import Lane
 from imshop_push.model import StoreError
 
 
@@ -38,7 +48,9 @@ class Denied:
 
 
 class RateLimiter(Protocol):
-    def try_acquire(self, now: float) -> Permit | Denied: ...
+    def try_acquire(self, now: float, lane: Lane = Lane.TRANSACTIONAL, waiter: str | None = None) -> Permit | Denied:
+        """`waiter` names a transactional caller across its retries: only a named caller leaves demand behind."""
+        ...
 
     def release(self, permit: Permit, finished_at: float) -> None: ...
 
@@ -57,6 +69,59 @@ class WindowPolicy:
 
     def free_after(self, finished_at: float) -> float:
         return finished_at + self.window_seconds + self.margin_seconds
+
+    @property
+    def cycle_seconds(self) -> float:
+        """How long a slot stays taken after its call ended."""
+        return self.window_seconds + self.margin_seconds
+
+    @property
+    def demand_grace_seconds(self) -> float:
+        """How long after its retry time a transactional waiter's demand still holds bulk back: enough for a
+        woken execution to ask again (a DynamoDB round trip, a busy host), short against the slot spacing."""
+        return max(self.margin_seconds, min(self.window_seconds / max(self.limit, 1), 1.0))
+
+
+@dataclass(frozen=True, slots=True)
+class WindowState:
+    """What the one shared item holds: slot reuse times, a vendor-imposed block, live transactional demand."""
+
+    slots: Mapping[str, float]
+    blocked_until: float = 0.0
+    demand: Mapping[str, float] = field(default_factory=dict)
+
+
+def decide(
+    state: WindowState, now: float, policy: WindowPolicy, lane: Lane, waiter: str | None
+) -> tuple[Permit | Denied, WindowState | None]:
+    """The answer to one acquire, and the state to write (None: nothing changes, so nothing is written)."""
+    live = live_slots(state.slots, now)
+    demand = live_slots(state.demand, now)
+    opening = next_opening(live, state.blocked_until, now, policy.limit)
+    poll = policy.demand_grace_seconds
+    if lane is Lane.BULK and demand and state.blocked_until <= now:
+        # As many slots as transactional callers wait for are theirs; bulk takes any slot beyond those, or asks
+        # again at the first opening past them (or when a waiter's demand lapses, whichever comes first).
+        openings = sorted(live.values())
+        theirs = len(demand) - (policy.limit - len(live))
+        if theirs >= 0:
+            past_theirs = openings[theirs] if theirs < len(openings) else math.inf
+            return Denied(min(past_theirs, *demand.values())), None
+    if opening is not None:
+        until = opening + policy.demand_grace_seconds
+        retry_at = opening
+        if waiter is not None and state.blocked_until <= now < opening - policy.cycle_seconds:
+            # The earliest slot is a call still in flight, reserved for its worst case; it frees one window
+            # after the call ends, which is usually much sooner: a transactional caller looks again shortly.
+            retry_at = now + poll
+        if lane is Lane.BULK or waiter is None or demand.get(waiter) == until:
+            return Denied(retry_at), None
+        return Denied(retry_at), WindowState(live, state.blocked_until, {**demand, waiter: until})
+    token = new_token()
+    live[token] = policy.reserved_until(now)
+    if waiter is not None:
+        demand.pop(waiter, None)
+    return Permit(token), WindowState(live, state.blocked_until, demand)
 
 
 def live_slots(slots: Mapping[str, float], now: float) -> dict[str, float]:
@@ -84,17 +149,16 @@ class InProcessRateLimiter:
         self._policy = policy
         self._slots: dict[str, float] = {}
         self._blocked_until = 0.0
+        self._demand: dict[str, float] = {}
         self._lock = threading.Lock()
 
-    def try_acquire(self, now: float) -> Permit | Denied:
+    def try_acquire(self, now: float, lane: Lane = Lane.TRANSACTIONAL, waiter: str | None = None) -> Permit | Denied:
         with self._lock:
-            self._slots = live_slots(self._slots, now)
-            retry_at = next_opening(self._slots, self._blocked_until, now, self._policy.limit)
-            if retry_at is not None:
-                return Denied(retry_at)
-            token = new_token()
-            self._slots[token] = self._policy.reserved_until(now)
-            return Permit(token)
+            state = WindowState(self._slots, self._blocked_until, self._demand)
+            outcome, changed = decide(state, now, self._policy, lane, waiter)
+            if changed is not None:
+                self._slots, self._demand = dict(changed.slots), dict(changed.demand)
+            return outcome
 
     def release(self, permit: Permit, finished_at: float) -> None:
         with self._lock:
@@ -113,13 +177,17 @@ def wait_for_permit(
     clock: Callable[[], float],
     sleep: Callable[[float], None],
     on_wait: Callable[[float], None] | None = None,
+    lane: Lane = Lane.TRANSACTIONAL,
 ) -> Permit | Denied:
-    """Wait for a slot while one can still be had before `latest_start`; else say when one opens."""
+    """Wait for a slot while one can still be had before `latest_start`; else say when one opens.
+
+    A transactional wait is one named waiter for the limiter, so its demand holds bulk back while it sleeps."""
+    waiter = new_token() if lane is Lane.TRANSACTIONAL else None
     while True:
         now = clock()
         if now > latest_start:  # too late to start a call that must end before the invocation does
             return Denied(now)
-        outcome = limiter.try_acquire(now)
+        outcome = limiter.try_acquire(now, lane, waiter)
         if isinstance(outcome, Permit) or outcome.retry_at > latest_start:
             return outcome
         if on_wait is not None:

@@ -1,6 +1,6 @@
 """The rate-limit window kept in the DynamoDB state table, so every execution and cold start shares it.
 
-One item per IMSHOP integration (keyed by a hash of its URL, never the URL itself). Every change is a
+One item per IMSHOP integration, for both lanes (keyed by a hash of its URL, never the URL itself). Every change is a
 conditional write on a version number: two executions racing for the last slot cannot both win.
 
 That one item is the hottest key of the table: under a high MaximumConcurrency DynamoDB may throttle it. A
@@ -19,14 +19,14 @@ from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
+from imshop_push.lanes import Lane
 from imshop_push.rate_limit import (
     Denied,
     Permit,
     RateLimiterError,
     WindowPolicy,
-    live_slots,
-    new_token,
-    next_opening,
+    WindowState,
+    decide,
 )
 
 if TYPE_CHECKING:
@@ -51,28 +51,26 @@ class DynamoDBRateLimiter:
         self._key = {"id": {"S": item_id}}
         self._policy = policy
 
-    def try_acquire(self, now: float) -> Permit | Denied:
+    def try_acquire(self, now: float, lane: Lane = Lane.TRANSACTIONAL, waiter: str | None = None) -> Permit | Denied:
         try:
             with _translated("try_acquire"):
-                return self._try_acquire(now)
+                return self._try_acquire(now, lane, waiter)
         except _ThrottledError as e:
             logger.warning("the rate-limit item is throttled: no slot now (%s)", e)
             return Denied(now + self._policy.window_seconds / max(self._policy.limit, 1))
 
-    def _try_acquire(self, now: float) -> Permit | Denied:
+    def _try_acquire(self, now: float, lane: Lane, waiter: str | None) -> Permit | Denied:
         for _ in range(MAX_CONFLICT_RETRIES):
-            item = self._client.get_item(TableName=self._table, Key=self._key, ConsistentRead=True).get("Item")
+            item = self._client.get_item(TableName=self._table, Key=self._key, ConsistentRead=True).get("Item") or {}
             version = int(item["version"]["N"]) if item else 0
-            slots = {token: float(v["N"]) for token, v in item.get("slots", {}).get("M", {}).items()} if item else {}
-            blocked_until = float(item["blocked_until"]["N"]) if item and "blocked_until" in item else 0.0
-            live = live_slots(slots, now)
-            retry_at = next_opening(live, blocked_until, now, self._policy.limit)
-            if retry_at is not None:
-                return Denied(retry_at)
-            token = new_token()
-            live[token] = self._policy.reserved_until(now)
-            if self._write_slots(live, version):
-                return Permit(token)
+            state = WindowState(
+                _numbers(item, "slots"),
+                float(item["blocked_until"]["N"]) if "blocked_until" in item else 0.0,
+                _numbers(item, "demand"),
+            )
+            outcome, changed = decide(state, now, self._policy, lane, waiter)
+            if changed is None or self._write_window(changed, version):
+                return outcome
         # Lost every race: others are taking the slots; ask again shortly rather than spin.
         return Denied(now + self._policy.window_seconds / max(self._policy.limit, 1))
 
@@ -115,9 +113,12 @@ class DynamoDBRateLimiter:
             if not _conditional_failure(e):  # someone already blocked for longer: keep theirs
                 raise
 
-    def _write_slots(self, slots: dict[str, float], version: int) -> bool:
+    def _write_window(self, state: WindowState, version: int) -> bool:
+        """Slots and demand in one version-conditional write: a bulk slot taken in the same instant as a
+        transactional caller's demand is written cannot both succeed."""
         values: dict[str, Any] = {
-            ":slots": {"M": {token: {"N": _num(free_at)} for token, free_at in slots.items()}},
+            ":slots": {"M": {token: {"N": _num(free_at)} for token, free_at in state.slots.items()}},
+            ":demand": {"M": {waiter: {"N": _num(until)} for waiter, until in state.demand.items()}},
             ":next": {"N": str(version + 1)},
         }
         if version:
@@ -129,7 +130,7 @@ class DynamoDBRateLimiter:
             self._client.update_item(
                 TableName=self._table,
                 Key=self._key,
-                UpdateExpression="SET slots = :slots, version = :next",
+                UpdateExpression="SET slots = :slots, demand = :demand, version = :next",
                 ConditionExpression=condition,
                 ExpressionAttributeValues=values,
             )
@@ -154,6 +155,10 @@ def _translated(operation: str) -> Iterator[None]:
         raise error(f"DynamoDB refused {operation}: {_error_code(e)}") from e
     except BotoCoreError as e:
         raise RateLimiterError(f"DynamoDB refused {operation}: {type(e).__name__}") from e
+
+
+def _numbers(item: dict[str, Any], attribute: str) -> dict[str, float]:
+    return {name: float(v["N"]) for name, v in item.get(attribute, {}).get("M", {}).items()}
 
 
 def _num(value: float) -> str:

@@ -196,6 +196,7 @@ class Runtime:
             clock=self._clock,
             sleep=self._sleep,
             versions=self._versions,
+            bulk_queue_arn=s.bulk_queue_arn,
         )
         return self._dispatcher_cache
 

@@ -8,11 +8,12 @@ from datetime import UTC, datetime
 from imshop_push import observability as m
 from imshop_push.batch import Attempt, Batch
 from imshop_push.fate import Track
+from imshop_push.lanes import Lane
 from imshop_push.masking import mask_recipients
 from imshop_push.model import CallOutcome, CallResult, StoreError
 from imshop_push.planning import PlannedCall
 from imshop_push.ports import Context
-from imshop_push.rate_limit import Denied, wait_for_permit
+from imshop_push.rate_limit import Denied, Permit, wait_for_permit
 from imshop_push.stages.records import CallRecords
 from imshop_push.stages.supersede import LatestOnly
 from imshop_push.state import call_id, delivery_digests, pack_digests
@@ -44,27 +45,15 @@ class CallSender:
         call = attempt.calls[index]
         cid = call_id(attempt.id, index)
         owners = batch.owners(call)
+        lane = ctx.lanes.of_call(t.message.event_source_arn for t in owners)
         for _ in range(MAX_RATE_LIMITED_RETRIES + 1):
             if (live_call := self._live_part(call, owners, attempt)) is None:
                 _done(owners, index)
                 return []
-            on_wait = lambda _s: ctx.metric(m.RATE_LIMIT_WAITS, 1)  # noqa: E731
-            permit = wait_for_permit(
-                ctx.limiter,
-                latest_start=batch.deadline.last_call_start,
-                clock=ctx.clock,
-                sleep=ctx.sleep,
-                on_wait=on_wait,
-            )
+            permit = self._permit(batch, lane)
             if isinstance(permit, Denied):
                 return permit
-            try:
-                self._latest.trim(call, owners)  # a newer request may have come while this one waited
-            except StoreError:
-                self._records.release(permit, ctx.clock())
-                raise
-            if (live_call := self._live_part(call, owners, attempt)) is None:  # the wait may have outlived some
-                self._records.release(permit, ctx.clock())
+            if (live_call := self._still_wanted(call, owners, attempt, permit)) is None:
                 _done(owners, index)
                 return []
             call = live_call
@@ -81,6 +70,7 @@ class CallSender:
             outcome = ctx.api.send(call.payload())
             finished_at = ctx.clock()
             ctx.metric(CALL_METRIC[outcome.result], 1)
+            ctx.metric(m.per_lane(m.LANE_CALLS, lane), 1)
             _log_call(call, outcome)
             if outcome.result is CallResult.RATE_LIMITED:
                 retry_after = outcome.retry_after_seconds
@@ -95,6 +85,32 @@ class CallSender:
             return splits
         # IMSHOP keeps throttling: that is waiting for budget, not a failure; the requests wait in the queue.
         return Denied(blocked_until)
+
+    def _permit(self, batch: Batch, lane: Lane) -> Permit | Denied:
+        ctx = self._ctx
+        return wait_for_permit(
+            ctx.limiter,
+            latest_start=batch.deadline.last_call_start,
+            clock=ctx.clock,
+            sleep=ctx.sleep,
+            on_wait=lambda _s: ctx.metric(m.RATE_LIMIT_WAITS, 1),
+            lane=lane,
+        )
+
+    def _still_wanted(
+        self, call: PlannedCall, owners: list[Track], attempt: Attempt, permit: Permit
+    ) -> PlannedCall | None:
+        """What is left of the call once its slot came: a newer request may have superseded some recipients,
+        and the wait may have outlived some requests. Nothing left (or the store failing): the slot goes back."""
+        try:
+            self._latest.trim(call, owners)
+        except StoreError:
+            self._records.release(permit, self._ctx.clock())
+            raise
+        live_call = self._live_part(call, owners, attempt)
+        if live_call is None:
+            self._records.release(permit, self._ctx.clock())
+        return live_call
 
     def _answer(
         self,

@@ -6,11 +6,13 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 
+from imshop_push import observability as m
 from imshop_push.batch import Batch
 from imshop_push.model import StoreError
 from imshop_push.planning import PlannedCall
 from imshop_push.ports import Context
 from imshop_push.rate_limit import Denied
+from imshop_push.sqs_copies import SQS_MAX_DELAY_SECONDS
 from imshop_push.stages.call import CallSender
 
 logger = logging.getLogger(__name__)
@@ -47,7 +49,14 @@ class Send:
         requests until then keeps them from being received again (and re-enqueued again) for nothing.
         """
         limit = max(1, self._ctx.limits.rate_limit_requests)
+        now = self._ctx.clock()
         for position, call in enumerate(calls):
             turn = denied.retry_at + (position // limit) * self._ctx.limits.window_seconds
-            for track in batch.owners(call):
+            owners = batch.owners(call)
+            for track in owners:
                 track.defer(turn)
+            lane = self._ctx.lanes.of_call(t.message.event_source_arn for t in owners)
+            self._ctx.metric(m.per_lane(m.LANE_CALLS_DEFERRED, lane), 1)
+            # As long as SQS will hold it before it is received again (its delay is capped).
+            waits_ms = round(min(max(0.0, turn - now), SQS_MAX_DELAY_SECONDS) * 1000)
+            self._ctx.metric(m.per_lane(m.LANE_DEFERRED_CALL_MS, lane), waits_ms)

@@ -1,0 +1,96 @@
+"""The dispatcher knows each record's lane from its queue: bulk calls yield to transactional ones in the shared
+limiter, bulk backlog goes back to the bulk queue, and each lane's calls and deferrals are counted apart."""
+
+from __future__ import annotations
+
+from harness import BONUS, QUEUE_ARN, SHIPPED, Harness, body, msg, phones
+
+from imshop_push.dispatcher import Disposition
+from imshop_push.inbound import InboundMessage
+
+BULK_ARN = "arn:aws:sqs:eu-central-1:123456789012:imshop-push-bulk"
+
+
+def bulk_msg(message_id: str, text: str) -> InboundMessage:
+    return msg(message_id, text)._replace(event_source_arn=BULK_ARN)
+
+
+def test_bulk_backlog_goes_back_to_the_bulk_queue_and_is_counted_as_bulk() -> None:
+    h = Harness(limit=2, bulk_queue_arn=BULK_ARN)
+    texts = [body(users=[p], message={"title": f"bonus {n}", "summary": "x"}) for n, p in enumerate(phones(5))]
+    results = h.run(*(bulk_msg(f"b{n}", t) for n, t in enumerate(texts)), seconds=20)
+    sent = [mid for mid, d in results.items() if d is Disposition.DELIVERED]
+    deferred = [mid for mid, d in results.items() if d is Disposition.DEFERRED]
+    assert len(sent) == 2
+    assert len(deferred) == 3
+    assert {d.message.event_source_arn for d in h.backlog.received} == {BULK_ARN}
+    assert h.metrics["BulkCalls"] == 2
+    assert h.metrics["BulkCallsDeferred"] == 3
+    assert h.metrics["BulkDeferredCallMilliseconds"] > 0
+    assert h.metrics["TransactionalCalls"] == 0
+
+
+def test_transactional_calls_are_counted_as_transactional() -> None:
+    h = Harness(bulk_queue_arn=BULK_ARN)
+    results = h.run(
+        msg("t1", body(users=phones(1), message=SHIPPED)), bulk_msg("b1", body(users=phones(1), message=BONUS))
+    )
+    assert set(results.values()) == {Disposition.DELIVERED}
+    assert h.metrics["TransactionalCalls"] == 1
+    assert h.metrics["BulkCalls"] == 1
+
+
+def test_a_merged_call_with_any_transactional_request_is_transactional() -> None:
+    h = Harness(bulk_queue_arn=BULK_ARN)
+    same = body(users=phones(1), message=SHIPPED)
+    other = body(users=phones(1, start=1), message=SHIPPED)
+    h.run(msg("t1", same), bulk_msg("b1", other))
+    assert len(h.api.calls) == 1
+    assert h.metrics["TransactionalCalls"] == 1
+    assert h.metrics["BulkCalls"] == 0
+
+
+def test_without_a_bulk_queue_every_record_is_transactional() -> None:
+    h = Harness()
+    h.run(msg("t1", body(users=phones(1))), bulk_msg("b1", body(users=phones(1), message=BONUS)))
+    assert h.metrics["TransactionalCalls"] == 2
+    assert QUEUE_ARN != BULK_ARN
+
+
+def test_bulk_queue_arn_is_read_once_and_checked() -> None:
+    import pytest
+
+    from imshop_push.config import ConfigError, Settings
+
+    env = {"IMSHOP_API_URL": "https://imshop.example/push"}
+    assert Settings.from_env(env).bulk_queue_arn is None
+    assert Settings.from_env({**env, "BULK_QUEUE_ARN": BULK_ARN}).bulk_queue_arn == BULK_ARN
+    with pytest.raises(ConfigError, match="BULK_QUEUE_ARN"):
+        Settings.from_env({**env, "BULK_QUEUE_ARN": "imshop-push-bulk"})
+
+
+def test_the_publisher_sends_to_the_lane_it_is_told() -> None:
+    from typing import Any, cast
+
+    from imshop_push.publisher import LaneQueues, NotificationDraft, publish_notification, publish_notifications
+
+    class Sqs:
+        def __init__(self) -> None:
+            self.urls: list[str] = []
+
+        def send_message(self, **kwargs: Any) -> dict[str, Any]:
+            self.urls.append(kwargs["QueueUrl"])
+            return {"MessageId": "m"}
+
+        def send_message_batch(self, **kwargs: Any) -> dict[str, Any]:
+            self.urls.append(kwargs["QueueUrl"])
+            return {"Successful": [{"Id": e["Id"], "MessageId": "m"} for e in kwargs["Entries"]], "Failed": []}
+
+    sqs = Sqs()
+    queues = LaneQueues(transactional="https://sqs/requests", bulk="https://sqs/bulk")
+    publish_notification(cast(Any, sqs), queues, user_ids=["1"], title="t", summary="s")
+    publish_notification(cast(Any, sqs), queues, lane="bulk", user_ids=["1"], title="t", summary="s")
+    draft = NotificationDraft(user_ids=["1"], title="t", summary="s")
+    publish_notifications(cast(Any, sqs), queues, [draft], lane="bulk")
+    publish_notification(cast(Any, sqs), "https://sqs/as-given", lane="bulk", user_ids=["1"], title="t", summary="s")
+    assert sqs.urls == ["https://sqs/requests", "https://sqs/bulk", "https://sqs/bulk", "https://sqs/as-given"]
