@@ -27,6 +27,13 @@ class Content(NamedTuple):
     deeplink: str | None
 
 
+class Inbox(NamedTuple):
+    """The request extension `inbox`: shown in the user's in-app history only, never sent to the push API."""
+
+    url: str | None = None
+    promocode: str | None = None
+
+
 class NotificationRequest(NamedTuple):
     """One valid SQS record.
 
@@ -42,6 +49,8 @@ class NotificationRequest(NamedTuple):
     fingerprint: str
     key_is_message_id: bool = False
     """No idempotencyKey and no envelope id: the key is the SQS message id, which a re-enqueued copy lacks."""
+    inbox: Inbox | None = None
+    """What the history adds to the push; None without `inbox` or without userIds (installIds have no history)."""
 
     def is_expired(self, now: datetime) -> bool:
         return self.expires_at is not None and now >= self.expires_at

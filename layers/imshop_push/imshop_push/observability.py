@@ -19,6 +19,11 @@ REQUESTS_DEFERRED = "RequestsDeferred"
 DEAD_LETTERED = "DeadLettered"
 AMBIGUOUS_REDELIVERIES = "AmbiguousRedeliveries"
 RETRIES_REQUEUED = "RetriesRequeued"
+HISTORY_ENTRIES_WRITTEN = "HistoryEntriesWritten"
+HISTORY_ENTRIES_NOT_WRITTEN = "HistoryEntriesNotWritten"
+HISTORY_READS = "HistoryReads"
+HISTORY_READ_MARKS = "HistoryReadMarks"
+HISTORY_UNAUTHORIZED = "HistoryUnauthorized"
 
 METRIC_NAMES: frozenset[str] = frozenset(
     {
@@ -37,6 +42,11 @@ METRIC_NAMES: frozenset[str] = frozenset(
         DEAD_LETTERED,
         AMBIGUOUS_REDELIVERIES,
         RETRIES_REQUEUED,
+        HISTORY_ENTRIES_WRITTEN,
+        HISTORY_ENTRIES_NOT_WRITTEN,
+        HISTORY_READS,
+        HISTORY_READ_MARKS,
+        HISTORY_UNAUTHORIZED,
     }
 )
 

@@ -8,7 +8,8 @@ owns them, and its results are read once, at the end. The order, and why:
 3. subtract what earlier attempts of the same request already delivered;
 4. plan the fewest calls (merge equal content, split at the recipient limit);
 5. send call by call, each through the shared rate limiter, recording progress before and after;
-6. settle state and re-enqueue the backlog; dead-letter poison; retry keyless requests as keyed copies.
+6. write the in-app history of what IMSHOP confirmed (when enabled; a failure here is counted, never resent);
+7. settle state and re-enqueue the backlog; dead-letter poison; retry keyless requests as keyed copies.
 Whatever could not be written goes back to SQS as a batch item failure, so nothing is dropped silently.
 
 A new step in the life of a request is a module in `stages/` and one line in `STAGES`.
@@ -20,6 +21,7 @@ import time
 from collections.abc import Callable, Sequence
 
 from imshop_push.batch import Batch
+from imshop_push.history import HistoryWriter
 from imshop_push.inbound import InboundMessage
 from imshop_push.model import Deadline, RecordResult
 from imshop_push.observability import MetricSink
@@ -28,6 +30,7 @@ from imshop_push.rate_limit import RateLimiter
 from imshop_push.stages import Stage
 from imshop_push.stages.claim import Claim
 from imshop_push.stages.dead_letter import DeadLetter
+from imshop_push.stages.history import History
 from imshop_push.stages.intake import DropExpired, Parse
 from imshop_push.stages.keys_kept import KeysKept
 from imshop_push.stages.plan import Plan
@@ -43,6 +46,7 @@ STAGES: tuple[Callable[[Context], Stage], ...] = (
     EarlierProgress,
     Plan,
     Send,
+    History,
     Settle,
     DeadLetter,
     KeysKept,
@@ -64,9 +68,12 @@ class Dispatcher:
         rate_limit_window_seconds: float,
         clock: Callable[[], float] = time.time,
         sleep: Callable[[float], None] = time.sleep,
+        history: HistoryWriter | None = None,
     ) -> None:
         limits = Limits(max_recipients, rate_limit_requests, rate_limit_window_seconds)
-        ctx = Context(api, limiter, state, dead_letters, backlog, metric, limits, clock=clock, sleep=sleep)
+        ctx = Context(
+            api, limiter, state, dead_letters, backlog, metric, limits, clock=clock, sleep=sleep, history=history
+        )
         self._stages = tuple(stage(ctx) for stage in STAGES)
 
     def dispatch(self, messages: Sequence[InboundMessage], *, deadline: Deadline) -> dict[str, RecordResult]:

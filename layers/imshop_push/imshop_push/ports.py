@@ -11,6 +11,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from imshop_push.history import HistoryWriter
 from imshop_push.model import CallOutcome, Deferral, Poison
 from imshop_push.observability import MetricSink
 from imshop_push.rate_limit import RateLimiter
@@ -56,3 +57,4 @@ class Context:
     limits: Limits
     clock: Callable[[], float] = field(default=time.time)
     sleep: Callable[[float], None] = field(default=time.sleep)
+    history: HistoryWriter | None = None  # None: the history is not enabled
