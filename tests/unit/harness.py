@@ -12,7 +12,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
-from fakes import WORST_CASE, FakeBacklog, FakeDeadLetters, FakeImshop, FlakyLimiter, FlakyStateStore
+from fakes import WORST_CASE, FakeBacklog, FakeDeadLetters, FakeHistory, FakeImshop, FlakyLimiter, FlakyStateStore
 
 from fake_clock import FakeClock
 from imshop_push.dispatcher import Deadline, Dispatcher, Disposition, RecordResult
@@ -43,6 +43,7 @@ class Harness:
         max_recipients: int = 1000,
         dead_letters: bool = True,
         limiter_class: type[InProcessRateLimiter] = InProcessRateLimiter,
+        history: bool = False,
     ) -> None:
         self.clock = FakeClock()
         self.api = FakeImshop(self.clock)
@@ -52,6 +53,7 @@ class Harness:
         self.dlq = FakeDeadLetters()
         self.backlog = FakeBacklog()
         self.metrics: Counter[str] = Counter()
+        self.history = FakeHistory(self.clock)
         self.dispatcher = Dispatcher(
             api=self.api,
             limiter=self.limiter,
@@ -64,6 +66,7 @@ class Harness:
             rate_limit_window_seconds=window,
             clock=self.clock,
             sleep=self.clock.sleep,
+            history=self.history if history else None,
         )
         self.deadlines: list[Deadline] = []
 
