@@ -3,8 +3,8 @@
 A loopback IMSHOP sandbox and moto server stand in for the vendor and AWS; the SQS event source runs the
 real handler in worker processes. Three phases: the sample events of `events/` (valid requests in all three
 body forms, and poison), then a backlog far above the rate limit draining at the configured rate with
-merged calls, then the in-app history IMSHOP's app reads through the webhook. The vendor's 10 calls a minute are time-scaled to 10 calls a second. Exits non-zero if
-anything unexpected happened.
+merged calls, then the in-app history IMSHOP's app reads through the webhook. The vendor's 10 calls a minute
+are time-scaled to 10 calls a second. Exits non-zero if anything unexpected happened.
 """
 
 from __future__ import annotations

@@ -18,7 +18,7 @@ def history_phase(stack: LocalStack, *, output_path: Path) -> list[str]:
     requests: list[dict[str, Any]] = [
         {
             "userIds": [USER],
-            "message": {"title": "Заказ 1042 отправлен", "summary": "Курьер привезёт его завтра"},
+            "message": {"title": "Заказ 1042 отправлен", "summary": "Курьер доставит заказ завтра"},
             "deeplink": "shop://orders/1042",
             "idempotencyKey": "order-1042-shipped",
         },
