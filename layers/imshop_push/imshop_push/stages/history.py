@@ -75,15 +75,15 @@ def entries_of(call: PlannedCall, owners: list[Track], confirmed_at: float) -> l
                     owner_of.setdefault(rid, track)
     at_ms = int(confirmed_at * 1000)
     content = call.content
+    id_of = {t.message_id: entry_id(t.req.idempotency_key) for t in ordered}
     entries: list[HistoryEntry] = []
-    ids: dict[str, str] = {}
     for user in users:
         request = owner_of[user].req
         inbox = request.inbox
         entries.append(
             HistoryEntry(
                 user_id=user,
-                id=ids.get(request.message_id) or ids.setdefault(request.message_id, entry_id(request.idempotency_key)),
+                id=id_of[request.message_id],
                 title=content.title,
                 created_on=at_ms,
                 updated_on=at_ms,
