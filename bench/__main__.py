@@ -15,6 +15,8 @@ Figures (issue 4):
   6. idle latency      message sent -> IMSHOP call, with an idle queue, vs the batching window
   7. lanes             transactional latency under a saturated bulk backlog vs one window + batching window + call
                        time; utilisation with bulk only and with both lanes vs the limit (bench/lanes.py)
+  8. history           read latency p50/p99 of the webhook's one Query over 100,000 entries in moto vs a GetItem;
+                       write cost of a confirmed call to 1,000 users in DynamoDB requests vs a PutItem each
 
 Handler measurements run in child processes (`python -m bench _handle ...`, `... _cpu ...`) so that their CPU time
 and memory are the handler's alone; the IMSHOP sandbox and the AWS emulator live in this process. The workers'
@@ -38,11 +40,12 @@ from bench.calls_per_window import calls_per_window
 from bench.cold_start import cold_start
 from bench.common import HUGE_LIMIT, Console, Figure
 from bench.handler_cpu import _child_cpu, handler_cpu
+from bench.history_figures import history_figures
 from bench.idle_latency import idle_latency
 from bench.lanes import lanes
 from bench.peak_rss import _child_handle, peak_rss
 
-SECTIONS = ("cold", "cpu", "rss", "calls", "window", "latency", "lanes")
+SECTIONS = ("cold", "cpu", "rss", "calls", "window", "latency", "lanes", "history")
 
 
 def _table(figures: Sequence[Figure]) -> list[str]:
@@ -76,13 +79,15 @@ def _measure(console: Console, only: Sequence[str]) -> list[Figure]:
         if "cold" in only:
             figures.append(cold_start(console))
         figures += [measure(console, sandbox) for name, measure in in_process.items() if name in only]
-    if {"window", "latency", "lanes"} & set(only):
+    if {"window", "latency", "lanes", "history"} & set(only):
         console.progress("starting the AWS emulator (moto server)")
         with MotoServer() as moto:
             through_event_source = {"window": calls_per_window, "latency": idle_latency}
             figures += [measure(console, moto) for name, measure in through_event_source.items() if name in only]
             if "lanes" in only:
                 figures += lanes(console, moto)
+            if "history" in only:
+                figures += history_figures(console, moto)
     return figures
 
 

@@ -3,9 +3,9 @@
 A loopback IMSHOP sandbox and moto server stand in for the vendor and AWS; the SQS event source runs the
 real handler in worker processes. Phases: the sample events of `events/` (valid requests in all three
 body forms, and poison), then a backlog far above the rate limit draining at the configured rate with
-merged calls, then status updates of one order superseding each other (`demo_supersede.py`). The
-vendor's 10 calls a minute are time-scaled to 10 calls a second. Exits non-zero if anything unexpected
-happened.
+merged calls, then status updates of one order superseding each other (`demo_supersede.py`), then the
+in-app history IMSHOP's app reads through the webhook (`demo_history.py`). The vendor's 10 calls a minute
+are time-scaled to 10 calls a second. Exits non-zero if anything unexpected happened.
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ from typing import Any
 
 from imshop_push.masking import mask_recipients
 from imshop_push.parsing import PoisonMessageError, parse_body
+from imshop_push_local.demo_history import history_phase
 from imshop_push_local.demo_supersede import supersede_phase
 from imshop_push_local.function_output import FunctionOutput
 from imshop_push_local.stack import REPO_ROOT, LocalStack, StackSettings
@@ -42,6 +43,7 @@ DEMO_SETTINGS = StackSettings(
     batch_size=500,
     batching_window_seconds=0.2,
     log_level="ERROR",
+    history=True,
 )
 
 
@@ -70,6 +72,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
         stack.sandbox.reset()
         problems += supersede_phase(stack, output, number=3)
+        stack.sandbox.reset()
+        problems += history_phase(stack, output_path=output.path, number=4)
     print(f"\nThe function's own output (EMF metrics and logs, as CloudWatch would get them): {output.path}")
     print()
     if problems:
@@ -77,7 +81,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         for problem in problems:
             print(f"  - {problem}")
         return 1
-    print("OK: every valid recipient notified exactly once, poison dead-lettered with reasons, no call over the limit.")
+    print(
+        "OK: every valid recipient notified exactly once, poison dead-lettered with reasons, no call over the limit,"
+        " and the history served from what IMSHOP confirmed."
+    )
     return 0
 
 
@@ -88,6 +95,9 @@ def _print_stack(stack: LocalStack) -> None:
     print(f"  AWS emulator    {aws.endpoint_url}  (moto server, provisioned from template.yaml)")
     print(f"  queue           {aws.queue.name} -> dead-letter queue {aws.dead_letter_queue.name}")
     print(f"  state table     {aws.table_name}")
+    print(
+        f"  history table   {stack.history_function.environment['HISTORY_TABLE_NAME']}  (NotificationHistory=Enabled)"
+    )
     print(
         f"  rate limit      {stack.sandbox.rate_limit_requests} calls per"
         f" {stack.sandbox.rate_limit_window_seconds:g} s window (the vendor's 10/min, time-scaled);"

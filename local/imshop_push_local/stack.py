@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import secrets
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,8 +15,10 @@ from types import TracebackType
 from typing import Any, Self
 
 from imshop_push_local import cfn_template
+from imshop_push_local.aws_clients import make_client
 from imshop_push_local.aws_emulator import LocalAws, LocalTuning, MotoServer, provision
 from imshop_push_local.event_source import EventSourceConfig, SqsEventSource
+from imshop_push_local.history_endpoint import Answer, HistoryEndpoint, post
 from imshop_push_local.provisioning import TEMPLATE_PATH
 from imshop_push_local.sandbox import ImshopSandbox
 from imshop_push_local.stack_model import LocalFunction, SqsMapping
@@ -49,6 +52,9 @@ class StackSettings:
     api_key: str | None = "local-demo-key"
     sandbox_slow_seconds: float = 1.5
     log_level: str = "WARNING"
+    history: bool = False
+    """NotificationHistory=Enabled: the history table and the webhook function exist."""
+    history_api_key: str = "local-history-key"
 
     def tuning(self) -> LocalTuning:
         parameters = {
@@ -56,6 +62,7 @@ class StackSettings:
             for name, value in (
                 ("RateLimitRequests", self.rate_limit_requests),
                 ("MaxRecipientsPerRequest", self.max_recipients),
+                ("NotificationHistory", "Enabled" if self.history else None),
             )
             if value is not None
         }
@@ -100,6 +107,7 @@ class LocalStack:
         )
         self._aws: LocalAws | None = None
         self._sources: list[SqsEventSource] = []
+        self._history: HistoryEndpoint | None = None
 
     @property
     def aws(self) -> LocalAws:
@@ -132,12 +140,19 @@ class LocalStack:
     def start(self) -> Self:
         self._moto.start()
         self.sandbox.start()
+        tuning = self.settings.tuning()
+        if self.settings.history:
+            # The webhook's key is an SSM SecureString the deployer creates first; here, one of this stack.
+            name = f"/imshop-push-local-{secrets.token_hex(4)}/history-api-key"
+            ssm = make_client("ssm", self._moto.endpoint_url)
+            ssm.put_parameter(Name=name, Value=self.settings.history_api_key, Type="SecureString")
+            tuning = dataclasses.replace(tuning, parameters={**tuning.parameters, "HistoryApiKeyParameterName": name})
         self._aws = provision(
             self._moto.endpoint_url,
             api_url=self.sandbox.url,
             api_key=self.settings.api_key,
             template=self.settings.template,
-            tuning=self.settings.tuning(),
+            tuning=tuning,
         )
         return self
 
@@ -156,6 +171,25 @@ class LocalStack:
                 )
                 self._sources.append(source.start())
         return self.source
+
+    @property
+    def history_function(self) -> LocalFunction:
+        """The webhook as the template defines it: the function served by a function URL."""
+        [function] = [f for f in self.aws.functions.values() if f.handler and not f.sqs_sources]
+        return function
+
+    def start_history(self, *, output_path: Path | None = None) -> str:
+        """Serve the webhook on loopback (the real handler behind a payload-2.0 adapter); returns its URL."""
+        if self._history is None:
+            self._history = HistoryEndpoint(self.aws, self.history_function, output_path=output_path).start()
+        return self._history.url
+
+    def history(self, path: str, body: Any, *, key: str | None = "", **request: Any) -> Answer:
+        """What IMSHOP's server would send to the webhook (the stack's key unless `key` says otherwise)."""
+        if self._history is None:
+            raise RuntimeError("the history endpoint is not started")
+        key = self.settings.history_api_key if key == "" else key
+        return post(self._history.url, path, body, key=key, **request)
 
     def publish(
         self,
@@ -209,6 +243,9 @@ class LocalStack:
         sources, self._sources = self._sources, []
         for source in sources:
             source.stop()
+        history, self._history = self._history, None
+        if history is not None:
+            history.stop()
         self.sandbox.stop()
         if self._own_moto:
             self._moto.stop()

@@ -136,10 +136,10 @@ ADDED_RESOURCES = """
     Type: AWS::SQS::Queue
     Condition: HasAlarmEmail
 
-  HistoryTable:
+  ArchiveTable:
     Type: AWS::DynamoDB::Table
     Properties:
-      TableName: !Sub ${AWS::StackName}-history
+      TableName: !Sub ${AWS::StackName}-archive
       BillingMode: PAY_PER_REQUEST
       AttributeDefinitions:
         - {AttributeName: pk, AttributeType: S}
@@ -160,7 +160,7 @@ def test_a_queue_and_a_table_added_to_the_template_exist_locally(moto_endpoint: 
             "          STATE_TABLE_NAME: !Ref StateTable\n",
             "          STATE_TABLE_NAME: !Ref StateTable\n"
             "          LANE_QUEUE_URL: !Ref LaneQueue\n"
-            "          HISTORY_TABLE_ARN: !GetAtt HistoryTable.Arn\n",
+            "          ARCHIVE_TABLE_ARN: !GetAtt ArchiveTable.Arn\n",
         ),
     )
     aws = provision(moto_endpoint, api_url=FAKE_API_URL, template=changed)
@@ -173,7 +173,7 @@ def test_a_queue_and_a_table_added_to_the_template_exist_locally(moto_endpoint: 
         "deadLetterTargetArn": aws.dead_letter_queue.arn,
         "maxReceiveCount": 2,
     }
-    assert aws.tables["HistoryTable"] == f"{aws.stack_name}-history"
-    table: dict[str, Any] = aws.client("dynamodb").describe_table(TableName=f"{aws.stack_name}-history")["Table"]
+    assert aws.tables["ArchiveTable"] == f"{aws.stack_name}-archive"
+    table: dict[str, Any] = aws.client("dynamodb").describe_table(TableName=f"{aws.stack_name}-archive")["Table"]
     assert [k["KeyType"] for k in table["KeySchema"]] == ["HASH", "RANGE"]
-    assert aws.function.environment["HISTORY_TABLE_ARN"].endswith(f":table/{aws.stack_name}-history")
+    assert aws.function.environment["ARCHIVE_TABLE_ARN"].endswith(f":table/{aws.stack_name}-archive")

@@ -68,3 +68,17 @@ def test_sam_build_output_is_a_working_function(tmp_path: Path) -> None:
         timeout=60,
     )
     assert result.stdout.strip() == "lambda_handler"
+
+    # The history webhook (built whether or not NotificationHistory is enabled) needs nothing but the layer.
+    webhook = build_dir / "NotificationHistoryFunction"
+    paths = [str(webhook), str(layer), str(lambda_runtime_packages(tmp_path / "webhook-runtime"))]
+    probe = "import app; print(app.lambda_handler.__module__)"
+    result = subprocess.run(
+        [sys.executable, "-I", "-S", "-c", f"import sys; sys.path[:0] = {paths!r}; {probe}"],
+        env={"PATH": env["PATH"], "PYTHONDONTWRITEBYTECODE": "1"},
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+    )
+    assert result.stdout.strip() == "imshop_push.history_handler"

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from fake_clock import FakeClock
+from imshop_push.history import HistoryEntry, HistoryStoreError
 from imshop_push.lanes import Lane
 from imshop_push.model import CallOutcome, CallResult, Deferral, Poison
 from imshop_push.rate_limit import Denied, InProcessRateLimiter, Permit, RateLimiterError, WindowPolicy
@@ -187,3 +188,48 @@ class FlakyLimiter(InProcessRateLimiter):
         if self.fail_release:
             raise RateLimiterError("DynamoDB refused UpdateItem: ProvisionedThroughputExceededException")
         super().release(permit, finished_at)
+
+
+# --- the in-app history ---------------------------------------------------------------------------------
+
+
+class FakeHistory:
+    """The history table in memory, as both functions see it: entries by (user id, entry id), read marks apart.
+    `failures` puts in a row fail as the adapter fails (with the store's own error); each takes `duration`."""
+
+    def __init__(self, clock: FakeClock | None = None) -> None:
+        self.clock = clock
+        self.entries: dict[tuple[str, str], HistoryEntry] = {}
+        self.read_on: dict[tuple[str, str], int] = {}
+        self.puts: list[list[HistoryEntry]] = []
+        self.failures = 0
+        self.duration = 0.0
+        self.unavailable = False
+        self.queries: list[tuple[str, int, int]] = []
+
+    def put(self, entries: Sequence[HistoryEntry]) -> None:
+        if self.clock is not None:
+            self.clock.now += self.duration
+        if self.failures:
+            self.failures -= 1
+            raise HistoryStoreError("history write refused: ProvisionedThroughputExceededException")
+        self.puts.append(list(entries))
+        for entry in entries:
+            self.entries[(entry.user_id, entry.id)] = entry
+
+    def of(self, user_id: str) -> list[HistoryEntry]:
+        return [e for (user, _), e in self.entries.items() if user == user_id]
+
+    def newest(self, user_id: str, *, limit: int, not_before_ms: int) -> list[HistoryEntry]:
+        if self.unavailable:
+            raise HistoryStoreError("history read refused: InternalServerError")
+        self.queries.append((user_id, limit, not_before_ms))
+        mine = [e for e in self.of(user_id) if e.updated_on >= not_before_ms]
+        return sorted(mine, key=lambda e: e.updated_on, reverse=True)[:limit]
+
+    def mark_read(self, user_id: str, ids: Sequence[str], *, read_on_ms: int) -> int:
+        if self.unavailable:
+            raise HistoryStoreError("read mark refused: InternalServerError")
+        known = [i for i in ids if (user_id, i) in self.entries]
+        self.read_on.update({(user_id, i): read_on_ms for i in known})
+        return len(known)

@@ -12,7 +12,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
-from fakes import WORST_CASE, FakeBacklog, FakeDeadLetters, FakeImshop, FlakyLimiter, FlakyStateStore
+from fakes import WORST_CASE, FakeBacklog, FakeDeadLetters, FakeHistory, FakeImshop, FlakyLimiter, FlakyStateStore
 
 from fake_clock import FakeClock
 from imshop_push.dispatcher import Deadline, Dispatcher, Disposition, RecordResult
@@ -44,6 +44,7 @@ class Harness:
         dead_letters: bool = True,
         limiter_class: type[InProcessRateLimiter] = InProcessRateLimiter,
         bulk_queue_arn: str | None = None,
+        history: bool = False,
     ) -> None:
         self.clock = FakeClock()
         self.api = FakeImshop(self.clock)
@@ -53,6 +54,7 @@ class Harness:
         self.dlq = FakeDeadLetters()
         self.backlog = FakeBacklog()
         self.metrics: Counter[str] = Counter()
+        self.history = FakeHistory(self.clock)
         self.dispatcher = Dispatcher(
             api=self.api,
             limiter=self.limiter,
@@ -66,6 +68,7 @@ class Harness:
             clock=self.clock,
             sleep=self.clock.sleep,
             bulk_queue_arn=bulk_queue_arn,
+            history=self.history if history else None,
         )
         self.deadlines: list[Deadline] = []
 

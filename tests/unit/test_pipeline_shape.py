@@ -14,7 +14,17 @@ import imshop_push
 
 PACKAGE = Path(imshop_push.__file__).parent
 DOMAIN = [
-    PACKAGE / name for name in ("pipeline.py", "batch.py", "fate.py", "ports.py", "model.py", "dispatcher.py")
+    PACKAGE / name
+    for name in (
+        "pipeline.py",
+        "batch.py",
+        "fate.py",
+        "ports.py",
+        "model.py",
+        "dispatcher.py",
+        "history.py",
+        "history_api.py",
+    )
 ] + sorted((PACKAGE / "stages").glob("*.py"))
 
 

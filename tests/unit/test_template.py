@@ -29,6 +29,7 @@ REGION = "eu-central-1"
 # names the account's keys and is only usable through SSM.
 WILDCARD_RESOURCE_EXCEPTIONS: dict[tuple[str, str], str] = {
     ("SendNotificationsFunctionRole", "DecryptSecureStringsViaSsm"): "kms:ViaService",
+    ("NotificationHistoryFunctionRole", "DecryptSecureStringsViaSsm"): "kms:ViaService",
 }
 
 FUNCTION_ENV_VARS = frozenset(
@@ -111,15 +112,24 @@ def resources_of(template: dict[str, Any], resource_type: str) -> dict[str, dict
 
 
 def the_function(template: dict[str, Any]) -> tuple[str, dict[str, Any]]:
-    functions = resources_of(template, "AWS::Serverless::Function")
+    """The dispatcher: the one function with an SQS event source (the history webhook has none)."""
+    functions = {
+        logical_id: resource
+        for logical_id, resource in resources_of(template, "AWS::Serverless::Function").items()
+        if any(e["Type"] == "SQS" for e in (resource["Properties"].get("Events") or {}).values())
+    }
     assert len(functions) == 1, sorted(functions)
     ((logical_id, resource),) = functions.items()
     return logical_id, resource
 
 
-def function_property(template: dict[str, Any], name: str) -> Any:
-    """A property of the function, falling back to Globals.Function as SAM does."""
-    _, function = the_function(template)
+def the_history_function(template: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+    return "NotificationHistoryFunction", template["Resources"]["NotificationHistoryFunction"]
+
+
+def function_property(template: dict[str, Any], name: str, *, function_id: str | None = None) -> Any:
+    """A property of a function (the dispatcher's by default), falling back to Globals.Function as SAM does."""
+    function = template["Resources"][function_id] if function_id else the_function(template)[1]
     if name in function["Properties"]:
         return function["Properties"][name]
     return template.get("Globals", {}).get("Function", {})[name]
@@ -230,7 +240,7 @@ def iam_statements(template: dict[str, Any]) -> Iterator[tuple[str, dict[str, An
         documents: list[Any] = []
         if resource["Type"] == "AWS::IAM::Role":
             documents = [policy["PolicyDocument"] for policy in properties.get("Policies", [])]
-        elif resource["Type"] in {"AWS::IAM::Policy", "AWS::IAM::ManagedPolicy"}:
+        elif resource["Type"] in {"AWS::IAM::Policy", "AWS::IAM::ManagedPolicy", "AWS::IAM::RolePolicy"}:
             documents = [properties["PolicyDocument"]]
         elif resource["Type"] == "AWS::Serverless::Function":
             documents = [p for p in as_list(properties.get("Policies", [])) if isinstance(p, dict)]
@@ -456,9 +466,10 @@ def test_function_may_loop_through_its_own_queue(template: dict[str, Any]) -> No
 
 
 def test_state_table(template: dict[str, Any]) -> None:
-    tables = resources_of(template, "AWS::DynamoDB::Table")
-    assert len(tables) == 1
-    ((_, table),) = tables.items()
+    table = template["Resources"][
+        ref_target(function_property(template, "Environment")["Variables"]["STATE_TABLE_NAME"])
+    ]
+    assert table["Type"] == "AWS::DynamoDB::Table"
     properties = table["Properties"]
     assert properties["KeySchema"] == [{"AttributeName": "id", "KeyType": "HASH"}]
     assert properties["AttributeDefinitions"] == [{"AttributeName": "id", "AttributeType": "S"}]
@@ -555,7 +566,7 @@ def test_function_permissions_are_those_the_code_needs_on_this_stack_only(templa
     role_id = getatt_target(function_property(template, "Role"))
     queue_id = getatt_target(sqs_event(template)["Queue"])
     dlq_id = getatt_target(template["Resources"][queue_id]["Properties"]["RedrivePolicy"]["deadLetterTargetArn"])
-    (table_id,) = resources_of(template, "AWS::DynamoDB::Table")
+    table_id = ref_target(function_property(template, "Environment")["Variables"]["STATE_TABLE_NAME"])
     log_group_id = ref_target(function_property(template, "LoggingConfig")["LogGroup"])
     consume = ("ReceiveMessage", "DeleteMessage", "GetQueueAttributes")  # what Lambda's SQS poller needs
     lanes = set(lane_queue_ids(template).values())

@@ -23,6 +23,8 @@ class Attempt:
     isolation_sent: set[tuple[Content, Recipient]] = field(default_factory=set)
     unrecorded_sent: list[tuple[str, bytes]] = field(default_factory=list)
     """Confirmed calls whose "sent" record the table refused, even after retries: settle tries once more."""
+    confirmed: list[tuple[PlannedCall, float]] = field(default_factory=list)
+    """The calls IMSHOP confirmed in this attempt, with when: the history is written from these."""
 
 
 @dataclass(slots=True)

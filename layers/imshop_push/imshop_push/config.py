@@ -18,6 +18,7 @@ DEFAULT_MAX_RECIPIENTS_PER_REQUEST = 1000
 DEFAULT_HTTP_TIMEOUT_SECONDS = 10.0
 DEFAULT_CONNECT_TIMEOUT_SECONDS = 3.0
 SAM_LOCAL_HOST = "host.docker.internal"  # the developer's machine, seen from a `sam local` container
+DEFAULT_HISTORY_RETENTION_DAYS = 90
 DEFAULT_STATE_TTL_SECONDS = (
     14 * 24 * 3600
 )  # the longest an SQS message can live, so a redelivery always finds its state
@@ -49,6 +50,8 @@ class Settings:
     """Records from this queue are the bulk lane; every other record is transactional (unset: all are)."""
     """Inside `sam local invoke` (AWS_SAM_LOCAL=true): the sandbox on the host is reachable only as
     host.docker.internal, over plain http."""
+    history_table_name: str | None = None  # None: no in-app history is written
+    history_retention_days: int = DEFAULT_HISTORY_RETENTION_DAYS
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -90,6 +93,10 @@ class Settings:
             state_ttl_seconds=_number(env, "STATE_TTL_SECONDS", DEFAULT_STATE_TTL_SECONDS, int, minimum=60),
             sam_local=sam_local,
             bulk_queue_arn=_queue_arn(env, "BULK_QUEUE_ARN"),
+            history_table_name=_text(env, "HISTORY_TABLE_NAME"),
+            history_retention_days=_number(
+                env, "HISTORY_RETENTION_DAYS", DEFAULT_HISTORY_RETENTION_DAYS, int, minimum=1
+            ),
         )
 
 
@@ -146,3 +153,38 @@ def _number[T: (int, float)](
     if value < minimum:
         raise ConfigError(f"{name} must be at least {minimum}, got {raw!r}")
     return value
+
+
+DEFAULT_HISTORY_MAX_ITEMS = 100
+MAX_HISTORY_MAX_ITEMS = 1000
+
+
+@dataclass(frozen=True, slots=True)
+class HistorySettings:
+    """Everything the history webhook reads from its environment."""
+
+    table_name: str
+    api_key: str | None
+    api_key_parameter: str | None
+    max_items: int
+    retention_days: int
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> HistorySettings:
+        env = os.environ if env is None else env
+        table_name = _text(env, "HISTORY_TABLE_NAME")
+        if table_name is None:
+            raise ConfigError("HISTORY_TABLE_NAME must be set (the history table)")
+        api_key, api_key_parameter = _text(env, "HISTORY_API_KEY"), _text(env, "HISTORY_API_KEY_PARAMETER")
+        if api_key is None and api_key_parameter is None:
+            raise ConfigError("HISTORY_API_KEY or HISTORY_API_KEY_PARAMETER must be set (the webhook's Bearer key)")
+        max_items = _number(env, "HISTORY_MAX_ITEMS", DEFAULT_HISTORY_MAX_ITEMS, int, minimum=1)
+        if max_items > MAX_HISTORY_MAX_ITEMS:
+            raise ConfigError(f"HISTORY_MAX_ITEMS must be at most {MAX_HISTORY_MAX_ITEMS} (one Query's worth)")
+        return cls(
+            table_name=table_name,
+            api_key=api_key,
+            api_key_parameter=api_key_parameter,
+            max_items=max_items,
+            retention_days=_number(env, "HISTORY_RETENTION_DAYS", DEFAULT_HISTORY_RETENTION_DAYS, int, minimum=1),
+        )

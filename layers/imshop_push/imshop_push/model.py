@@ -27,6 +27,13 @@ class Content(NamedTuple):
     deeplink: str | None
 
 
+class Inbox(NamedTuple):
+    """The request extension `inbox`: shown in the user's in-app history only, never sent to the push API."""
+
+    url: str | None = None
+    promocode: str | None = None
+
+
 class NotificationRequest(NamedTuple):
     """One valid SQS record.
 
@@ -46,6 +53,8 @@ class NotificationRequest(NamedTuple):
     """Latest wins per (collapseKey, recipient) (`stages/supersede.py`); never forwarded."""
     created_at: datetime | None = None
     """The producer's `createdAt`; without it, when SQS first got the request (`collapse.order_of`)."""
+    inbox: Inbox | None = None
+    """What the history adds to the push; None without `inbox` or without userIds (installIds have no history)."""
 
     def is_expired(self, now: datetime) -> bool:
         return self.expires_at is not None and now >= self.expires_at

@@ -37,6 +37,12 @@ def per_lane(suffix: str, lane: Lane) -> str:
     return lane.metric_prefix + suffix
 
 
+HISTORY_ENTRIES_WRITTEN = "HistoryEntriesWritten"
+HISTORY_ENTRIES_NOT_WRITTEN = "HistoryEntriesNotWritten"
+HISTORY_READS = "HistoryReads"
+HISTORY_READ_MARKS = "HistoryReadMarks"
+HISTORY_UNAUTHORIZED = "HistoryUnauthorized"
+
 METRIC_NAMES: frozenset[str] = frozenset(
     {
         REQUESTS_RECEIVED,
@@ -56,6 +62,11 @@ METRIC_NAMES: frozenset[str] = frozenset(
         RETRIES_REQUEUED,
         RECIPIENTS_SUPERSEDED,
         *LANE_METRICS,
+        HISTORY_ENTRIES_WRITTEN,
+        HISTORY_ENTRIES_NOT_WRITTEN,
+        HISTORY_READS,
+        HISTORY_READ_MARKS,
+        HISTORY_UNAUTHORIZED,
     }
 )
 

@@ -24,7 +24,7 @@ from typing import Any
 from aws_lambda_powertools.utilities.validation.exceptions import SchemaValidationError
 
 from imshop_push import aws_messages
-from imshop_push.model import Content, NotificationRequest, Recipient, RecipientField
+from imshop_push.model import Content, Inbox, NotificationRequest, Recipient, RecipientField
 from imshop_push.validation import validate_request
 
 MAX_ENVELOPE_DEPTH = 3
@@ -195,7 +195,15 @@ def _build(request: dict[str, Any], *, message_id: str, default_key: str | None,
         key_is_message_id=not key,
         collapse_key=request.get("collapseKey"),
         created_at=created_at,
+        inbox=_inbox(request) if "userIds" in request else None,
     )
+
+
+def _inbox(request: dict[str, Any]) -> Inbox | None:
+    """Only a request to users has a history to show it in; an empty `inbox` adds nothing."""
+    inbox = request.get("inbox") or {}
+    url, promocode = inbox.get("url"), inbox.get("promocode")
+    return Inbox(url, promocode) if url is not None or promocode is not None else None
 
 
 def _fingerprint(content: Content, user_ids: Sequence[str], install_ids: Sequence[str]) -> str:
@@ -251,7 +259,7 @@ def _field_and_rule(error: SchemaValidationError) -> tuple[str, str]:
         return path, f"must be at least {error.rule_definition} characters"
     if rule == "maxLength":
         return path, f"must be at most {error.rule_definition} characters"
-    if rule == "pattern" and path.startswith("deeplink"):
+    if rule == "pattern" and path.startswith(("deeplink", "inbox.url")):
         return path, "must not contain whitespace"
     return path, (error.validation_message or "is invalid").removeprefix(error.name or "").strip()
 

@@ -8,7 +8,8 @@ owns them, and its results are read once, at the end. The order, and why:
 3. subtract what earlier attempts of the same request already delivered;
 4. plan the fewest calls (merge equal content, split at the recipient limit);
 5. send call by call, each through the shared rate limiter, recording progress before and after;
-6. settle state and re-enqueue the backlog; dead-letter poison; retry keyless requests as keyed copies.
+6. write the in-app history of what IMSHOP confirmed (when enabled; a failure here is counted, never resent);
+7. settle state and re-enqueue the backlog; dead-letter poison; retry keyless requests as keyed copies.
 Whatever could not be written goes back to SQS as a batch item failure, so nothing is dropped silently.
 
 A new step in the life of a request is a module in `stages/` and one line in `STAGES`.
@@ -22,6 +23,7 @@ from dataclasses import replace
 
 from imshop_push.batch import Batch
 from imshop_push.collapse import VersionStore
+from imshop_push.history import HistoryWriter
 from imshop_push.inbound import InboundMessage
 from imshop_push.lanes import Lanes
 from imshop_push.model import Deadline, RecordResult
@@ -31,6 +33,7 @@ from imshop_push.rate_limit import RateLimiter
 from imshop_push.stages import Stage
 from imshop_push.stages.claim import Claim
 from imshop_push.stages.dead_letter import DeadLetter
+from imshop_push.stages.history import History
 from imshop_push.stages.intake import DropExpired, Parse
 from imshop_push.stages.keys_kept import KeysKept
 from imshop_push.stages.plan import Plan
@@ -48,6 +51,7 @@ STAGES: tuple[Callable[[Context], Stage], ...] = (
     Supersede,
     Plan,
     Send,
+    History,
     Settle,
     DeadLetter,
     KeysKept,
@@ -71,6 +75,7 @@ class Dispatcher:
         sleep: Callable[[float], None] = time.sleep,
         versions: VersionStore | None = None,
         bulk_queue_arn: str | None = None,
+        history: HistoryWriter | None = None,
     ) -> None:
         limits = Limits(max_recipients, rate_limit_requests, rate_limit_window_seconds)
         ctx = Context(
@@ -84,6 +89,7 @@ class Dispatcher:
             clock=clock,
             sleep=sleep,
             lanes=Lanes(bulk_queue_arn),
+            history=history,
         )
         if versions is not None:
             ctx = replace(ctx, versions=versions)

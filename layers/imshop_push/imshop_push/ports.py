@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from imshop_push.collapse import InProcessVersionStore, VersionStore
+from imshop_push.history import HistoryWriter
 from imshop_push.lanes import Lanes
 from imshop_push.model import CallOutcome, Deferral, Poison
 from imshop_push.observability import MetricSink
@@ -60,3 +61,4 @@ class Context:
     sleep: Callable[[float], None] = field(default=time.sleep)
     versions: VersionStore = field(default_factory=InProcessVersionStore)  # the newest per collapseKey slot
     lanes: Lanes = field(default=Lanes())
+    history: HistoryWriter | None = None  # None: the history is not enabled

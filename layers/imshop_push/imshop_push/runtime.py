@@ -15,6 +15,7 @@ from typing import Any, Protocol
 
 from imshop_push.collapse import InProcessVersionStore, VersionStore
 from imshop_push.config import ConfigError, Settings, check_api_url
+from imshop_push.history import HistoryWriter
 from imshop_push.imshop_client import ImshopClient
 from imshop_push.inbound import InboundMessage
 from imshop_push.model import Deadline, Disposition, RecordResult
@@ -88,6 +89,16 @@ def dynamodb_or_in_process_limiter(
     return DynamoDBRateLimiter(aws("dynamodb"), settings.state_table_name, limiter_item_id(api_url), policy)
 
 
+def dynamodb_history_or_none(settings: Settings, aws: AwsClients) -> HistoryWriter | None:
+    if settings.history_table_name is None:
+        return None
+    from imshop_push.history_dynamodb import DynamoDBHistoryWriter  # noqa: PLC0415
+
+    return DynamoDBHistoryWriter(
+        aws("dynamodb"), settings.history_table_name, retention_days=settings.history_retention_days
+    )
+
+
 def dead_letter_queue(sqs: Callable[[], Any], queue_url: str) -> DeadLetterSink:
     from imshop_push.sqs_outbox import DeadLetterQueue  # noqa: PLC0415
 
@@ -120,6 +131,7 @@ class Runtime:
         limiter: Callable[[Settings, str, WindowPolicy, AwsClients], RateLimiter] = dynamodb_or_in_process_limiter,
         dead_letter_sink: Callable[[Callable[[], Any], str], DeadLetterSink] = dead_letter_queue,
         backlog_sink: Callable[[Callable[[], Any]], BacklogSink] = source_queue,
+        history: Callable[[Settings, AwsClients], HistoryWriter | None] = dynamodb_history_or_none,
         aws_client: AwsClients = boto3_client,
         pipeline: Callable[..., Pipeline] = Dispatcher,
         version_store: Callable[[Settings, AwsClients], VersionStore] = dynamodb_or_in_process_versions,
@@ -133,6 +145,7 @@ class Runtime:
         self._make_limiter = limiter
         self._make_dead_letters = dead_letter_sink
         self._make_backlog = backlog_sink
+        self._make_history = history
         self._make_aws_client = aws_client
         self._make_pipeline = pipeline
         self._make_versions = version_store
@@ -142,6 +155,7 @@ class Runtime:
         self._api_identity: tuple[str, str | None] | None = None
         self._api_worst_case = 0.0
         self._state: StateStore | None = None
+        self._history: HistoryWriter | None = None
         if settings.state_table_name is None:
             logger.warning("STATE_TABLE_NAME is unset: rate limit and idempotency live in this process only")
         if settings.dead_letter_queue_url is None:
@@ -182,6 +196,7 @@ class Runtime:
         self._api_identity = (url, key)
         self._state = self._state or self._make_state(s, self._client)
         self._versions = self._versions or self._make_versions(s, self._client)
+        self._history = self._history or self._make_history(s, self._client)
         dlq_url = s.dead_letter_queue_url
         self._dispatcher_cache = self._make_pipeline(
             api=api,
@@ -197,6 +212,7 @@ class Runtime:
             sleep=self._sleep,
             versions=self._versions,
             bulk_queue_arn=s.bulk_queue_arn,
+            history=self._history,
         )
         return self._dispatcher_cache
 

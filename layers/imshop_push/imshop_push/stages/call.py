@@ -126,6 +126,7 @@ class CallSender:
         if outcome.result is CallResult.SENT:
             self._ctx.metric(m.RECIPIENTS_SENT, len(call.recipients))
             self._records.sent(attempt, cid, digests)
+            attempt.confirmed.append((call, self._ctx.clock()))
             for t in owners:
                 t.reached_imshop = True
             if call.isolated:

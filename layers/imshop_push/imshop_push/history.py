@@ -1,0 +1,96 @@
+"""The in-app notification history: what a user's app shows, kept from what IMSHOP confirmed.
+
+Values and the ports both functions use; no AWS library. The table is keyed so that a user's newest entries are
+one Query: partition `user` (a digest of the user id, so the table holds no id in clear), sort `id`, and a local
+secondary index on `updatedOn` read newest first. An entry's `id` is derived from the request (its idempotency
+key), so the same request written twice is the same entry; with collapseKey (to come) it is derived from the key
+instead, and an update of that one item moves it to the top of the index without a second item.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+from typing import NamedTuple, Protocol
+
+from imshop_push.model import StoreError
+
+USER_KEY = "user"
+ENTRY_KEY = "id"
+NEWEST_INDEX = "newest"
+UPDATED_ON = "updatedOn"
+EXPIRATION = "expiration"
+DEFAULT_RETENTION_DAYS = 90
+DEFAULT_MAX_ITEMS = 100
+DAY_SECONDS = 86_400
+
+
+class HistoryStoreError(StoreError):
+    """The history table did not take or give what was asked; the adapter translates its client's errors."""
+
+
+class HistoryEntry(NamedTuple):
+    """One notification in one user's history; the optional fields are None when the request had no value."""
+
+    user_id: str
+    id: str
+    title: str
+    created_on: int  # ms: the first confirmed send
+    updated_on: int  # ms
+    text: str | None = None
+    deep_link: str | None = None
+    url: str | None = None
+    promocode: str | None = None
+
+    def as_vendor_json(self) -> dict[str, object]:
+        """The entry as IMSHOP's app reads it: fields without a value are left out, never null."""
+        entry: dict[str, object] = {
+            "id": self.id,
+            "title": self.title,
+            "createdOn": self.created_on,
+            "updatedOn": self.updated_on,
+        }
+        for name, value in (
+            ("text", self.text),
+            ("url", self.url),
+            ("deepLink", self.deep_link),
+            ("promocode", self.promocode),
+        ):
+            if value is not None:
+                entry[name] = value
+        return entry
+
+
+def user_key(user_id: str) -> str:
+    """The partition of a user's entries: the same digest from the dispatcher and from the webhook."""
+    return hashlib.sha256(user_id.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+def entry_id(idempotency_key: str) -> str:
+    """Stable per request, opaque (a key may say more than the app should see), and the same for all its users."""
+    return hashlib.sha256(b"history\0" + idempotency_key.encode("utf-8", "surrogatepass")).hexdigest()[:32]
+
+
+def expiration(updated_on_ms: int, retention_days: int) -> int:
+    """The TTL attribute (epoch seconds): an entry not updated for `retention_days` is removed by the table."""
+    return updated_on_ms // 1000 + retention_days * DAY_SECONDS
+
+
+class HistoryWriter(Protocol):
+    """Where the dispatcher writes entries."""
+
+    def put(self, entries: Sequence[HistoryEntry]) -> None:
+        """Write the entries, retrying what the store leaves unprocessed; HistoryStoreError when it will not."""
+        ...
+
+
+class HistoryReader(Protocol):
+    """What the webhook reads and marks."""
+
+    def newest(self, user_id: str, *, limit: int, not_before_ms: int) -> list[HistoryEntry]:
+        """At most `limit` entries of the user updated at or after `not_before_ms`, newest first: one Query."""
+        ...
+
+    def mark_read(self, user_id: str, ids: Sequence[str], *, read_on_ms: int) -> int:
+        """Set `readOn` on the user's entries among `ids`; unknown ids are ignored. Returns how many were marked."""
+        ...

@@ -1,0 +1,129 @@
+"""The history on its DynamoDB table (partition `user`, sort `id`, local index `newest` on `updatedOn`, TTL
+attribute `expiration`); `imshop_push.history` says why the keys are these.
+
+The dispatcher writes with BatchWriteItem (25 entries a request, in parallel, unprocessed items retried); the
+webhook reads with one Query and marks with one conditional UpdateItem per id. Every error of the client leaves
+this module as a `HistoryStoreError`.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any
+
+from botocore.exceptions import BotoCoreError, ClientError
+
+from imshop_push.dynamodb_batches import BatchedTable
+from imshop_push.history import (
+    ENTRY_KEY,
+    EXPIRATION,
+    NEWEST_INDEX,
+    UPDATED_ON,
+    USER_KEY,
+    HistoryEntry,
+    HistoryStoreError,
+    expiration,
+    user_key,
+)
+from imshop_push.state import StateStoreError
+
+if TYPE_CHECKING:
+    from mypy_boto3_dynamodb import DynamoDBClient
+
+logger = logging.getLogger(__name__)
+
+_OPTIONAL = (("text", "text"), ("deepLink", "deep_link"), ("url", "url"), ("promocode", "promocode"))
+
+
+class DynamoDBHistoryWriter:
+    def __init__(self, client: DynamoDBClient, table_name: str, *, retention_days: int) -> None:
+        self._batches = BatchedTable(client, table_name)
+        self._retention_days = retention_days
+
+    def put(self, entries: Sequence[HistoryEntry]) -> None:
+        """All or, as far as the caller can tell, nothing: a chunk refused after retries fails the whole put."""
+        try:
+            self._batches.write([{"PutRequest": {"Item": self._item(e)}} for e in entries])
+        except (StateStoreError, ClientError, BotoCoreError) as e:
+            raise HistoryStoreError(f"history write refused: {_error_code(e)}") from None
+
+    def _item(self, entry: HistoryEntry) -> dict[str, Any]:
+        item: dict[str, Any] = {
+            USER_KEY: {"S": user_key(entry.user_id)},
+            ENTRY_KEY: {"S": entry.id},
+            "title": {"S": entry.title},
+            "createdOn": {"N": str(entry.created_on)},
+            UPDATED_ON: {"N": str(entry.updated_on)},
+            EXPIRATION: {"N": str(expiration(entry.updated_on, self._retention_days))},
+        }
+        for attribute, field in _OPTIONAL:
+            value = getattr(entry, field)
+            if value is not None:
+                item[attribute] = {"S": value}
+        return item
+
+
+class DynamoDBHistoryReader:
+    def __init__(self, client: DynamoDBClient, table_name: str) -> None:
+        self._client = client
+        self._table = table_name
+
+    def newest(self, user_id: str, *, limit: int, not_before_ms: int) -> list[HistoryEntry]:
+        """Entries the TTL has not removed yet but that are past retention are left out by the key condition."""
+        try:
+            response = self._client.query(
+                TableName=self._table,
+                IndexName=NEWEST_INDEX,
+                KeyConditionExpression="#u = :u AND #t >= :t",
+                ExpressionAttributeNames={"#u": USER_KEY, "#t": UPDATED_ON},
+                ExpressionAttributeValues={":u": {"S": user_key(user_id)}, ":t": {"N": str(not_before_ms)}},
+                ScanIndexForward=False,
+                Limit=limit,
+            )
+        except (ClientError, BotoCoreError) as e:
+            raise HistoryStoreError(f"history read refused: {_error_code(e)}") from None
+        return [_entry(user_id, item) for item in response.get("Items", [])]
+
+    def mark_read(self, user_id: str, ids: Sequence[str], *, read_on_ms: int) -> int:
+        marked = 0
+        for entry in ids:
+            try:
+                self._client.update_item(
+                    TableName=self._table,
+                    Key={USER_KEY: {"S": user_key(user_id)}, ENTRY_KEY: {"S": entry}},
+                    UpdateExpression="SET readOn = :r",
+                    ConditionExpression="attribute_exists(#i)",
+                    ExpressionAttributeNames={"#i": ENTRY_KEY},
+                    ExpressionAttributeValues={":r": {"N": str(read_on_ms)}},
+                )
+            except ClientError as e:
+                if _error_code(e) == "ConditionalCheckFailedException":
+                    continue  # not this user's entry (or gone): ignored
+                raise HistoryStoreError(f"read mark refused: {_error_code(e)}") from None
+            except BotoCoreError as e:
+                raise HistoryStoreError(f"read mark refused: {_error_code(e)}") from None
+            marked += 1
+        return marked
+
+
+def _entry(user_id: str, item: dict[str, Any]) -> HistoryEntry:
+    text: Callable[[str], str | None] = lambda name: item[name]["S"] if name in item else None  # noqa: E731
+    return HistoryEntry(
+        user_id=user_id,
+        id=item[ENTRY_KEY]["S"],
+        title=item["title"]["S"],
+        created_on=int(item["createdOn"]["N"]),
+        updated_on=int(item[UPDATED_ON]["N"]),
+        text=text("text"),
+        deep_link=text("deepLink"),
+        url=text("url"),
+        promocode=text("promocode"),
+    )
+
+
+def _error_code(error: Exception) -> str:
+    """The error's code or type only: an exception's text may quote the key (a user digest) or the item."""
+    if isinstance(error, ClientError):
+        return str(error.response.get("Error", {}).get("Code", "ClientError"))
+    return type(error).__name__

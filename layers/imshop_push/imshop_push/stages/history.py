@@ -1,0 +1,96 @@
+"""History: an entry in the in-app history of every `userIds` recipient of every call IMSHOP confirmed.
+
+After Send and before Settle, from what this attempt already holds (no extra receive, no read of the queue).
+The push is out and recorded as sent before this stage runs, so nothing here can make a request be sent
+again: a write the table refuses is retried once, and what still is not written is counted
+(`HistoryEntriesNotWritten`) and logged without recipient ids. The stage spends at most the time a last
+IMSHOP call would have had (`Deadline.last_call_start` + the call's worst case): settling keeps its reserve.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from imshop_push import observability as m
+from imshop_push.batch import Batch
+from imshop_push.fate import Track
+from imshop_push.history import HistoryEntry, HistoryWriter, entry_id
+from imshop_push.model import StoreError
+from imshop_push.planning import PlannedCall
+from imshop_push.ports import Context
+
+logger = logging.getLogger(__name__)
+
+WRITE_TRIES = 2
+
+
+class History:
+    def __init__(self, ctx: Context) -> None:
+        self._ctx = ctx
+
+    def __call__(self, batch: Batch) -> None:
+        writer = self._ctx.history
+        if writer is None or not batch.attempt.confirmed:
+            return
+        until = batch.deadline.last_call_start + self._ctx.api.worst_case_seconds
+        written = not_written = 0
+        for call, confirmed_at in batch.attempt.confirmed:
+            entries = entries_of(call, batch.owners(call), confirmed_at)
+            if entries and self._write(writer, entries, until):
+                written += len(entries)
+            else:
+                not_written += len(entries)
+        self._ctx.metric(m.HISTORY_ENTRIES_WRITTEN, written)
+        self._ctx.metric(m.HISTORY_ENTRIES_NOT_WRITTEN, not_written)
+        if not_written:
+            logger.warning("history entries not written", extra={"entries": not_written, "written": written})
+
+    def _write(self, writer: HistoryWriter, entries: list[HistoryEntry], until: float) -> bool:
+        for _ in range(WRITE_TRIES):
+            if self._ctx.clock() >= until:
+                return False
+            try:
+                writer.put(entries)
+            except StoreError as e:
+                logger.warning("the history table refused a write: %s", e)
+                continue
+            return True
+        return False
+
+
+def entries_of(call: PlannedCall, owners: list[Track], confirmed_at: float) -> list[HistoryEntry]:
+    """One entry per user id of the call. A user asked for by several requests of one merged call got one push,
+    so gets one entry: that of the first request (by message id) that named them, whose `inbox` it shows."""
+    users = [rid for field, rid in call.recipients if field == "userIds"]
+    if not users:
+        return []
+    ordered = sorted(owners, key=lambda t: t.message_id)
+    owner_of: dict[str, Track] = {}
+    if len(ordered) == 1:
+        owner_of = dict.fromkeys(users, ordered[0])
+    else:
+        for track in ordered:
+            for field, rid in track.req.recipients:
+                if field == "userIds":
+                    owner_of.setdefault(rid, track)
+    at_ms = int(confirmed_at * 1000)
+    content = call.content
+    id_of = {t.message_id: entry_id(t.req.idempotency_key) for t in ordered}
+    entries: list[HistoryEntry] = []
+    for user in users:
+        request = owner_of[user].req
+        inbox = request.inbox
+        entries.append(
+            HistoryEntry(
+                user_id=user,
+                id=id_of[request.message_id],
+                title=content.title,
+                created_on=at_ms,
+                updated_on=at_ms,
+                text=content.summary,
+                deep_link=content.deeplink,
+                url=inbox.url if inbox else None,
+                promocode=inbox.promocode if inbox else None,
+            )
+        )
+    return entries

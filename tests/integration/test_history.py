@@ -1,0 +1,121 @@
+"""The in-app history end to end: the dispatcher writes it into (moto) DynamoDB from what the IMSHOP sandbox
+confirmed, and the webhook function, served on loopback as a function URL would serve it, answers IMSHOP's
+server over real HTTP. The table and both functions come from template.yaml with NotificationHistory=Enabled."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from imshop_push.history import HistoryEntry, entry_id
+from imshop_push.history_dynamodb import DynamoDBHistoryReader, DynamoDBHistoryWriter
+from imshop_push_local.aws_emulator import LocalAws, MotoServer, provision
+from imshop_push_local.stack import LocalStack, StackSettings
+
+USER = "79990000001"
+
+
+@pytest.fixture
+def stack(moto_server: MotoServer) -> Iterator[LocalStack]:
+    with LocalStack(StackSettings(history=True, concurrency=1), moto=moto_server) as s:
+        yield s
+
+
+@pytest.fixture
+def aws(moto_server: MotoServer) -> LocalAws:
+    from imshop_push_local.provisioning import LocalTuning
+
+    tuning = LocalTuning(parameters={"NotificationHistory": "Enabled"})
+    return provision(moto_server.endpoint_url, api_url="http://127.0.0.1:9/unused", tuning=tuning)
+
+
+def send(stack: LocalStack, *bodies: dict[str, Any]) -> None:
+    stack.publish(bodies)
+    assert stack.source.drain(timeout=30)
+
+
+def test_the_webhook_serves_what_imshop_confirmed_newest_first(stack: LocalStack) -> None:
+    stack.start_consumers()
+    order = {
+        "userIds": [USER, "79990000002"],
+        "installIds": ["iid-1"],
+        "message": {"title": "Заказ отправлен", "summary": "Заказ 1 передан в доставку"},
+        "deeplink": "shop://orders/1",
+        "idempotencyKey": "order-1-shipped",
+    }
+    promo = {
+        "userIds": [USER],
+        "message": {"title": "Ваш персональный промокод!", "summary": "Скидка на некоторые товары"},
+        "idempotencyKey": "promo-7",
+        "inbox": {"url": "https://shop.example/promo", "promocode": "JAH12DASD"},
+    }
+    send(stack, order)
+    send(stack, promo)
+    assert all("inbox" not in call.body for call in stack.sandbox.calls)  # never forwarded to IMSHOP
+    stack.start_history()
+
+    answer = stack.history("/history", {"userId": USER})
+    assert answer.status == 200
+    assert answer.headers["content-type"] == "application/json"
+    history = answer.json()["history"]
+    assert [e["id"] for e in history] == [entry_id("promo-7"), entry_id("order-1-shipped")]
+    first, second = history
+    assert first["updatedOn"] >= second["updatedOn"]
+    assert set(first) == {"id", "title", "text", "createdOn", "updatedOn", "url", "promocode"}
+    assert (first["title"], first["text"], first["promocode"]) == (
+        "Ваш персональный промокод!",
+        "Скидка на некоторые товары",
+        "JAH12DASD",
+    )
+    assert set(second) == {"id", "title", "text", "createdOn", "updatedOn", "deepLink"}
+    assert second["deepLink"] == "shop://orders/1"
+    assert abs(second["createdOn"] - time.time() * 1000) < 120_000  # milliseconds
+    assert [e["id"] for e in stack.history("/history", {"userId": "79990000002"}).json()["history"]] == [
+        entry_id("order-1-shipped")
+    ]
+    assert stack.history("/history", {"userId": "iid-1"}).json() == {"history": []}  # installs have none
+
+    marked = stack.history("/history/read", {"userId": USER, "ids": [second["id"], "unknown"]})
+    assert (marked.status, marked.json()) == (200, {})
+    assert stack.history("/history", {"userId": USER}).json()["history"] == history  # order and fields unchanged
+
+
+def test_the_webhook_refuses_without_the_key_and_names_bad_input(stack: LocalStack) -> None:
+    stack.start_history()
+    for key, scheme in ((None, "Bearer"), ("wrong", "Bearer"), (stack.settings.history_api_key, "Basic")):
+        answer = stack.history("/history", {"userId": USER}, key=key, scheme=scheme)
+        assert (answer.status, answer.body) == (401, "")
+    assert stack.history("/history", {"userId": USER}, scheme="bearer").status == 200
+    assert (stack.history("/nowhere", {"userId": USER}).status, stack.history("/nowhere", {}).body) == (404, "")
+    got = stack.history("/history", None, method="GET")
+    assert (got.status, got.body) == (405, "")
+    bad = stack.history("/history", {"user": USER})
+    assert (bad.status, bad.json()) == (400, {"message": "userId: is a required property"})
+
+
+def test_the_adapters_write_read_and_mark_the_templates_table(aws: LocalAws) -> None:
+    table = aws.functions["NotificationHistoryFunction"].environment["HISTORY_TABLE_NAME"]
+    assert aws.function.environment["HISTORY_TABLE_NAME"] == table
+    dynamodb = aws.client("dynamodb")
+    writer = DynamoDBHistoryWriter(dynamodb, table, retention_days=90)
+    reader = DynamoDBHistoryReader(dynamodb, table)
+    now_ms = int(time.time() * 1000)
+    entries = [HistoryEntry("u-1", f"id-{n:03d}", f"t{n}", now_ms - n, now_ms - n, text="x") for n in range(120)]
+    entries += [HistoryEntry(f"other-{n}", "id-000", "t", now_ms, now_ms) for n in range(30)]
+    writer.put(entries)
+
+    newest = reader.newest("u-1", limit=100, not_before_ms=now_ms - 50)
+    assert [e.id for e in newest] == [f"id-{n:03d}" for n in range(51)]
+    assert newest[0] == entries[0]
+    assert len(reader.newest("u-1", limit=100, not_before_ms=0)) == 100
+    assert reader.mark_read("u-1", ["id-001", "nope"], read_on_ms=now_ms) == 1
+    items = dynamodb.scan(TableName=table)["Items"]
+    assert len(items) == 150
+    assert not any("u-1" in json.dumps(item) for item in items)  # the key is a digest, not the user id
+    marked = [i for i in items if "readOn" in i]
+    assert len(marked) == 1
+    assert int(marked[0]["expiration"]["N"]) == (now_ms - 1) // 1000 + 90 * 86_400
