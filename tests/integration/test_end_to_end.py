@@ -160,12 +160,16 @@ def test_a_batch_is_merged_into_the_lower_bound_of_calls(stack: LocalStack) -> N
     rate_limit_window_seconds=0.4,
     max_receive_count=3,
     concurrency=2,
-    batch_size=40,  # more calls than one invocation has time for: the backlog must wait
+    batch_size=80,  # more calls than one invocation has time for (80 calls need 6.4 s): the backlog must wait
     batching_window_seconds=0.1,
-    function_timeout_seconds=2.5,
-    http_timeout_seconds=0.3,
-    connect_timeout_seconds=0.2,
-    visibility_timeout_seconds=3,
+    # Long enough that the 1.5 s kept for settling after the last call holds on a starved CPU too (with 2.5 s,
+    # 0.6 s was kept, and a busy machine let an invocation run past its timeout and be killed mid-call).
+    # The call timeout likewise: a 0.3 s answer timeout on a starved CPU turned answered calls into ambiguous
+    # ones, whose recipients are rightly sent again, but which this test does not expect.
+    function_timeout_seconds=6.0,
+    http_timeout_seconds=2.0,
+    connect_timeout_seconds=1.0,
+    visibility_timeout_seconds=12,
 )
 def test_a_backlog_of_distinct_requests_drains_at_the_limit_and_nothing_is_dead_lettered(stack: LocalStack) -> None:
     backlog = [request(f"Напоминание {i}", [f"7997{i:07d}"]) for i in range(150)]
