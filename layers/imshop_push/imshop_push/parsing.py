@@ -13,7 +13,6 @@ fails the batch it came in.
 
 from __future__ import annotations
 
-import difflib
 import hashlib
 import json
 import re
@@ -25,6 +24,7 @@ from aws_lambda_powertools.utilities.validation.exceptions import SchemaValidati
 
 from imshop_push import aws_messages
 from imshop_push.model import Content, Inbox, NotificationRequest, Recipient, RecipientField
+from imshop_push.schema_reasons import describe_schema_error, join_path, json_type
 from imshop_push.validation import validate_request
 
 MAX_ENVELOPE_DEPTH = 3
@@ -110,13 +110,13 @@ def _unwrap(document: Any) -> tuple[dict[str, Any], str | None, dict[str, Any] |
     where = "body"
     for _ in range(MAX_ENVELOPE_DEPTH):
         if not isinstance(document, dict):
-            raise PoisonMessageError(aws_messages.describe_non_object(where, document, _json_type(document)))
+            raise PoisonMessageError(aws_messages.describe_non_object(where, document, json_type(document)))
         if _is_eventbridge_event(document):
             envelope_id = _envelope_id(document["id"]) or envelope_id
             event = document
             document = document["detail"]
             if not isinstance(document, dict):
-                reason = f"detail: must be a JSON object (the notification request), got {_json_type(document)}"
+                reason = f"detail: must be a JSON object (the notification request), got {json_type(document)}"
                 raise PoisonMessageError(aws_messages.describe_event(event, reason) or reason)
         elif _is_sns_notification(document):
             envelope_id = _envelope_id(document["MessageId"]) or envelope_id
@@ -164,7 +164,7 @@ def _build(request: dict[str, Any], *, message_id: str, default_key: str | None,
             recipients[(field, recipient_id)] = None
     if not recipients:
         raise PoisonMessageError(
-            f"{_join(root, 'userIds')}: at least one recipient is required in userIds or installIds"
+            f"{join_path(root, 'userIds')}: at least one recipient is required in userIds or installIds"
         )
     message = request["message"]
     content = Content(message["title"], message["summary"], request.get("deeplink"))
@@ -172,11 +172,11 @@ def _build(request: dict[str, Any], *, message_id: str, default_key: str | None,
         size = len(f"{content.title}{content.summary}{content.deeplink or ''}".encode(errors="surrogatepass"))
         if size > MAX_CONTENT_BYTES:
             raise PoisonMessageError(
-                f"{_join(root, 'message')}: title, summary and deeplink together are {size} bytes in UTF-8; at most"
+                f"{join_path(root, 'message')}: title, summary and deeplink together are {size} bytes in UTF-8; at most"
                 f" {MAX_CONTENT_BYTES} fit a push (APNs and FCM cap the whole payload at 4 KB)"
             )
-    expires_at = _parse_expiry(request["expiresAt"], _join(root, "expiresAt")) if "expiresAt" in request else None
-    created_at = _parse_expiry(request["createdAt"], _join(root, "createdAt")) if "createdAt" in request else None
+    expires_at = _parse_expiry(request["expiresAt"], join_path(root, "expiresAt")) if "expiresAt" in request else None
+    created_at = _parse_expiry(request["createdAt"], join_path(root, "createdAt")) if "createdAt" in request else None
     try:
         fingerprint = _fingerprint(content, request.get("userIds", ()), request.get("installIds", ()))
     except UnicodeEncodeError:
@@ -224,74 +224,3 @@ def _parse_expiry(value: str, field: str) -> datetime:
         return datetime.fromisoformat(value.upper())
     except ValueError:  # matches the shape but is no date, e.g. month 13
         raise PoisonMessageError(f"{field}: {value!r} is not a valid date and time") from None
-
-
-def describe_schema_error(error: SchemaValidationError, *, root: str = "") -> str:
-    """Turn fastjsonschema's wording (`data.message must contain [...] properties`) into `field: rule`.
-
-    `root` is where the request sits in the body (`detail` in an EventBridge event), so the path names the field
-    as the person reading the dead letter sees it.
-    """
-    field, rule = _field_and_rule(error)
-    return f"{_join(root, field) or 'body'}: {rule}"
-
-
-def _field_and_rule(error: SchemaValidationError) -> tuple[str, str]:
-    path = _path_of(error.path or [])
-    rule = error.rule
-    value = error.value
-    definition = error.definition if isinstance(error.definition, dict) else {}
-    if rule == "required" and isinstance(value, dict):
-        missing = next((name for name in error.rule_definition or [] if name not in value), "?")
-        return _join(path, missing), "is a required property"
-    if rule == "additionalProperties" and isinstance(value, dict):
-        allowed = list(definition.get("properties", {}))
-        extra = sorted(name for name in value if name not in allowed)
-        name = extra[0] if extra else "?"
-        hint = difflib.get_close_matches(name, allowed, n=1)
-        suggestion = f" (did you mean {hint[0]}?)" if hint else f" (allowed: {', '.join(allowed)})"
-        return _join(path, name), f"is not an allowed field{suggestion}"
-    if rule == "type":
-        return path, f"must be {_article(str(error.rule_definition))}, got {_json_type(value)}"
-    if rule == "minLength":
-        if error.rule_definition == 1:
-            return path, "must not be empty"
-        return path, f"must be at least {error.rule_definition} characters"
-    if rule == "maxLength":
-        return path, f"must be at most {error.rule_definition} characters"
-    if rule == "pattern" and path.startswith(("deeplink", "inbox.url")):
-        return path, "must not contain whitespace"
-    return path, (error.validation_message or "is invalid").removeprefix(error.name or "").strip()
-
-
-def _path_of(parts: list[Any]) -> str:
-    text = ""
-    for part in parts[1:]:  # parts[0] is fastjsonschema's "data"
-        text += (
-            f"[{part}]"
-            if isinstance(part, int) or (isinstance(part, str) and part.isdigit())
-            else (f".{part}" if text else str(part))
-        )
-    return text
-
-
-def _join(path: str, name: str) -> str:
-    return f"{path}.{name}" if path else name
-
-
-def _article(json_type: str) -> str:
-    return f"an {json_type}" if json_type[:1] in "aeiou" else f"a {json_type}"
-
-
-def _json_type(value: Any) -> str:
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "boolean"
-    if isinstance(value, (int, float)):
-        return "number"
-    if isinstance(value, str):
-        return "string"
-    if isinstance(value, list):
-        return "array"
-    return "object"
