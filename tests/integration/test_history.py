@@ -11,7 +11,8 @@ from typing import Any
 
 import pytest
 
-from imshop_push.history import HistoryEntry, entry_id
+from imshop_push.collapse import version
+from imshop_push.history import HistoryEntry, collapsed_entry_id, entry_id, user_key
 from imshop_push.history_dynamodb import DynamoDBHistoryReader, DynamoDBHistoryWriter
 from imshop_push_local.aws_emulator import LocalAws, MotoServer, provision
 from imshop_push_local.stack import LocalStack, StackSettings
@@ -119,3 +120,33 @@ def test_the_adapters_write_read_and_mark_the_templates_table(aws: LocalAws) -> 
     marked = [i for i in items if "readOn" in i]
     assert len(marked) == 1
     assert int(marked[0]["expiration"]["N"]) == (now_ms - 1) // 1000 + 90 * 86_400
+
+
+def test_a_newer_version_of_a_collapse_key_replaces_the_entry_in_place_and_an_older_one_never(aws: LocalAws) -> None:
+    table = aws.function.environment["HISTORY_TABLE_NAME"]
+    dynamodb = aws.client("dynamodb")
+    writer = DynamoDBHistoryWriter(dynamodb, table, retention_days=90)
+    reader = DynamoDBHistoryReader(dynamodb, table)
+    now_ms = int(time.time() * 1000)
+    key = collapsed_entry_id("order-1-status")
+    v1, v2 = version(now_ms, now_ms, "paid"), version(now_ms + 10, now_ms + 10, "shipped")
+    paid = HistoryEntry(USER, key, "Оплачен", now_ms, now_ms, text="a", deep_link="shop://1", promocode="P", version=v1)
+    writer.put([paid])
+    other = HistoryEntry(USER, entry_id("promo"), "Промо", now_ms + 5, now_ms + 5)
+    writer.put([other])
+    assert reader.mark_read(USER, [key], read_on_ms=now_ms + 6) == 1
+
+    shipped = HistoryEntry(
+        USER, key, "Отправлен", now_ms + 20, now_ms + 20, text="b", url="https://x.example", version=v2
+    )
+    writer.put([shipped, HistoryEntry("79990000002", key, "Отправлен", now_ms + 20, now_ms + 20, version=v2)])
+    expected = shipped._replace(created_on=now_ms)  # same id and createdOn, the rest from the newer request
+    assert reader.newest(USER, limit=10, not_before_ms=0) == [expected, other]
+    item = dynamodb.get_item(TableName=table, Key={"user": {"S": user_key(USER)}, "id": {"S": key}})["Item"]
+    assert "readOn" not in item
+    assert int(item["expiration"]["N"]) == (now_ms + 20) // 1000 + 90 * 86_400
+
+    late = paid._replace(created_on=now_ms + 30, updated_on=now_ms + 30)  # superseded, confirmed after
+    writer.put([late, shipped._replace(updated_on=now_ms + 40)])  # and the same version again
+    assert reader.newest(USER, limit=10, not_before_ms=0) == [expected, other]
+    assert [e.title for e in reader.newest("79990000002", limit=10, not_before_ms=0)] == ["Отправлен"]

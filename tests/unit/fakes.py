@@ -194,7 +194,8 @@ class FlakyLimiter(InProcessRateLimiter):
 
 
 class FakeHistory:
-    """The history table in memory, as both functions see it: entries by (user id, entry id), read marks apart.
+    """The history table in memory, as both functions see it: entries by (user id, entry id), read marks apart;
+    an entry with a collapse version replaces its stored one in place only if that one is older.
     `failures` puts in a row fail as the adapter fails (with the store's own error); each takes `duration`."""
 
     def __init__(self, clock: FakeClock | None = None) -> None:
@@ -215,7 +216,13 @@ class FakeHistory:
             raise HistoryStoreError("history write refused: ProvisionedThroughputExceededException")
         self.puts.append(list(entries))
         for entry in entries:
-            self.entries[(entry.user_id, entry.id)] = entry
+            key = (entry.user_id, entry.id)
+            stored = self.entries.get(key)
+            if entry.version is None or stored is None or stored.version is None:
+                self.entries[key] = entry
+            elif stored.version < entry.version:  # the table's conditional update: keeps createdOn, drops readOn
+                self.entries[key] = entry._replace(created_on=stored.created_on)
+                self.read_on.pop(key, None)
 
     def of(self, user_id: str) -> list[HistoryEntry]:
         return [e for (user, _), e in self.entries.items() if user == user_id]

@@ -3,8 +3,10 @@
 Values and the ports both functions use; no AWS library. The table is keyed so that a user's newest entries are
 one Query: partition `user` (a digest of the user id, so the table holds no id in clear), sort `id`, and a local
 secondary index on `updatedOn` read newest first. An entry's `id` is derived from the request (its idempotency
-key), so the same request written twice is the same entry; with collapseKey (to come) it is derived from the key
-instead, and an update of that one item moves it to the top of the index without a second item.
+key), so the same request written twice is the same entry. With a collapseKey it is derived from the key
+instead, and the entry carries the request's collapse version: a newer version updates that one item in place
+(which moves it to the top of the index without a second item), an older or equal one changes nothing, so a
+request superseded while its call was in flight never overwrites what its successor wrote.
 """
 
 from __future__ import annotations
@@ -41,6 +43,7 @@ class HistoryEntry(NamedTuple):
     deep_link: str | None = None
     url: str | None = None
     promocode: str | None = None
+    version: str | None = None  # with a collapseKey: `collapse.version` of the request, the newest one wins
 
     def as_vendor_json(self) -> dict[str, object]:
         """The entry as IMSHOP's app reads it: fields without a value are left out, never null."""
@@ -71,6 +74,11 @@ def entry_id(idempotency_key: str) -> str:
     return hashlib.sha256(b"history\0" + idempotency_key.encode("utf-8", "surrogatepass")).hexdigest()[:32]
 
 
+def collapsed_entry_id(collapse_key: str) -> str:
+    """One entry per user and collapseKey, whichever request of the key wrote it; never equal to an `entry_id`."""
+    return hashlib.sha256(b"history-collapse\0" + collapse_key.encode("utf-8", "surrogatepass")).hexdigest()[:32]
+
+
 def expiration(updated_on_ms: int, retention_days: int) -> int:
     """The TTL attribute (epoch seconds): an entry not updated for `retention_days` is removed by the table."""
     return updated_on_ms // 1000 + retention_days * DAY_SECONDS
@@ -80,7 +88,9 @@ class HistoryWriter(Protocol):
     """Where the dispatcher writes entries."""
 
     def put(self, entries: Sequence[HistoryEntry]) -> None:
-        """Write the entries, retrying what the store leaves unprocessed; HistoryStoreError when it will not."""
+        """Write the entries, retrying what the store leaves unprocessed; HistoryStoreError when it will not.
+        An entry with a `version` replaces the stored one of its id only if that one has an older version (or
+        none): it keeps `createdOn`, takes the rest from the entry (absent fields removed) and loses `readOn`."""
         ...
 
 

@@ -1,7 +1,9 @@
 """The history on its DynamoDB table (partition `user`, sort `id`, local index `newest` on `updatedOn`, TTL
 attribute `expiration`); `imshop_push.history` says why the keys are these.
 
-The dispatcher writes with BatchWriteItem (25 entries a request, in parallel, unprocessed items retried); the
+The dispatcher writes with BatchWriteItem (25 entries a request, in parallel, unprocessed items retried), except
+entries of a collapseKey: each is one UpdateItem (in parallel too), conditional on the stored collapse version
+being older, which keeps `createdOn` and removes `readOn` and the optional fields the new content lacks. The
 webhook reads with one Query and marks with one conditional UpdateItem per id. Every error of the client leaves
 this module as a `HistoryStoreError`.
 """
@@ -10,11 +12,12 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from imshop_push.dynamodb_batches import BatchedTable
+from imshop_push.dynamodb_batches import WRITE_THREADS, BatchedTable
 from imshop_push.history import (
     ENTRY_KEY,
     EXPIRATION,
@@ -34,19 +37,66 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 _OPTIONAL = (("text", "text"), ("deepLink", "deep_link"), ("url", "url"), ("promocode", "promocode"))
+VERSION = "collapseVersion"
 
 
 class DynamoDBHistoryWriter:
     def __init__(self, client: DynamoDBClient, table_name: str, *, retention_days: int) -> None:
+        self._client = client
+        self._table = table_name
         self._batches = BatchedTable(client, table_name)
         self._retention_days = retention_days
 
     def put(self, entries: Sequence[HistoryEntry]) -> None:
-        """All or, as far as the caller can tell, nothing: a chunk refused after retries fails the whole put."""
+        """All or, as far as the caller can tell, nothing: a chunk refused after retries fails the whole put (a
+        retry of it is harmless: the same entries again, and a collapsed one of an equal version is left as is)."""
+        plain = [{"PutRequest": {"Item": self._item(e)}} for e in entries if e.version is None]
+        collapsed = [e for e in entries if e.version is not None]
         try:
-            self._batches.write([{"PutRequest": {"Item": self._item(e)}} for e in entries])
+            self._batches.write(plain)
+            if len(collapsed) <= 1:
+                for entry in collapsed:
+                    self._replace(entry)
+            else:
+                with ThreadPoolExecutor(max_workers=min(WRITE_THREADS, len(collapsed))) as pool:
+                    for _ in pool.map(self._replace, collapsed):
+                        pass
         except (StateStoreError, ClientError, BotoCoreError) as e:
             raise HistoryStoreError(f"history write refused: {_error_code(e)}") from None
+
+    def _replace(self, entry: HistoryEntry) -> None:
+        """The user's entry of the collapseKey takes the entry's content unless it holds this or a newer version."""
+        names = {"#v": VERSION, "#c": "createdOn", "#u": UPDATED_ON, "#e": EXPIRATION, "#t": "title", "#r": "readOn"}
+        values: dict[str, Any] = {
+            ":v": {"S": entry.version},
+            ":c": {"N": str(entry.created_on)},
+            ":u": {"N": str(entry.updated_on)},
+            ":e": {"N": str(expiration(entry.updated_on, self._retention_days))},
+            ":t": {"S": entry.title},
+        }
+        sets = ["#v = :v", "#c = if_not_exists(#c, :c)", "#u = :u", "#e = :e", "#t = :t"]
+        removes = ["#r"]
+        for n, (attribute, field) in enumerate(_OPTIONAL):
+            names[f"#o{n}"] = attribute
+            value = getattr(entry, field)
+            if value is None:
+                removes.append(f"#o{n}")
+            else:
+                sets.append(f"#o{n} = :o{n}")
+                values[f":o{n}"] = {"S": value}
+        try:
+            self._client.update_item(
+                TableName=self._table,
+                Key={USER_KEY: {"S": user_key(entry.user_id)}, ENTRY_KEY: {"S": entry.id}},
+                UpdateExpression=f"SET {', '.join(sets)} REMOVE {', '.join(removes)}",
+                ConditionExpression="attribute_not_exists(#v) OR #v < :v",
+                ExpressionAttributeNames=names,
+                ExpressionAttributeValues=values,
+            )
+        except ClientError as e:
+            if _error_code(e) != "ConditionalCheckFailedException":
+                raise
+            # this version or a newer one of the collapseKey is there already: nothing to change
 
     def _item(self, entry: HistoryEntry) -> dict[str, Any]:
         item: dict[str, Any] = {
@@ -119,6 +169,7 @@ def _entry(user_id: str, item: dict[str, Any]) -> HistoryEntry:
         deep_link=text("deepLink"),
         url=text("url"),
         promocode=text("promocode"),
+        version=text(VERSION),
     )
 
 

@@ -5,6 +5,9 @@ The push is out and recorded as sent before this stage runs, so nothing here can
 again: a write the table refuses is retried once, and what still is not written is counted
 (`HistoryEntriesNotWritten`) and logged without recipient ids. The stage spends at most the time a last
 IMSHOP call would have had (`Deadline.last_call_start` + the call's worst case): settling keeps its reserve.
+
+A request with a collapseKey writes the entry of its key (`collapsed_entry_id`) with its collapse version, so a
+newer request of the key replaces the user's entry in place and an older one, confirmed late, changes nothing.
 """
 
 from __future__ import annotations
@@ -14,7 +17,7 @@ import logging
 from imshop_push import observability as m
 from imshop_push.batch import Batch
 from imshop_push.fate import Track
-from imshop_push.history import HistoryEntry, HistoryWriter, entry_id
+from imshop_push.history import HistoryEntry, HistoryWriter, collapsed_entry_id, entry_id
 from imshop_push.model import StoreError
 from imshop_push.planning import PlannedCall
 from imshop_push.ports import Context
@@ -75,15 +78,16 @@ def entries_of(call: PlannedCall, owners: list[Track], confirmed_at: float) -> l
                     owner_of.setdefault(rid, track)
     at_ms = int(confirmed_at * 1000)
     content = call.content
-    id_of = {t.message_id: entry_id(t.req.idempotency_key) for t in ordered}
+    id_of = {t.message_id: _identity(t) for t in ordered}
     entries: list[HistoryEntry] = []
     for user in users:
         request = owner_of[user].req
         inbox = request.inbox
+        entry_key, version = id_of[request.message_id]
         entries.append(
             HistoryEntry(
                 user_id=user,
-                id=id_of[request.message_id],
+                id=entry_key,
                 title=content.title,
                 created_on=at_ms,
                 updated_on=at_ms,
@@ -91,6 +95,16 @@ def entries_of(call: PlannedCall, owners: list[Track], confirmed_at: float) -> l
                 deep_link=content.deeplink,
                 url=inbox.url if inbox else None,
                 promocode=inbox.promocode if inbox else None,
+                version=version,
             )
         )
     return entries
+
+
+def _identity(track: Track) -> tuple[str, str | None]:
+    """The entry's id and collapse version. Supersede gives every claimed request with a collapseKey its
+    version; one without (none here) keeps an entry of its own rather than risk overwriting a newer one."""
+    key, collapse = track.req.collapse_key, track.collapse
+    if key is None or collapse is None:
+        return entry_id(track.req.idempotency_key), None
+    return collapsed_entry_id(key), collapse.version

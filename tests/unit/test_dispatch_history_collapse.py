@@ -1,0 +1,91 @@
+"""The in-app history with a collapseKey (docs/contract.md#history-entries): a newer request of the key replaces
+the user's entry in place, and a request it superseded never overwrites it, even when confirmed later."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+
+from harness import BONUS, SHIPPED, Harness, body, msg
+
+from fake_clock import T0
+from imshop_push.dispatcher import Disposition
+from imshop_push.history import HistoryEntry, collapsed_entry_id, entry_id
+from imshop_push.inbound import InboundMessage
+
+KEY = "order-123-status"
+PAID = {"title": "Заказ оплачен", "summary": "Спасибо"}
+
+
+def request(
+    message_id: str,
+    *,
+    message: dict[str, str],
+    created: float,
+    collapse_key: str | None = KEY,
+    promocode: str | None = None,
+    deeplink: str | None = None,
+) -> InboundMessage:
+    document = json.loads(body(users=["u-1"], message=message, deeplink=deeplink, key=f"key-{message_id}"))
+    if collapse_key is not None:
+        document["collapseKey"] = collapse_key
+    if promocode is not None:
+        document["inbox"] = {"promocode": promocode}
+    document["createdAt"] = datetime.fromtimestamp(created, UTC).isoformat()
+    return msg(message_id, json.dumps(document, ensure_ascii=False))
+
+
+def newest(h: Harness) -> list[HistoryEntry]:
+    return h.history.newest("u-1", limit=100, not_before_ms=0)
+
+
+def test_a_newer_request_of_the_key_replaces_the_entry_in_place_and_moves_it_to_the_top() -> None:
+    h = Harness(history=True)
+    first = request("m1", message=PAID, created=T0, promocode="P1", deeplink="shop://orders/123")
+    assert h.run(first) == {"m1": Disposition.DELIVERED}
+    (before,) = newest(h)
+    assert h.history.mark_read("u-1", [before.id], read_on_ms=int(T0 * 1000) + 1) == 1
+    h.clock.now += 100
+    assert h.run(request("other", message=BONUS, created=T0 + 50, collapse_key=None)) == {
+        "other": Disposition.DELIVERED
+    }
+    h.clock.now += 100
+    assert h.run(request("m2", message=SHIPPED, created=T0 + 150)) == {"m2": Disposition.DELIVERED}
+
+    after, other = newest(h)
+    assert other.id == entry_id("key-other")
+    assert after.id == before.id == collapsed_entry_id(KEY)
+    assert after.created_on == before.created_on == int(T0 * 1000)
+    assert after.updated_on == int((T0 + 200) * 1000) > other.updated_on
+    assert (after.title, after.text) == (SHIPPED["title"], SHIPPED["summary"])
+    assert (after.promocode, after.deep_link) == (None, None)  # absent in the newer request: gone
+    assert ("u-1", after.id) not in h.history.read_on  # read before, unread now
+
+
+def test_without_a_collapse_key_each_request_is_an_entry_of_its_own() -> None:
+    h = Harness(history=True)
+    h.run(request("m1", message=PAID, created=T0, collapse_key=None))
+    h.clock.now += 100
+    h.run(request("m2", message=SHIPPED, created=T0 + 100, collapse_key=None))
+    assert [e.id for e in newest(h)] == [entry_id("key-m2"), entry_id("key-m1")]
+
+
+def test_other_collapse_keys_keep_their_own_entries() -> None:
+    h = Harness(history=True)
+    h.run(request("m1", message=PAID, created=T0, collapse_key="order-1"))
+    h.run(request("m2", message=SHIPPED, created=T0 + 1, collapse_key="order-2"))
+    assert {e.id for e in newest(h)} == {collapsed_entry_id("order-1"), collapsed_entry_id("order-2")}
+
+
+def test_a_superseded_request_confirmed_late_never_overwrites_the_newer_entry() -> None:
+    """Two executions: the older request passed its last check before the newer one arrived, and its call
+    was confirmed after the newer one's entry was written."""
+    newer, older = Harness(history=True), Harness(history=True)
+    older.history.entries = newer.history.entries  # one table
+    newer.run(request("new", message=SHIPPED, created=T0 + 10))
+    older.clock.now += 5
+    assert older.run(request("old", message=PAID, created=T0)) == {"old": Disposition.DELIVERED}
+    (entry,) = newest(newer)
+    assert entry.title == SHIPPED["title"]
+    assert entry.updated_on == int(T0 * 1000)
+    assert older.metrics["HistoryEntriesNotWritten"] == 0  # not an error: the newer entry is the right one
