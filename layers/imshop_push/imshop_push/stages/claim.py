@@ -92,11 +92,17 @@ def variants_by_key(tracks: list[Track]) -> dict[str, list[Variant]]:
     last, so no copy is acknowledged on the strength of one that then expires. Which of two contents under one
     key is the request is left to the claim: the stored content wins, and only a key the store has never seen
     goes to the first content in the batch."""
-    by_key: dict[str, dict[str, list[Track]]] = {}
+    by_key: dict[str, list[Track]] = {}
     for track in tracks:
-        by_key.setdefault(track.req.idempotency_key, {}).setdefault(track.req.fingerprint, []).append(track)
+        by_key.setdefault(track.req.idempotency_key, []).append(track)
     variants: dict[str, list[Variant]] = {}
-    for key, by_content in by_key.items():
+    for key, same_key in by_key.items():
+        if len(same_key) == 1:  # nearly every key of a batch: no grouping to do
+            variants[key] = [Variant(same_key[0], ())]
+            continue
+        by_content: dict[str, list[Track]] = {}
+        for track in same_key:
+            by_content.setdefault(track.req.fingerprint, []).append(track)
         variants[key] = []
         for copies in by_content.values():
             carrier = max(copies, key=lambda copy: _expiry_order(copy.req))
