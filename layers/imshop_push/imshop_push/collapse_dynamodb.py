@@ -14,7 +14,6 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Mapping
-from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING
 
 from botocore.exceptions import BotoCoreError, ClientError
@@ -22,13 +21,12 @@ from botocore.exceptions import BotoCoreError, ClientError
 from imshop_push.collapse import supersedes
 from imshop_push.dynamodb_batches import BatchedTable
 from imshop_push.state import StateStoreError
+from imshop_push.threads import map_in_threads
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
 
 logger = logging.getLogger(__name__)
-
-WRITE_THREADS = 8
 
 
 class DynamoDBVersionStore:
@@ -53,11 +51,7 @@ class DynamoDBVersionStore:
             return slot if not self._write(slot, given, expiration) and supersedes(self._stored(slot), given) else None
 
         try:
-            if len(versions) <= 1:
-                results = [write(slot) for slot in versions]
-            else:
-                with ThreadPoolExecutor(max_workers=min(WRITE_THREADS, len(versions))) as pool:
-                    results = list(pool.map(write, list(versions)))
+            results = map_in_threads(write, list(versions))
         except (ClientError, BotoCoreError) as e:
             raise StateStoreError(f"DynamoDB refused a collapseKey version: {_error_code(e)}") from e
         return {slot for slot in results if slot is not None}

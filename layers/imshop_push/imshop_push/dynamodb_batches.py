@@ -8,15 +8,14 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
 from imshop_push.state import StateStoreError
+from imshop_push.threads import map_in_threads
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
 
-WRITE_THREADS = 8
 BATCH_GET_LIMIT = 100
 BATCH_WRITE_LIMIT = 25
 MAX_UNPROCESSED_ROUNDS = 8
@@ -32,14 +31,7 @@ class BatchedTable:
     def write(self, writes: list[dict[str, Any]]) -> None:
         """In parallel: settling a 10,000-record batch is 400 BatchWriteItem calls, which must fit the finishing
         reserve after the last IMSHOP call."""
-        chunks = list(_chunks(writes, BATCH_WRITE_LIMIT))
-        if len(chunks) <= 1:
-            for chunk in chunks:
-                self._write_chunk(list(chunk))
-            return
-        with ThreadPoolExecutor(max_workers=min(WRITE_THREADS, len(chunks))) as pool:
-            for _ in pool.map(lambda chunk: self._write_chunk(list(chunk)), chunks):
-                pass
+        map_in_threads(lambda chunk: self._write_chunk(list(chunk)), list(_chunks(writes, BATCH_WRITE_LIMIT)))
 
     def get(self, ids: list[str]) -> dict[str, dict[str, Any]]:
         found: dict[str, dict[str, Any]] = {}

@@ -12,12 +12,11 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from imshop_push.dynamodb_batches import WRITE_THREADS, BatchedTable
+from imshop_push.dynamodb_batches import BatchedTable
 from imshop_push.history import (
     ENTRY_KEY,
     EXPIRATION,
@@ -30,6 +29,7 @@ from imshop_push.history import (
     user_key,
 )
 from imshop_push.state import StateStoreError
+from imshop_push.threads import map_in_threads
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
@@ -54,13 +54,7 @@ class DynamoDBHistoryWriter:
         collapsed = [e for e in entries if e.version is not None]
         try:
             self._batches.write(plain)
-            if len(collapsed) <= 1:
-                for entry in collapsed:
-                    self._replace(entry)
-            else:
-                with ThreadPoolExecutor(max_workers=min(WRITE_THREADS, len(collapsed))) as pool:
-                    for _ in pool.map(self._replace, collapsed):
-                        pass
+            map_in_threads(self._replace, collapsed)
         except (StateStoreError, ClientError, BotoCoreError) as e:
             raise HistoryStoreError(f"history write refused: {_error_code(e)}") from None
 

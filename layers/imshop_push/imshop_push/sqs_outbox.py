@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from functools import cache
 from typing import TYPE_CHECKING, Any
 
@@ -17,11 +16,11 @@ from botocore.exceptions import BotoCoreError, ClientError
 from imshop_push.model import Deferral, Poison
 from imshop_push.sqs_batches import batches
 from imshop_push.sqs_copies import EntryTooLargeError, dead_letter_entry, requeue_entry
+from imshop_push.threads import map_in_threads
 
 if TYPE_CHECKING:
     from mypy_boto3_sqs import SQSClient
 
-SEND_THREADS = 8
 
 logger = logging.getLogger(__name__)
 
@@ -98,8 +97,4 @@ def _send_batches(client: SQSClient, url: str, entries: list[tuple[str, dict[str
             return {mid for mid, _ in chunk}
         return {chunk[int(failure["Id"])][0] for failure in response.get("Failed", [])}
 
-    chunks = list(batches(entries, lambda item: item[1]))
-    if len(chunks) <= 1:
-        return set().union(*map(send, chunks))
-    with ThreadPoolExecutor(max_workers=min(SEND_THREADS, len(chunks))) as pool:
-        return set().union(*pool.map(send, chunks))
+    return set().union(*map_in_threads(send, list(batches(entries, lambda item: item[1]))))

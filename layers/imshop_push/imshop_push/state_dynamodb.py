@@ -14,7 +14,6 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Collection, Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
@@ -31,6 +30,7 @@ from imshop_push.state import (
     call_id,
     unpack_digests,
 )
+from imshop_push.threads import map_in_threads
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
@@ -38,8 +38,6 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 __all__ = ["MAX_UNPROCESSED_ROUNDS", "DynamoDBStateStore"]
-
-CLAIM_THREADS = 8
 
 
 class DynamoDBStateStore:
@@ -70,10 +68,7 @@ class DynamoDBStateStore:
                 logger.warning("claim refused by DynamoDB: %s", _error_code(e))
                 return key, Claim(ClaimStatus.UNAVAILABLE)
 
-        if len(requests) <= 1:
-            return dict(map(claim, requests))
-        with ThreadPoolExecutor(max_workers=min(CLAIM_THREADS, len(requests))) as pool:
-            return dict(pool.map(claim, requests))
+        return dict(map_in_threads(claim, requests))
 
     def _claim(self, key: str, fingerprint: str, attempt_id: str, now: float, lease_until: float) -> Claim:
         try:
