@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 
 from botocore.exceptions import BotoCoreError, ClientError
 
+from imshop_push.aws_errors import error_code
 from imshop_push.collapse import supersedes
 from imshop_push.dynamodb_batches import BatchedTable
 from imshop_push.state import StateStoreError
@@ -53,7 +54,7 @@ class DynamoDBVersionStore:
         try:
             results = map_in_threads(write, list(versions))
         except (ClientError, BotoCoreError) as e:
-            raise StateStoreError(f"DynamoDB refused a collapseKey version: {_error_code(e)}") from e
+            raise StateStoreError(f"DynamoDB refused a collapseKey version: {error_code(e)}") from e
         return {slot for slot in results if slot is not None}
 
     def _write(self, slot: str, version: str, expiration: str) -> bool:
@@ -81,7 +82,7 @@ class DynamoDBVersionStore:
         try:
             items = self._batches.get([_slot_id(slot) for slot in versions])
         except (ClientError, BotoCoreError) as e:
-            raise StateStoreError(f"DynamoDB refused reading collapseKey versions: {_error_code(e)}") from e
+            raise StateStoreError(f"DynamoDB refused reading collapseKey versions: {error_code(e)}") from e
         newer = set()
         for slot, given in versions.items():
             stored = items.get(_slot_id(slot), {}).get("version", {}).get("S")
@@ -92,9 +93,3 @@ class DynamoDBVersionStore:
 
 def _slot_id(slot: str) -> str:
     return f"collapse#{slot}"
-
-
-def _error_code(error: ClientError | BotoCoreError) -> str:
-    if isinstance(error, ClientError):
-        return str(error.response.get("Error", {}).get("Code", "ClientError"))
-    return type(error).__name__

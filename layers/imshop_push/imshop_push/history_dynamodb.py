@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
+from imshop_push.aws_errors import error_code
 from imshop_push.dynamodb_batches import BatchedTable
 from imshop_push.history import (
     ENTRY_KEY,
@@ -56,7 +57,7 @@ class DynamoDBHistoryWriter:
             self._batches.write(plain)
             map_in_threads(self._replace, collapsed)
         except (StateStoreError, ClientError, BotoCoreError) as e:
-            raise HistoryStoreError(f"history write refused: {_error_code(e)}") from None
+            raise HistoryStoreError(f"history write refused: {error_code(e)}") from None
 
     def _replace(self, entry: HistoryEntry) -> None:
         """The user's entry of the collapseKey takes the entry's content unless it holds this or a newer version."""
@@ -88,7 +89,7 @@ class DynamoDBHistoryWriter:
                 ExpressionAttributeValues=values,
             )
         except ClientError as e:
-            if _error_code(e) != "ConditionalCheckFailedException":
+            if error_code(e) != "ConditionalCheckFailedException":
                 raise
             # this version or a newer one of the collapseKey is there already: nothing to change
 
@@ -126,7 +127,7 @@ class DynamoDBHistoryReader:
                 Limit=limit,
             )
         except (ClientError, BotoCoreError) as e:
-            raise HistoryStoreError(f"history read refused: {_error_code(e)}") from None
+            raise HistoryStoreError(f"history read refused: {error_code(e)}") from None
         return [_entry(user_id, item) for item in response.get("Items", [])]
 
     def mark_read(self, user_id: str, ids: Sequence[str], *, read_on_ms: int) -> int:
@@ -142,11 +143,11 @@ class DynamoDBHistoryReader:
                     ExpressionAttributeValues={":r": {"N": str(read_on_ms)}},
                 )
             except ClientError as e:
-                if _error_code(e) == "ConditionalCheckFailedException":
+                if error_code(e) == "ConditionalCheckFailedException":
                     continue  # not this user's entry (or gone): ignored
-                raise HistoryStoreError(f"read mark refused: {_error_code(e)}") from None
+                raise HistoryStoreError(f"read mark refused: {error_code(e)}") from None
             except BotoCoreError as e:
-                raise HistoryStoreError(f"read mark refused: {_error_code(e)}") from None
+                raise HistoryStoreError(f"read mark refused: {error_code(e)}") from None
             marked += 1
         return marked
 
@@ -165,10 +166,3 @@ def _entry(user_id: str, item: dict[str, Any]) -> HistoryEntry:
         promocode=text("promocode"),
         version=text(VERSION),
     )
-
-
-def _error_code(error: Exception) -> str:
-    """The error's code or type only: an exception's text may quote the key (a user digest) or the item."""
-    if isinstance(error, ClientError):
-        return str(error.response.get("Error", {}).get("Code", "ClientError"))
-    return type(error).__name__

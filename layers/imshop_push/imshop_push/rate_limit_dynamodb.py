@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
+from imshop_push.aws_errors import error_code
 from imshop_push.lanes import Lane
 from imshop_push.rate_limit import (
     Denied,
@@ -151,8 +152,8 @@ def _translated(operation: str) -> Iterator[None]:
     try:
         yield
     except ClientError as e:
-        error = _ThrottledError if _error_code(e) in THROTTLING_CODES else RateLimiterError
-        raise error(f"DynamoDB refused {operation}: {_error_code(e)}") from e
+        error = _ThrottledError if error_code(e) in THROTTLING_CODES else RateLimiterError
+        raise error(f"DynamoDB refused {operation}: {error_code(e)}") from e
     except BotoCoreError as e:
         raise RateLimiterError(f"DynamoDB refused {operation}: {type(e).__name__}") from e
 
@@ -166,8 +167,4 @@ def _num(value: float) -> str:
 
 
 def _conditional_failure(error: ClientError) -> bool:
-    return _error_code(error) == "ConditionalCheckFailedException"
-
-
-def _error_code(error: ClientError) -> str:
-    return str(error.response.get("Error", {}).get("Code", ""))
+    return error_code(error) == "ConditionalCheckFailedException"

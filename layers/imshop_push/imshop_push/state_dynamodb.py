@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
+from imshop_push.aws_errors import error_code
 from imshop_push.dynamodb_batches import MAX_UNPROCESSED_ROUNDS, BatchedTable
 from imshop_push.state import (
     CallRecord,
@@ -65,7 +66,7 @@ class DynamoDBStateStore:
             try:
                 return key, self._claim(key, fingerprint, attempt_id, now, lease_until)
             except (ClientError, BotoCoreError) as e:
-                logger.warning("claim refused by DynamoDB: %s", _error_code(e))
+                logger.warning("claim refused by DynamoDB: %s", error_code(e))
                 return key, Claim(ClaimStatus.UNAVAILABLE)
 
         return dict(map_in_threads(claim, requests))
@@ -191,7 +192,7 @@ def _translated(operation: str) -> Iterator[None]:
     try:
         yield
     except (ClientError, BotoCoreError) as e:
-        raise StateStoreError(f"DynamoDB refused {operation}: {_error_code(e)}") from e
+        raise StateStoreError(f"DynamoDB refused {operation}: {error_code(e)}") from e
 
 
 def _request_id(key: str) -> str:
@@ -204,9 +205,3 @@ def _attempt_id(attempt_id: str) -> str:
 
 def _call_id(call: str) -> str:
     return f"call#{call}"
-
-
-def _error_code(error: ClientError | BotoCoreError) -> str:
-    if isinstance(error, ClientError):
-        return str(error.response.get("Error", {}).get("Code", "ClientError"))
-    return type(error).__name__
