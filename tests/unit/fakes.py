@@ -17,6 +17,7 @@ from fake_clock import FakeClock
 from imshop_push.history import HistoryEntry, HistoryStoreError
 from imshop_push.lanes import Lane
 from imshop_push.model import CallOutcome, CallResult, Deferral, Poison
+from imshop_push.pending import InProcessPendingPool, PendingCopy
 from imshop_push.rate_limit import Denied, InProcessRateLimiter, Permit, RateLimiterError, WindowPolicy
 from imshop_push.state import CallRecord, CallStatus, Claim, InProcessStateStore, Settlement, StateStoreError
 
@@ -120,8 +121,45 @@ class FakeDeadLetters(RecordingSink[Poison]):
 
 
 class FakeBacklog(RecordingSink[Deferral]):
+    def __init__(self, received: list[Deferral] | None = None) -> None:
+        super().__init__(received)
+        self.wakes: list[tuple[str, str, int]] = []  # (queue ARN, group, delay seconds)
+        self.fail_wakes = False
+
     def requeue(self, deferrals: Sequence[Deferral]) -> set[str]:
         return self.take(deferrals)
+
+    def wake(self, event_source_arn: str, group: str, delay_seconds: int) -> bool:
+        if self.fail_wakes:
+            return False
+        self.wakes.append((event_source_arn, group, delay_seconds))
+        return True
+
+
+class FlakyPendingPool(InProcessPendingPool):
+    """The in-process pool; `fail` names operations that raise the store's error, as the adapter does."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fail: set[str] = set()
+        self.takes = 0
+
+    def put(self, group: str, copies: Sequence[PendingCopy], *, now: float) -> None:
+        self._maybe_fail("put")
+        super().put(group, copies, now=now)
+
+    def take(self, group: str, *, limit: int) -> list[PendingCopy]:
+        self._maybe_fail("take")
+        self.takes += 1
+        return super().take(group, limit=limit)
+
+    def remove(self, group: str, keys: Collection[str]) -> None:
+        self._maybe_fail("remove")
+        super().remove(group, keys)
+
+    def _maybe_fail(self, operation: str) -> None:
+        if operation in self.fail:
+            raise unavailable(operation)
 
 
 # --- the stores -----------------------------------------------------------------------------------------

@@ -12,7 +12,16 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
-from fakes import WORST_CASE, FakeBacklog, FakeDeadLetters, FakeHistory, FakeImshop, FlakyLimiter, FlakyStateStore
+from fakes import (
+    WORST_CASE,
+    FakeBacklog,
+    FakeDeadLetters,
+    FakeHistory,
+    FakeImshop,
+    FlakyLimiter,
+    FlakyPendingPool,
+    FlakyStateStore,
+)
 
 from fake_clock import FakeClock
 from imshop_push.dispatcher import Deadline, Dispatcher, Disposition, RecordResult
@@ -45,6 +54,7 @@ class Harness:
         limiter_class: type[InProcessRateLimiter] = InProcessRateLimiter,
         bulk_queue_arn: str | None = None,
         history: bool = False,
+        pending: bool = False,
     ) -> None:
         self.clock = FakeClock()
         self.api = FakeImshop(self.clock)
@@ -55,6 +65,7 @@ class Harness:
         self.backlog = FakeBacklog()
         self.metrics: Counter[str] = Counter()
         self.history = FakeHistory(self.clock)
+        self.pool = FlakyPendingPool()
         self.dispatcher = Dispatcher(
             api=self.api,
             limiter=self.limiter,
@@ -69,6 +80,7 @@ class Harness:
             sleep=self.clock.sleep,
             bulk_queue_arn=bulk_queue_arn,
             history=self.history if history else None,
+            pending=self.pool if pending else None,
         )
         self.deadlines: list[Deadline] = []
 

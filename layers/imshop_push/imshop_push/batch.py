@@ -5,6 +5,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 from imshop_push.fate import Track
 from imshop_push.inbound import InboundMessage
@@ -27,12 +28,21 @@ class Attempt:
     """The calls IMSHOP confirmed in this attempt, with when: the history is written from these."""
 
 
+class Taken(NamedTuple):
+    """A request taken out of the pending pool: its group, its item there, and the wake that took it."""
+
+    group: str
+    key: str
+    wake: Track
+
+
 @dataclass(slots=True)
 class Batch:
     tracks: list[Track]  # one per SQS message id, in the order SQS handed them over
     deadline: Deadline
     attempt: Attempt
     claimed: dict[str, Track] = field(default_factory=dict)  # by message id, in the order they were claimed
+    taken: dict[str, Taken] = field(default_factory=dict)  # requests a wake took from the pending pool, by id
 
     @classmethod
     def of(cls, messages: Sequence[InboundMessage], deadline: Deadline) -> Batch:
@@ -63,4 +73,5 @@ class Batch:
             track.call_done(index)
 
     def results(self) -> dict[str, RecordResult]:
-        return {t.message_id: t.result() for t in self.tracks}
+        """One per SQS message: the requests taken from the pending pool answer to it, not to SQS."""
+        return {t.message_id: t.result() for t in self.tracks if t.message_id not in self.taken}

@@ -51,6 +51,7 @@ class Settings:
     """Inside `sam local invoke` (AWS_SAM_LOCAL=true): the sandbox on the host is reachable only as
     host.docker.internal, over plain http."""
     history_table_name: str | None = None  # None: no in-app history is written
+    pending_table_name: str | None = None  # None: deferred requests wait as copies (shared waiting is off)
     history_retention_days: int = DEFAULT_HISTORY_RETENTION_DAYS
 
     @classmethod
@@ -94,6 +95,7 @@ class Settings:
             sam_local=sam_local,
             bulk_queue_arn=_queue_arn(env, "BULK_QUEUE_ARN"),
             history_table_name=_text(env, "HISTORY_TABLE_NAME"),
+            pending_table_name=_text(env, "PENDING_TABLE_NAME"),
             history_retention_days=_number(
                 env, "HISTORY_RETENTION_DAYS", DEFAULT_HISTORY_RETENTION_DAYS, int, minimum=1
             ),

@@ -7,6 +7,7 @@
        │            ├──► sent (by an earlier attempt)  │
        │            └──► superseded (also from planned)│
        ├──► expired (before any claim)                 │
+       ├──► woken (a wake of the pending pool)         │
        ├──► duplicate                                  ▼
        ├──► dead-lettered (invalid, key reused)      retry ──► requeued (a keyed copy)
        └──► retry (store unavailable, lease busy)
@@ -39,6 +40,7 @@ class Fate(enum.StrEnum):
     RETRY = "retry"  # back to SQS as a batch item failure
     REQUEUED = "requeued"  # a retry sent back as a copy that carries its key
     SUPERSEDED = "superseded"  # done without sending: a newer request of its collapseKey took every recipient left
+    WOKEN = "woken"  # a wake message: its group's pooled requests joined the batch (`pending.py`)
 
 
 _UNDECIDED = frozenset({Fate.RECEIVED, Fate.CLAIMED, Fate.PLANNED})
@@ -54,6 +56,7 @@ _FROM: dict[str, frozenset[Fate]] = {  # transition: the states it may leave
     "dead_letter": _UNDECIDED | {Fate.DEFERRED, Fate.EXPIRED, Fate.RETRY, Fate.DEAD_LETTERED},
     "requeue": frozenset({Fate.RETRY}),
     "supersede": frozenset({Fate.CLAIMED, Fate.PLANNED}),
+    "wake": frozenset({Fate.RECEIVED}),
 }
 
 _DISPOSITIONS = {
@@ -65,6 +68,7 @@ _DISPOSITIONS = {
     Fate.RETRY: Disposition.RETRY,
     Fate.REQUEUED: Disposition.REQUEUED,
     Fate.SUPERSEDED: Disposition.SUPERSEDED,
+    Fate.WOKEN: Disposition.DELIVERED,
 }
 SUPERSEDED_REASON = "a newer request of its collapseKey covers every recipient it had left"
 
@@ -149,6 +153,9 @@ class Track:
     def defer(self, turn: float) -> None:
         if self._go("defer", Fate.DEFERRED, "waiting for rate budget"):
             self.retry_at = turn if self.retry_at is None else min(self.retry_at, turn)
+
+    def wake(self, reason: str) -> None:
+        self._go("wake", Fate.WOKEN, reason)
 
     def retry(self, reason: str) -> None:
         self._go("retry", Fate.RETRY, reason)

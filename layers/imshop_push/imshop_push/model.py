@@ -87,6 +87,12 @@ class RecordResult(NamedTuple):
     reason: str = ""
 
 
+FINISH_RESERVE_SECONDS = 3.0
+FINISH_RESERVE_PER_RECORD_SECONDS = 0.0015
+FINISH_RESERVE_FRACTION = 0.25
+"""After the last call: settling, re-enqueueing and dead-lettering (batched writes, ~1 ms a record) must fit."""
+
+
 @dataclass(frozen=True, slots=True)
 class Deadline:
     """Wall-clock limits of one invocation (epoch seconds)."""

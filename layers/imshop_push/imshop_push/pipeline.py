@@ -3,13 +3,15 @@
 Each stage moves the fate of the batch's records (`fate.py`) by named transitions; the batch (`batch.py`)
 owns them, and its results are read once, at the end. The order, and why:
 
+0. a wake of the pending pool brings in the requests of its content that wait for budget (shared waiting);
 1. parse and validate every record (poison is known before any budget is spent), then drop expired ones;
 2. resolve idempotency keys inside the batch, claim each key (duplicates of delivered requests stop here);
 3. subtract what earlier attempts of the same request already delivered;
 4. plan the fewest calls (merge equal content, split at the recipient limit);
 5. send call by call, each through the shared rate limiter, recording progress before and after;
 6. write the in-app history of what IMSHOP confirmed (when enabled; a failure here is counted, never resent);
-7. settle state and re-enqueue the backlog; dead-letter poison; retry keyless requests as keyed copies.
+7. settle state and re-enqueue the backlog (a group of one content waits in the pending pool, with one wake);
+   dead-letter poison; retry keyless requests as keyed copies; release from the pool what is finished.
 Whatever could not be written goes back to SQS as a batch item failure, so nothing is dropped silently.
 
 A new step in the life of a request is a module in `stages/` and one line in `STAGES`.
@@ -28,6 +30,7 @@ from imshop_push.inbound import InboundMessage
 from imshop_push.lanes import Lanes
 from imshop_push.model import Deadline, RecordResult
 from imshop_push.observability import MetricSink
+from imshop_push.pending import PendingPool
 from imshop_push.ports import BacklogSink, Context, DeadLetterSink, Limits, PushApi
 from imshop_push.rate_limit import RateLimiter
 from imshop_push.stages import Stage
@@ -36,6 +39,7 @@ from imshop_push.stages.dead_letter import DeadLetter
 from imshop_push.stages.history import History
 from imshop_push.stages.intake import DropExpired, Parse
 from imshop_push.stages.keys_kept import KeysKept
+from imshop_push.stages.pending import ReleasePending, TakePending
 from imshop_push.stages.plan import Plan
 from imshop_push.stages.progress import EarlierProgress
 from imshop_push.stages.send import Send
@@ -44,6 +48,7 @@ from imshop_push.stages.supersede import Supersede
 from imshop_push.state import StateStore
 
 STAGES: tuple[Callable[[Context], Stage], ...] = (
+    TakePending,
     Parse,
     DropExpired,
     Claim,
@@ -55,6 +60,7 @@ STAGES: tuple[Callable[[Context], Stage], ...] = (
     Settle,
     DeadLetter,
     KeysKept,
+    ReleasePending,
 )
 
 
@@ -76,6 +82,7 @@ class Dispatcher:
         versions: VersionStore | None = None,
         bulk_queue_arn: str | None = None,
         history: HistoryWriter | None = None,
+        pending: PendingPool | None = None,
     ) -> None:
         limits = Limits(max_recipients, rate_limit_requests, rate_limit_window_seconds)
         ctx = Context(
@@ -90,6 +97,7 @@ class Dispatcher:
             sleep=sleep,
             lanes=Lanes(bulk_queue_arn),
             history=history,
+            pending=pending,
         )
         if versions is not None:
             ctx = replace(ctx, versions=versions)

@@ -16,6 +16,7 @@ from imshop_push.history import HistoryWriter
 from imshop_push.lanes import Lanes
 from imshop_push.model import CallOutcome, Deferral, Poison
 from imshop_push.observability import MetricSink
+from imshop_push.pending import PendingPool
 from imshop_push.rate_limit import RateLimiter
 from imshop_push.state import StateStore
 
@@ -36,6 +37,10 @@ class DeadLetterSink(Protocol):
 class BacklogSink(Protocol):
     def requeue(self, deferrals: Sequence[Deferral]) -> set[str]:
         """Returns the message ids it could not write."""
+        ...
+
+    def wake(self, event_source_arn: str, group: str, delay_seconds: int) -> bool:
+        """A wake message of the pending pool to that queue (`pending.py`); False if it was not written."""
         ...
 
 
@@ -62,3 +67,4 @@ class Context:
     versions: VersionStore = field(default_factory=InProcessVersionStore)  # the newest per collapseKey slot
     lanes: Lanes = field(default=Lanes())
     history: HistoryWriter | None = None  # None: the history is not enabled
+    pending: PendingPool | None = None  # None: deferred requests wait as copies, each on its own

@@ -18,8 +18,16 @@ from imshop_push.config import ConfigError, Settings, check_api_url
 from imshop_push.history import HistoryWriter
 from imshop_push.imshop_client import ImshopClient
 from imshop_push.inbound import InboundMessage
-from imshop_push.model import Deadline, Disposition, RecordResult
+from imshop_push.model import (
+    FINISH_RESERVE_FRACTION,
+    FINISH_RESERVE_PER_RECORD_SECONDS,
+    FINISH_RESERVE_SECONDS,
+    Deadline,
+    Disposition,
+    RecordResult,
+)
 from imshop_push.observability import MetricSink
+from imshop_push.pending import InProcessPendingPool, PendingPool
 from imshop_push.pipeline import Dispatcher
 from imshop_push.ports import BacklogSink, DeadLetterSink, PushApi
 from imshop_push.rate_limit import InProcessRateLimiter, RateLimiter, WindowPolicy
@@ -28,9 +36,6 @@ from imshop_push.state import InProcessStateStore, StateStore
 logger = logging.getLogger(__name__)
 
 SECRET_CACHE_SECONDS = 300
-FINISH_RESERVE_SECONDS = 3.0
-FINISH_RESERVE_PER_RECORD_SECONDS = 0.0015
-FINISH_RESERVE_FRACTION = 0.25
 
 
 def invocation_deadline(
@@ -99,6 +104,15 @@ def dynamodb_history_or_none(settings: Settings, aws: AwsClients) -> HistoryWrit
     )
 
 
+def dynamodb_or_in_process_pending(settings: Settings, aws: AwsClients) -> PendingPool | None:
+    """The pool lives in the pending table; a local run without tables keeps it in memory."""
+    if settings.pending_table_name is not None:
+        from imshop_push.pending_dynamodb import DynamoDBPendingPool  # noqa: PLC0415
+
+        return DynamoDBPendingPool(aws("dynamodb"), settings.pending_table_name, ttl_seconds=settings.state_ttl_seconds)
+    return InProcessPendingPool() if settings.state_table_name is None else None
+
+
 def dead_letter_queue(sqs: Callable[[], Any], queue_url: str) -> DeadLetterSink:
     from imshop_push.sqs_outbox import DeadLetterQueue  # noqa: PLC0415
 
@@ -135,6 +149,7 @@ class Runtime:
         aws_client: AwsClients = boto3_client,
         pipeline: Callable[..., Pipeline] = Dispatcher,
         version_store: Callable[[Settings, AwsClients], VersionStore] = dynamodb_or_in_process_versions,
+        pending_pool: Callable[[Settings, AwsClients], PendingPool | None] = dynamodb_or_in_process_pending,
     ) -> None:
         self.settings = settings
         self._metric = metric
@@ -149,6 +164,7 @@ class Runtime:
         self._make_aws_client = aws_client
         self._make_pipeline = pipeline
         self._make_versions = version_store
+        self._make_pending = pending_pool
         self._versions: VersionStore | None = None
         self._clients: dict[str, Any] = {}
         self._dispatcher_cache: Pipeline | None = None
@@ -156,6 +172,7 @@ class Runtime:
         self._api_worst_case = 0.0
         self._state: StateStore | None = None
         self._history: HistoryWriter | None = None
+        self._pending: list[PendingPool | None] = []  # made once (an in-process pool must outlive a rebuild)
         if settings.state_table_name is None:
             logger.warning("STATE_TABLE_NAME is unset: rate limit and idempotency live in this process only")
         if settings.dead_letter_queue_url is None:
@@ -213,8 +230,14 @@ class Runtime:
             versions=self._versions,
             bulk_queue_arn=s.bulk_queue_arn,
             history=self._history,
+            pending=self._pending_pool(),
         )
         return self._dispatcher_cache
+
+    def _pending_pool(self) -> PendingPool | None:
+        if not self._pending:
+            self._pending.append(self._make_pending(self.settings, self._client))
+        return self._pending[0]
 
     def _secrets(self) -> tuple[str, str | None]:
         s = self.settings

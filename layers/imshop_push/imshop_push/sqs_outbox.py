@@ -14,8 +14,9 @@ from typing import TYPE_CHECKING, Any
 from botocore.exceptions import BotoCoreError, ClientError
 
 from imshop_push.model import Deferral, Poison
+from imshop_push.pending import GROUP_ATTRIBUTE, wake_body
 from imshop_push.sqs_batches import batches
-from imshop_push.sqs_copies import EntryTooLargeError, dead_letter_entry, requeue_entry
+from imshop_push.sqs_copies import SQS_MAX_DELAY_SECONDS, EntryTooLargeError, dead_letter_entry, requeue_entry
 from imshop_push.threads import map_in_threads
 
 if TYPE_CHECKING:
@@ -59,6 +60,20 @@ class SourceQueue:
             entries, unfit = _entries(items, requeue_entry)
             failed |= unfit | _send_batches(self._client(), url, entries)
         return failed
+
+    def wake(self, event_source_arn: str, group: str, delay_seconds: int) -> bool:
+        """The wake of a pending group (`pending.py`), to the queue its requests came from."""
+        try:
+            self._client().send_message(
+                QueueUrl=self._queue_url(event_source_arn),
+                MessageBody=wake_body(group),
+                DelaySeconds=max(0, min(SQS_MAX_DELAY_SECONDS, delay_seconds)),
+                MessageAttributes={GROUP_ATTRIBUTE: {"DataType": "String", "StringValue": group}},
+            )
+        except (ClientError, BotoCoreError, ValueError):
+            logger.exception("cannot write the wake of a pending group")
+            return False
+        return True
 
     @cache  # noqa: B019 - one instance per execution environment; queue URLs never change
     def _queue_url(self, arn: str) -> str:

@@ -10,6 +10,7 @@ from imshop_push.batch import Batch
 from imshop_push.fate import Fate, Track
 from imshop_push.masking import mask_recipients
 from imshop_push.parsing import PoisonMessageError, parse_body
+from imshop_push.pending import is_virtual
 from imshop_push.ports import Context
 from imshop_push.sqs_copies import KEY_ATTRIBUTE
 
@@ -21,8 +22,9 @@ class Parse:
         self._ctx = ctx
 
     def __call__(self, batch: Batch) -> None:
-        self._ctx.metric(m.REQUESTS_RECEIVED, len(batch.tracks))
-        for track in batch.tracks:
+        fresh = [t for t in batch.tracks if t.fate is Fate.RECEIVED]  # not the wakes of the pending pool
+        self._ctx.metric(m.REQUESTS_RECEIVED, sum(not is_virtual(t.message) for t in fresh))
+        for track in fresh:
             message = track.message
             try:
                 key = message.message_attributes.get(KEY_ATTRIBUTE, {}).get("stringValue")

@@ -1,5 +1,6 @@
 """Settle: write where every claimed request stands (done, or its attempts so far), then hand the deferred
-ones to the backlog. Whatever cannot be written goes back to SQS, so nothing is dropped silently."""
+ones to the backlog (a group of one content to the pending pool, `stages/pending.py`). Whatever cannot be
+written goes back to SQS, so nothing is dropped silently."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from imshop_push.fate import Fate, Track
 from imshop_push.model import Deferral, StoreError
 from imshop_push.ports import Context
 from imshop_push.stages.intake import count_expired
+from imshop_push.stages.pending import Pooling
 from imshop_push.stages.supersede import order
 from imshop_push.state import CallStatus, Settlement
 
@@ -20,6 +22,7 @@ logger = logging.getLogger(__name__)
 class Settle:
     def __init__(self, ctx: Context) -> None:
         self._ctx = ctx
+        self._pooling = Pooling(ctx)
 
     def __call__(self, batch: Batch) -> None:
         if not batch.claimed:
@@ -38,7 +41,7 @@ class Settle:
             for track in tracks:
                 track.give_back("state store unavailable")
             return
-        self._requeue([t for t in tracks if t.fate is Fate.DEFERRED])
+        self._requeue(batch, [t for t in tracks if t.fate is Fate.DEFERRED])
 
     def _record_unrecorded(self, attempt: Attempt) -> None:
         for cid, digests in attempt.unrecorded_sent:
@@ -47,7 +50,7 @@ class Settle:
             except StoreError:
                 logger.exception("a confirmed call stays unrecorded: a retry of an unfinished request resends it")
 
-    def _requeue(self, deferred: list[Track]) -> None:
+    def _requeue(self, batch: Batch, deferred: list[Track]) -> None:
         if not deferred:
             return
         self._ctx.metric(m.REQUESTS_DEFERRED, len(deferred))
@@ -57,11 +60,13 @@ class Settle:
             retry_at = track.retry_at if track.retry_at is not None else now
             delay = max(0, int(retry_at - now + 0.999))
             request = track.req
-            deferrals.append(
-                Deferral(track.message, delay, request.idempotency_key, request.key_is_message_id, order(track, now))
+            deferral = Deferral(
+                track.message, delay, request.idempotency_key, request.key_is_message_id, order(track, now)
             )
-        failed = self._ctx.backlog.requeue(deferrals)
-        for track in deferred:
+            deferrals.append((track, deferral))
+        copies = self._pooling.route(batch, deferrals)
+        failed = self._ctx.backlog.requeue([d for _, d in copies])
+        for track, _ in copies:
             if track.message_id in failed:
                 track.give_back("could not re-enqueue backlog")
 

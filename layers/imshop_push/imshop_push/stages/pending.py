@@ -1,0 +1,206 @@
+"""Shared waiting, both ends of the pending pool (`pending.py`).
+
+`TakePending`, first: a wake message brings its group's pooled requests into the batch, where they are parsed,
+claimed, merged and sent like any other record. `Pooling`, inside Settle: a deferred group goes to the pool with
+one wake, instead of a copy per request. `ReleasePending`, last: what the batch finished leaves the pool; what
+it did not keeps a wake armed, or the wake message goes back to SQS to try again.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Sequence
+from dataclasses import replace
+
+from imshop_push import observability as m
+from imshop_push.batch import Batch, Taken
+from imshop_push.fate import Fate, Track
+from imshop_push.model import (
+    FINISH_RESERVE_FRACTION,
+    FINISH_RESERVE_PER_RECORD_SECONDS,
+    Deferral,
+    StoreError,
+)
+from imshop_push.pending import (
+    TAKE_MAX_ITEMS,
+    PendingCopy,
+    group_of,
+    inbound_of,
+    pending_copy,
+    wake_group,
+)
+from imshop_push.ports import Context
+from imshop_push.sqs_copies import SQS_MAX_DELAY_SECONDS, EntryTooLargeError, requeue_entry
+
+logger = logging.getLogger(__name__)
+
+STILL_WAITING = frozenset({Fate.DEFERRED, Fate.RETRY, Fate.REQUEUED})
+"""A taken request in one of these fates stays in the pool; any other fate finished it."""
+
+
+class TakePending:
+    def __init__(self, ctx: Context) -> None:
+        self._ctx = ctx
+
+    def __call__(self, batch: Batch) -> None:
+        wakes = [(t, group) for t in batch.tracks if (group := wake_group(t.message)) is not None]
+        pool = self._ctx.pending
+        known = {t.message_id for t in batch.tracks}
+        for wake, group in wakes:
+            if pool is None:
+                wake.wake("no pending pool is configured: nothing waits in it")
+                continue
+            try:
+                pool.disarm(group)  # before reading: what is pooled after this has a wake of its own
+                copies = pool.take(group, limit=TAKE_MAX_ITEMS)
+            except StoreError:
+                logger.exception("the pending pool is unavailable: the wake goes back to SQS")
+                wake.retry("pending pool unavailable")
+                continue
+            wake.wake(f"took {len(copies)} pending requests")
+            for copy in copies:
+                message = inbound_of(copy)
+                if message.message_id not in known:
+                    known.add(message.message_id)
+                    batch.tracks.append(Track(message))
+                    batch.taken[message.message_id] = Taken(group, copy.key, wake)
+        if batch.taken:
+            self._reserve_time(batch)
+
+    def _reserve_time(self, batch: Batch) -> None:
+        """The taken requests are settled in this invocation too: their share of the reserve comes off the
+        time left for calls, as the runtime reserves it for the records SQS delivered."""
+        deadline = batch.deadline
+        room = max(0.0, deadline.hard - self._ctx.clock()) * FINISH_RESERVE_FRACTION
+        extra = min(room, FINISH_RESERVE_PER_RECORD_SECONDS * len(batch.taken))
+        batch.deadline = replace(deadline, last_call_start=deadline.last_call_start - extra)
+
+
+class Pooling:
+    """Settle's way to re-enqueue: groups of one content wait in the pool; lone requests as copies."""
+
+    def __init__(self, ctx: Context) -> None:
+        self._ctx = ctx
+
+    def route(self, batch: Batch, deferrals: Sequence[tuple[Track, Deferral]]) -> list[tuple[Track, Deferral]]:
+        """Pool what shares a content with another deferred request (or already waits in the pool); return the
+        rest, to be re-enqueued as copies."""
+        pool = self._ctx.pending
+        if pool is None:
+            return list(deferrals)
+        groups: dict[str, list[tuple[Track, Deferral]]] = {}
+        for pair in deferrals:
+            arn = pair[0].message.event_source_arn
+            groups.setdefault(group_of(self._ctx.lanes.of(arn), arn, pair[0].req.content), []).append(pair)
+        rest: list[tuple[Track, Deferral]] = []
+        for group, pairs in groups.items():
+            if len(pairs) < 2 and not any(t.message_id in batch.taken for t, _ in pairs):
+                rest.extend(pairs)
+                continue
+            rest.extend(self._pool(batch, group, pairs))
+        return rest
+
+    def _pool(self, batch: Batch, group: str, pairs: list[tuple[Track, Deferral]]) -> list[tuple[Track, Deferral]]:
+        pool = self._ctx.pending
+        assert pool is not None
+        fresh: list[tuple[Track, PendingCopy]] = []
+        unfit: list[tuple[Track, Deferral]] = []
+        for track, deferral in pairs:
+            if track.message_id in batch.taken:
+                continue  # its item is still in the pool, unchanged
+            try:
+                entry = requeue_entry(deferral)
+            except EntryTooLargeError:
+                unfit.append((track, deferral))  # the copy path reports it and gives it back
+                continue
+            fresh.append((track, pending_copy(deferral.idempotency_key, track.message, entry)))
+        try:
+            pool.put(group, [copy for _, copy in fresh], now=self._ctx.clock())
+        except StoreError:
+            logger.exception("the pending pool refused a deferred group: its requests wait as copies")
+            for track, _ in pairs:
+                if track.message_id in batch.taken:
+                    give_back_waiting(batch, track, "the pending pool is unavailable")
+            return [pair for pair in pairs if pair[0].message_id not in batch.taken]
+        self._ctx.metric(m.REQUESTS_POOLED, len(fresh))
+        wake_at = min(t.retry_at if t.retry_at is not None else self._ctx.clock() for t, _ in pairs)
+        if not ensure_wake(self._ctx, group, pairs[0][0].message.event_source_arn, wake_at):
+            for track, _ in pairs:
+                give_back_waiting(batch, track, "could not write the wake of its pending group")
+        return unfit
+
+
+class ReleasePending:
+    def __init__(self, ctx: Context) -> None:
+        self._ctx = ctx
+
+    def __call__(self, batch: Batch) -> None:
+        pool = self._ctx.pending
+        if pool is None or not batch.taken:
+            return
+        finished: dict[str, list[str]] = {}
+        unwoken: dict[str, Track] = {}  # groups with requests left in the pool that no wake is armed for yet
+        tracks = {t.message_id: t for t in batch.tracks if t.message_id in batch.taken}
+        counts: dict[str, int] = {}
+        woken: set[str] = set()  # groups a deferral of this batch armed a wake for (`Pooling`)
+        for message_id, taken in batch.taken.items():
+            counts[taken.group] = counts.get(taken.group, 0) + 1
+            fate = tracks[message_id].fate
+            if fate is Fate.DEFERRED:
+                woken.add(taken.group)
+            elif fate in STILL_WAITING:
+                unwoken[taken.group] = taken.wake
+            else:
+                finished.setdefault(taken.group, []).append(taken.key)
+        for group, count in counts.items():
+            if count >= TAKE_MAX_ITEMS:  # the pool may hold more than one wake takes
+                unwoken.setdefault(group, next(t.wake for t in batch.taken.values() if t.group == group))
+        for group in woken:
+            unwoken.pop(group, None)
+        for group, keys in finished.items():
+            try:
+                pool.remove(group, keys)
+            except StoreError:
+                logger.exception("finished requests stay in the pending pool: the next wake finds them done")
+        self._wake_again(unwoken)
+
+    def _wake_again(self, unwoken: dict[str, Track]) -> None:
+        """A window from now: what failed transiently, or did not fit in one take, is taken again then."""
+        retry_at = self._ctx.clock() + self._ctx.limits.window_seconds
+        for group, wake in unwoken.items():
+            arn = wake.message.event_source_arn
+            if not ensure_wake(self._ctx, group, arn, retry_at):
+                wake.give_back("could not write the next wake of its pending group")
+
+
+def ensure_wake(ctx: Context, group: str, event_source_arn: str, wake_at: float) -> bool:
+    """Arm a wake for `wake_at` and write its message, unless one armed earlier will do. False: no wake could
+    be written (the caller hands its requests back to SQS, which tries again later)."""
+    pool = ctx.pending
+    assert pool is not None
+    now = ctx.clock()
+    try:
+        must_write = pool.arm(group, wake_at=wake_at, stale_before=now - 2 * ctx.limits.window_seconds, now=now)
+    except StoreError:
+        logger.exception("cannot arm a wake: one is written anyway (two wakes only cost a read)")
+        must_write = True
+    if not must_write:
+        return True
+    delay = min(SQS_MAX_DELAY_SECONDS, max(0, math.ceil(wake_at - now)))
+    if ctx.backlog.wake(event_source_arn, group, delay):
+        return True
+    try:
+        pool.disarm(group)  # so the next deferral arms (and writes) one
+    except StoreError:
+        logger.exception("cannot disarm an unwritten wake: the next deferral writes one once it is stale")
+    return False
+
+
+def give_back_waiting(batch: Batch, track: Track, reason: str) -> None:
+    """A request SQS delivered goes back to SQS; one taken from the pool stays there, and its wake goes back."""
+    taken = batch.taken.get(track.message_id)
+    if taken is None:
+        track.give_back(reason)
+    else:
+        taken.wake.give_back(reason)
