@@ -156,3 +156,29 @@ def test_a_group_larger_than_one_take_gets_a_wake_for_the_rest() -> None:
     h.clock.now += h.policy.window_seconds + 1
     h.run(wake_message(h, message_id="wake-2"), seconds=SECONDS)
     assert sorted(h.api.delivered().values()) == [1] * (TAKE_MAX_ITEMS + 10)
+
+
+def test_a_partial_call_of_a_content_that_waits_joins_it_instead_of_taking_a_slot() -> None:
+    h = Harness(pending=True, limit=2)
+    busy(h)
+    h.run(*one_recipient_each("early", phones(50)), seconds=SECONDS)  # denied: now the content waits
+    h.clock.now += h.policy.window_seconds - 5  # a slot is free again, the wake is due within the window
+    later = one_recipient_each("late", phones(50, 100))
+    assert set(h.run(*later, seconds=SECONDS).values()) == {Disposition.DEFERRED}
+    assert not h.api.calls, "no slot spent on 50 recipients while 50 more wait"
+    assert len(h.backlog.wakes) == 1, "they join the armed wake"
+
+    h.clock.now += 10
+    h.run(wake_message(h), seconds=SECONDS)
+    assert [len(c.recipients) for c in h.api.calls] == [100]
+
+
+def test_personal_texts_and_the_wakes_own_requests_never_wait_for_others() -> None:
+    h = Harness(pending=True, limit=2)
+    busy(h)
+    h.run(*one_recipient_each("early", phones(50)), seconds=SECONDS)
+    h.clock.now += h.policy.window_seconds + 1
+    lone = msg("lone", body(users=phones(1, 500), key="lone"))  # the same text, one request: nobody to merge with
+    assert h.run(lone, seconds=SECONDS) == {"lone": Disposition.DELIVERED}
+    assert h.run(wake_message(h), seconds=SECONDS) == {"wake": Disposition.DELIVERED}
+    assert [len(c.recipients) for c in h.api.calls] == [1, 50]

@@ -62,6 +62,11 @@ class PendingPool(Protocol):
 
     def disarm(self, group: str) -> None: ...
 
+    def armed(self, group: str) -> float | None:
+        """When the group's armed wake is due; None when none is armed (nothing of it waits, or it is being
+        taken right now)."""
+        ...
+
 
 def group_of(lane: Lane, event_source_arn: str, content: Content) -> str:
     """Requests of one content on one queue: what one wake releases and one merged call may carry."""
@@ -175,6 +180,10 @@ class InProcessPendingPool:
     def disarm(self, group: str) -> None:
         with self._lock:
             self._wakes.pop(group, None)
+
+    def armed(self, group: str) -> float | None:
+        with self._lock:
+            return self._wakes.get(group)
 
     def pooled(self, group: str) -> int:
         with self._lock:

@@ -105,6 +105,15 @@ class DynamoDBPendingPool:
             raise
         return True
 
+    def armed(self, group: str) -> float | None:
+        with _translated("armed"):
+            item = self._client.get_item(
+                TableName=self._table,
+                Key={"group": {"S": group}, "key": {"S": WAKE_KEY}},
+                ConsistentRead=True,
+            ).get("Item")
+        return float(item["wake_at"]["N"]) if item and "wake_at" in item else None
+
     def disarm(self, group: str) -> None:
         with _translated("disarm"):
             self._client.delete_item(TableName=self._table, Key={"group": {"S": group}, "key": {"S": WAKE_KEY}})

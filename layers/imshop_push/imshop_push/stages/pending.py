@@ -131,6 +131,37 @@ class Pooling:
         return unfit
 
 
+class JoinWaiting:
+    """A partial call of a content that already waits in the pool, with its wake due within about a window,
+    waits with it instead of spending a slot on a few recipients: the wake's call carries them all. Asked for
+    merged calls only (a personal text has no one to wait with), so it costs one read per such call."""
+
+    def __init__(self, ctx: Context) -> None:
+        self._ctx = ctx
+
+    def joins(self, batch: Batch, index: int) -> bool:
+        ctx, call = self._ctx, batch.attempt.calls[index]
+        owners = batch.owners(call)
+        if ctx.pending is None or len(owners) < 2 or len(call.recipients) >= ctx.limits.max_recipients:
+            return False
+        arn = owners[0].message.event_source_arn
+        if any(
+            t.message_id in batch.taken or t.pending != {index} or t.message.event_source_arn != arn for t in owners
+        ):
+            return False  # the wake's own requests are sent; a request other calls carry too goes with them
+        try:
+            wake_at = ctx.pending.armed(group_of(ctx.lanes.of(arn), arn, call.content))
+        except StoreError:
+            logger.exception("cannot tell whether the content waits in the pool: the call goes on")
+            return False
+        now, window = ctx.clock(), ctx.limits.window_seconds
+        if wake_at is None or not now - window <= wake_at <= now + window:
+            return False
+        for track in owners:
+            track.defer(max(now, wake_at))
+        return True
+
+
 class ReleasePending:
     def __init__(self, ctx: Context) -> None:
         self._ctx = ctx
@@ -172,6 +203,11 @@ class ReleasePending:
             arn = wake.message.event_source_arn
             if not ensure_wake(self._ctx, group, arn, retry_at):
                 wake.give_back("could not write the next wake of its pending group")
+
+
+def _stays(track: Track, batch: Batch, index: int, arn: str) -> bool:
+    """The wake's own requests are sent; a request other calls carry too goes with them; one call, one queue."""
+    return track.message_id in batch.taken or track.pending != {index} or track.message.event_source_arn != arn
 
 
 def ensure_wake(ctx: Context, group: str, event_source_arn: str, wake_at: float) -> bool:

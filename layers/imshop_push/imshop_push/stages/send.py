@@ -1,5 +1,6 @@
 """Send: the planned calls one by one, each through the shared rate limiter, until they are done or the
-budget of this invocation is spent (then the rest waits in the backlog)."""
+budget of this invocation is spent (then the rest waits in the backlog). A partial call of a content that
+waits in the pending pool joins it instead (`stages/pending.py`)."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from imshop_push.ports import Context
 from imshop_push.rate_limit import Denied
 from imshop_push.sqs_copies import SQS_MAX_DELAY_SECONDS
 from imshop_push.stages.call import CallSender
+from imshop_push.stages.pending import JoinWaiting
 
 logger = logging.getLogger(__name__)
 
@@ -22,11 +24,15 @@ class Send:
     def __init__(self, ctx: Context) -> None:
         self._ctx = ctx
         self._sender = CallSender(ctx)
+        self._join = JoinWaiting(ctx)
 
     def __call__(self, batch: Batch) -> None:
         calls = batch.attempt.calls
         index = 0
         while index < len(calls):
+            if self._join.joins(batch, index):
+                index += 1
+                continue
             try:
                 outcome = self._sender.send(batch, index)
             except StoreError:
