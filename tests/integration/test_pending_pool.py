@@ -44,7 +44,7 @@ def test_what_is_pooled_comes_back_whole_and_leaves_when_removed(pool: DynamoDBP
         0,
         '{"userIds": ['
         + ",".join(f'"7999{n:07d}"' for n in range(9000))
-        + '], "message": {"title": "Т", "summary": "С"}}',
+        + '], "message": {"title": "Бонус", "summary": "Сгорает"}}',
     )
     copies = [big, *(copy(n) for n in range(1, 1200))]
     pool.put("g", copies, now=now)

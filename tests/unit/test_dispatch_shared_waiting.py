@@ -3,12 +3,16 @@ it together, so the call that gets a slot carries them all (`pending.py`, `stage
 
 from __future__ import annotations
 
+import math
+
 from harness import BONUS, FAILED, Harness, body, msg, phones
 
 from imshop_push.dispatcher import Disposition
 from imshop_push.inbound import InboundMessage
+from imshop_push.lanes import Lane
 from imshop_push.parsing import parse_body
 from imshop_push.pending import GROUP_ATTRIBUTE, TAKE_MAX_ITEMS, wake_body
+from imshop_push.rate_limit import Denied
 
 SECONDS = 30.0  # less than the window: a denied call cannot wait for its slot in-process
 
@@ -182,3 +186,16 @@ def test_personal_texts_and_the_wakes_own_requests_never_wait_for_others() -> No
     assert h.run(lone, seconds=SECONDS) == {"lone": Disposition.DELIVERED}
     assert h.run(wake_message(h), seconds=SECONDS) == {"wake": Disposition.DELIVERED}
     assert [len(c.recipients) for c in h.api.calls] == [1, 50]
+
+
+def test_a_partial_merged_call_waits_in_the_pool_not_in_process_for_a_slot() -> None:
+    h = Harness(pending=True, limit=1, window=10.0)
+    busy(h)
+    started = h.clock()
+    results = h.run(*one_recipient_each("p", phones(30)), seconds=SECONDS)  # its slot comes within the deadline
+    assert set(results.values()) == {Disposition.DEFERRED}
+    assert h.clock() == started, "no sleep for a slot"
+    [(_, _, delay)] = h.backlog.wakes
+    slot = h.limiter.try_acquire(started, Lane.BULK)
+    assert isinstance(slot, Denied)
+    assert delay == math.ceil(slot.retry_at - started), "the wake is due when the slot frees"

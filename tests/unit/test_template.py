@@ -579,7 +579,8 @@ def test_function_permissions_are_those_the_code_needs_on_this_stack_only(templa
         (f"dynamodb:{a}", table_id) for a in ("GetItem", "PutItem", "UpdateItem", "BatchGetItem", "BatchWriteItem")
     }
     pending_id = ref_target(function_property(template, "Environment")["Variables"]["PENDING_TABLE_NAME"])
-    needed |= {(f"dynamodb:{a}", pending_id) for a in ("GetItem", "Query", "BatchWriteItem", "UpdateItem", "DeleteItem")}
+    pool_actions = ("GetItem", "Query", "BatchWriteItem", "UpdateItem", "DeleteItem")
+    needed |= {(f"dynamodb:{a}", pending_id) for a in pool_actions}
     needed |= {("logs:CreateLogStream", log_group_id), ("logs:PutLogEvents", log_group_id)}
     granted = grants(template, role_id)
     assert needed <= granted, sorted(needed - granted)

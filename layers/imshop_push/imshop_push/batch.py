@@ -34,6 +34,7 @@ class Taken(NamedTuple):
     group: str
     key: str
     wake: Track
+    more: bool  # the take was as large as allowed: the pool may hold more of the group
 
 
 @dataclass(slots=True)

@@ -32,8 +32,12 @@ GROUP_ATTRIBUTE = "pendingGroup"
 VIRTUAL_PREFIX = "pending:"
 """Message ids of requests taken out of the pool: never an SQS message id, so never in a batch response."""
 TAKE_MAX_ITEMS = 2_000
-"""Requests one wake takes: enough for two full calls of single-recipient requests, little enough that the
-claims and settlement of the taken requests fit an invocation's reserve."""
+"""Requests one wake takes at most: enough for two full calls of single-recipient requests, little enough that
+the claims and settlement of the taken requests fit an invocation's reserve."""
+TAKE_MIN_ITEMS = 50
+TAKE_SECONDS_PER_ITEM = 0.01
+"""A taken request is claimed before the first call may start: a wake takes no more than the time until then
+can claim (a generous 10 ms each), or it would defer them all again, every time."""
 
 
 class PendingCopy(NamedTuple):

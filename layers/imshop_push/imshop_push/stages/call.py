@@ -37,10 +37,10 @@ class CallSender:
         self._records = CallRecords(ctx)
         self._latest = LatestOnly(ctx)
 
-    def send(self, batch: Batch, index: int) -> Denied | list[PlannedCall]:
+    def send(self, batch: Batch, index: int, *, wait: bool = True) -> Denied | list[PlannedCall]:
         """Send call `index`. Denied when out of budget; calls to send in its place (a rejected merged call,
-        one request at a time); or [] when its requests know their fate. Raises StoreError when the limiter
-        cannot be asked."""
+        one request at a time); or [] when its requests know their fate. Without `wait`, Denied as soon as no
+        slot is free. Raises StoreError when the limiter cannot be asked."""
         ctx, attempt = self._ctx, batch.attempt
         call = attempt.calls[index]
         cid = call_id(attempt.id, index)
@@ -50,7 +50,7 @@ class CallSender:
             if (live_call := self._live_part(call, owners, attempt)) is None:
                 _done(owners, index)
                 return []
-            permit = self._permit(batch, lane)
+            permit = self._permit(batch, lane, wait)
             if isinstance(permit, Denied):
                 return permit
             if (live_call := self._still_wanted(call, owners, attempt, permit)) is None:
@@ -86,11 +86,15 @@ class CallSender:
         # IMSHOP keeps throttling: that is waiting for budget, not a failure; the requests wait in the queue.
         return Denied(blocked_until)
 
-    def _permit(self, batch: Batch, lane: Lane) -> Permit | Denied:
+    def _permit(self, batch: Batch, lane: Lane, wait: bool) -> Permit | Denied:
         ctx = self._ctx
+        latest_start = batch.deadline.last_call_start
+        if not wait:  # a slot now, or none
+            now = ctx.clock()
+            return Denied(now) if now > latest_start else ctx.limiter.try_acquire(now, lane)
         return wait_for_permit(
             ctx.limiter,
-            latest_start=batch.deadline.last_call_start,
+            latest_start=latest_start,
             clock=ctx.clock,
             sleep=ctx.sleep,
             on_wait=lambda _s: ctx.metric(m.RATE_LIMIT_WAITS, 1),

@@ -1,9 +1,10 @@
 """Shared waiting, both ends of the pending pool (`pending.py`).
 
 `TakePending`, first: a wake message brings its group's pooled requests into the batch, where they are parsed,
-claimed, merged and sent like any other record. `Pooling`, inside Settle: a deferred group goes to the pool with
-one wake, instead of a copy per request. `ReleasePending`, last: what the batch finished leaves the pool; what
-it did not keeps a wake armed, or the wake message goes back to SQS to try again.
+claimed, merged and sent like any other record. `Pooling`, inside Settle: a deferred group goes to the pool
+with one wake, instead of a copy per request (and a partial merged call of fresh requests may join the pool
+rather than wait for a slot on its own: `stages/join_waiting.py`). `ReleasePending`, last: what the batch
+finished leaves the pool; what it did not keeps a wake armed, or the wake message goes back to SQS.
 """
 
 from __future__ import annotations
@@ -24,6 +25,8 @@ from imshop_push.model import (
 )
 from imshop_push.pending import (
     TAKE_MAX_ITEMS,
+    TAKE_MIN_ITEMS,
+    TAKE_SECONDS_PER_ITEM,
     PendingCopy,
     group_of,
     inbound_of,
@@ -53,7 +56,8 @@ class TakePending:
                 continue
             try:
                 pool.disarm(group)  # before reading: what is pooled after this has a wake of its own
-                copies = pool.take(group, limit=TAKE_MAX_ITEMS)
+                limit = self._take_limit(batch)
+                copies = pool.take(group, limit=limit)
             except StoreError:
                 logger.exception("the pending pool is unavailable: the wake goes back to SQS")
                 wake.retry("pending pool unavailable")
@@ -64,9 +68,13 @@ class TakePending:
                 if message.message_id not in known:
                     known.add(message.message_id)
                     batch.tracks.append(Track(message))
-                    batch.taken[message.message_id] = Taken(group, copy.key, wake)
+                    batch.taken[message.message_id] = Taken(group, copy.key, wake, len(copies) >= limit)
         if batch.taken:
             self._reserve_time(batch)
+
+    def _take_limit(self, batch: Batch) -> int:
+        seconds = batch.deadline.last_call_start - self._ctx.clock()
+        return max(TAKE_MIN_ITEMS, min(TAKE_MAX_ITEMS - len(batch.taken), int(seconds / TAKE_SECONDS_PER_ITEM)))
 
     def _reserve_time(self, batch: Batch) -> None:
         """The taken requests are settled in this invocation too: their share of the reserve comes off the
@@ -131,37 +139,6 @@ class Pooling:
         return unfit
 
 
-class JoinWaiting:
-    """A partial call of a content that already waits in the pool, with its wake due within about a window,
-    waits with it instead of spending a slot on a few recipients: the wake's call carries them all. Asked for
-    merged calls only (a personal text has no one to wait with), so it costs one read per such call."""
-
-    def __init__(self, ctx: Context) -> None:
-        self._ctx = ctx
-
-    def joins(self, batch: Batch, index: int) -> bool:
-        ctx, call = self._ctx, batch.attempt.calls[index]
-        owners = batch.owners(call)
-        if ctx.pending is None or len(owners) < 2 or len(call.recipients) >= ctx.limits.max_recipients:
-            return False
-        arn = owners[0].message.event_source_arn
-        if any(
-            t.message_id in batch.taken or t.pending != {index} or t.message.event_source_arn != arn for t in owners
-        ):
-            return False  # the wake's own requests are sent; a request other calls carry too goes with them
-        try:
-            wake_at = ctx.pending.armed(group_of(ctx.lanes.of(arn), arn, call.content))
-        except StoreError:
-            logger.exception("cannot tell whether the content waits in the pool: the call goes on")
-            return False
-        now, window = ctx.clock(), ctx.limits.window_seconds
-        if wake_at is None or not now - window <= wake_at <= now + window:
-            return False
-        for track in owners:
-            track.defer(max(now, wake_at))
-        return True
-
-
 class ReleasePending:
     def __init__(self, ctx: Context) -> None:
         self._ctx = ctx
@@ -173,10 +150,8 @@ class ReleasePending:
         finished: dict[str, list[str]] = {}
         unwoken: dict[str, Track] = {}  # groups with requests left in the pool that no wake is armed for yet
         tracks = {t.message_id: t for t in batch.tracks if t.message_id in batch.taken}
-        counts: dict[str, int] = {}
         woken: set[str] = set()  # groups a deferral of this batch armed a wake for (`Pooling`)
         for message_id, taken in batch.taken.items():
-            counts[taken.group] = counts.get(taken.group, 0) + 1
             fate = tracks[message_id].fate
             if fate is Fate.DEFERRED:
                 woken.add(taken.group)
@@ -184,9 +159,9 @@ class ReleasePending:
                 unwoken[taken.group] = taken.wake
             else:
                 finished.setdefault(taken.group, []).append(taken.key)
-        for group, count in counts.items():
-            if count >= TAKE_MAX_ITEMS:  # the pool may hold more than one wake takes
-                unwoken.setdefault(group, next(t.wake for t in batch.taken.values() if t.group == group))
+        for taken in batch.taken.values():
+            if taken.more:  # the pool may hold more than one wake takes
+                unwoken.setdefault(taken.group, taken.wake)
         for group in woken:
             unwoken.pop(group, None)
         for group, keys in finished.items():
@@ -203,11 +178,6 @@ class ReleasePending:
             arn = wake.message.event_source_arn
             if not ensure_wake(self._ctx, group, arn, retry_at):
                 wake.give_back("could not write the next wake of its pending group")
-
-
-def _stays(track: Track, batch: Batch, index: int, arn: str) -> bool:
-    """The wake's own requests are sent; a request other calls carry too goes with them; one call, one queue."""
-    return track.message_id in batch.taken or track.pending != {index} or track.message.event_source_arn != arn
 
 
 def ensure_wake(ctx: Context, group: str, event_source_arn: str, wake_at: float) -> bool:

@@ -1,6 +1,6 @@
 """Send: the planned calls one by one, each through the shared rate limiter, until they are done or the
 budget of this invocation is spent (then the rest waits in the backlog). A partial call of a content that
-waits in the pending pool joins it instead (`stages/pending.py`)."""
+waits in the pending pool joins it instead (`stages/join_waiting.py`)."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from imshop_push.ports import Context
 from imshop_push.rate_limit import Denied
 from imshop_push.sqs_copies import SQS_MAX_DELAY_SECONDS
 from imshop_push.stages.call import CallSender
-from imshop_push.stages.pending import JoinWaiting
+from imshop_push.stages.join_waiting import JoinWaiting
 
 logger = logging.getLogger(__name__)
 
@@ -30,21 +30,24 @@ class Send:
         calls = batch.attempt.calls
         index = 0
         while index < len(calls):
-            if self._join.joins(batch, index):
+            group = self._join.group(batch, index)
+            if group is not None and self._join.joins(batch, index, group):
                 index += 1
                 continue
             try:
-                outcome = self._sender.send(batch, index)
+                outcome = self._sender.send(batch, index, wait=group is None)
             except StoreError:
                 logger.exception("the state table is unavailable: the rest goes back to SQS")
                 for rest in calls[index:]:
                     for track in batch.owners(rest):
                         track.retry("state store unavailable")
                 return
-            if isinstance(outcome, Denied):
+            if isinstance(outcome, Denied) and group is not None:  # no slot now: it waits with its content
+                self._join.wait(batch, index, outcome.retry_at)
+            elif isinstance(outcome, Denied):
                 self._defer_rest(batch, calls[index:], outcome)
                 return
-            if outcome:
+            elif outcome:
                 batch.replace_call(index, outcome)
             index += 1
 
