@@ -151,13 +151,16 @@ class ReleasePending:
         unwoken: dict[str, Track] = {}  # groups with requests left in the pool that no wake is armed for yet
         tracks = {t.message_id: t for t in batch.tracks if t.message_id in batch.taken}
         woken: set[str] = set()  # groups a deferral of this batch armed a wake for (`Pooling`)
+        # A taken request that finished as the duplicate of a record that carried its key on: when that record
+        # was deferred, its copy went to the pool under the same key, and must stay there.
+        repooled = {t.req.idempotency_key for t in batch.tracks if t.fate is Fate.DEFERRED and t.request}
         for message_id, taken in batch.taken.items():
             fate = tracks[message_id].fate
             if fate is Fate.DEFERRED:
                 woken.add(taken.group)
             elif fate in STILL_WAITING:
                 unwoken[taken.group] = taken.wake
-            else:
+            elif taken.key not in repooled:
                 finished.setdefault(taken.group, []).append(taken.key)
         for taken in batch.taken.values():
             if taken.more:  # the pool may hold more than one wake takes
@@ -169,6 +172,7 @@ class ReleasePending:
                 pool.remove(group, keys)
             except StoreError:
                 logger.exception("finished requests stay in the pending pool: the next wake finds them done")
+                unwoken.setdefault(group, next(t.wake for t in batch.taken.values() if t.group == group))
         self._wake_again(unwoken)
 
     def _wake_again(self, unwoken: dict[str, Track]) -> None:
