@@ -186,8 +186,9 @@ def backlog_phase(
     )
     metrics = _print_metrics(output)
     print(
-        f"   waiting for rate budget: {metrics['RequestsDeferred']:g} record(s) re-enqueued with a delay"
-        " (they come back as new SQS messages, hence more records handled than requests)"
+        f"   waiting for rate budget: {metrics['RequestsDeferred']:g} record(s), {metrics['RequestsPooled']:g} of them"
+        " in the pending pool with others of their text, the rest re-enqueued with a delay (copies and wakes come"
+        " back as new SQS messages, hence more records handled than requests)"
     )
     problems = _exactly_once(stack, requests)
     dead = stack.dead_letters()
