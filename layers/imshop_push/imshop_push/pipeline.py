@@ -3,7 +3,8 @@
 Each stage moves the fate of the batch's records (`fate.py`) by named transitions; the batch (`batch.py`)
 owns them, and its results are read once, at the end. The order, and why:
 
-1. parse and validate every record (poison is known before any budget is spent), then drop expired ones;
+1. parse and validate every record (poison is known before any budget is spent), remember cancels, drop
+   expired requests, and hold (re-enqueue, unclaimed) those not due yet: sendAt, the bulk lane's quiet hours;
 2. resolve idempotency keys inside the batch, claim each key (duplicates of delivered requests stop here);
 3. subtract what earlier attempts of the same request already delivered;
 4. plan the fewest calls (merge equal content, split at the recipient limit);
@@ -30,10 +31,13 @@ from imshop_push.model import Deadline, RecordResult
 from imshop_push.observability import MetricSink
 from imshop_push.ports import BacklogSink, Context, DeadLetterSink, Limits, PushApi
 from imshop_push.rate_limit import RateLimiter
+from imshop_push.send_time import SendTime
 from imshop_push.stages import Stage
+from imshop_push.stages.cancel import RecordCancels
 from imshop_push.stages.claim import Claim
 from imshop_push.stages.dead_letter import DeadLetter
 from imshop_push.stages.history import History
+from imshop_push.stages.hold import Hold
 from imshop_push.stages.intake import DropExpired, Parse
 from imshop_push.stages.keys_kept import KeysKept
 from imshop_push.stages.plan import Plan
@@ -45,7 +49,9 @@ from imshop_push.state import StateStore
 
 STAGES: tuple[Callable[[Context], Stage], ...] = (
     Parse,
+    RecordCancels,
     DropExpired,
+    Hold,
     Claim,
     EarlierProgress,
     Supersede,
@@ -76,6 +82,7 @@ class Dispatcher:
         versions: VersionStore | None = None,
         bulk_queue_arn: str | None = None,
         history: HistoryWriter | None = None,
+        send_time: SendTime | None = None,
     ) -> None:
         limits = Limits(max_recipients, rate_limit_requests, rate_limit_window_seconds)
         ctx = Context(
@@ -90,6 +97,7 @@ class Dispatcher:
             sleep=sleep,
             lanes=Lanes(bulk_queue_arn),
             history=history,
+            send_time=send_time or SendTime(),
         )
         if versions is not None:
             ctx = replace(ctx, versions=versions)

@@ -17,6 +17,7 @@ from imshop_push.lanes import Lanes
 from imshop_push.model import CallOutcome, Deferral, Poison
 from imshop_push.observability import MetricSink
 from imshop_push.rate_limit import RateLimiter
+from imshop_push.send_time import SendTime
 from imshop_push.state import StateStore
 
 
@@ -62,3 +63,4 @@ class Context:
     versions: VersionStore = field(default_factory=InProcessVersionStore)  # the newest per collapseKey slot
     lanes: Lanes = field(default=Lanes())
     history: HistoryWriter | None = None  # None: the history is not enabled
+    send_time: SendTime = field(default=SendTime())  # how far ahead sendAt may be; the bulk lane's quiet hours
