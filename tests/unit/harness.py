@@ -21,6 +21,7 @@ from imshop_push.model import CallOutcome, CallResult, Deferral
 from imshop_push.observability import METRIC_NAMES
 from imshop_push.rate_limit import InProcessRateLimiter, WindowPolicy
 from imshop_push.runtime import invocation_deadline
+from imshop_push.send_time import SendTime
 from imshop_push.sqs_copies import requeue_entry
 
 QUEUE_ARN = "arn:aws:sqs:eu-central-1:123456789012:imshop-push-requests"
@@ -45,6 +46,7 @@ class Harness:
         limiter_class: type[InProcessRateLimiter] = InProcessRateLimiter,
         bulk_queue_arn: str | None = None,
         history: bool = False,
+        send_time: SendTime | None = None,
     ) -> None:
         self.clock = FakeClock()
         self.api = FakeImshop(self.clock)
@@ -69,6 +71,7 @@ class Harness:
             sleep=self.clock.sleep,
             bulk_queue_arn=bulk_queue_arn,
             history=self.history if history else None,
+            send_time=send_time,
         )
         self.deadlines: list[Deadline] = []
 
