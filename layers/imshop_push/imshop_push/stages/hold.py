@@ -1,9 +1,11 @@
 """Hold: a request that is not due yet (its sendAt, or the bulk lane's quiet hours) goes back to its queue.
 
 Held by chained delayed re-enqueues: each hop is a new SQS message (a fresh receive count, so waiting never
-walks a request towards the DLQ) delayed by what is left, capped at SQS's 15 minutes, rounded up so it never
-comes back early (if it does anyway, it is simply held again). It runs before the claim: a held request holds
-no lease and writes no progress, and DropExpired runs before it on every hop, so `expiresAt` still applies.
+walks a request towards the DLQ) delayed by the whole seconds left, capped at SQS's 15 minutes. SQS delays
+are whole seconds, so the last hop comes back up to a second early: less than `INLINE_WAIT_SECONDS` before
+it is due, the execution waits the rest itself, so a request is sent to the millisecond of its sendAt, never
+before, and never a second late for rounding. It runs before the claim: a held request holds no lease and
+writes no progress, and DropExpired runs before it on every hop, so `expiresAt` still applies.
 The copy carries what a deferral copy carries (the key when it was the SQS message id, the collapse order).
 
 When quiet hours end, the held bulk requests all come back at once; the shared limiter gives the transactional
@@ -13,7 +15,6 @@ starve the transactional lane, and requests of one text arriving together share 
 
 from __future__ import annotations
 
-import logging
 import math
 
 from imshop_push import observability as m
@@ -26,7 +27,7 @@ from imshop_push.send_time import rfc3339
 from imshop_push.sqs_copies import SQS_MAX_DELAY_SECONDS
 from imshop_push.stages.supersede import order
 
-logger = logging.getLogger(__name__)
+INLINE_WAIT_SECONDS = 1.0  # SQS's delay granularity
 
 
 class Hold:
@@ -36,6 +37,7 @@ class Hold:
     def __call__(self, batch: Batch) -> None:
         now = self._ctx.clock()
         held: list[Track] = []
+        soon = now
         for track in batch.parsed():
             if track.fate is not Fate.RECEIVED:
                 continue
@@ -43,12 +45,16 @@ class Hold:
                 self._too_far(track)
                 continue
             due = self._due(track, now)
-            if due > now:
+            if due - now >= INLINE_WAIT_SECONDS:
                 reason = "not due before its sendAt" if due == _send_at(track) else "held for the quiet hours"
                 track.hold(due, f"{reason}: {rfc3339(due)}")
                 held.append(track)
+            else:
+                soon = max(soon, due)
         if held:
             self._requeue(held, now)
+        if soon > now:  # less than a second: cheaper and more precise than another hop
+            self._ctx.sleep(soon - now)
 
     def _due(self, track: Track, now: float) -> float:
         bulk = self._ctx.lanes.of(track.message.event_source_arn) is Lane.BULK
@@ -65,7 +71,7 @@ class Hold:
         deferrals = [
             Deferral(
                 t.message,
-                min(SQS_MAX_DELAY_SECONDS, max(1, math.ceil((t.retry_at or now) - now))),
+                min(SQS_MAX_DELAY_SECONDS, max(1, math.floor((t.retry_at or now) - now))),
                 t.req.idempotency_key,
                 t.req.key_is_message_id,
                 order(t, now),
