@@ -63,7 +63,7 @@ class Hold:
     def _too_far(self, track: Track) -> None:
         ahead = self._ctx.send_time.max_ahead_seconds
         track.dead_letter(
-            f"sendAt: is more than {ahead:g} s ahead (the state TTL, STATE_TTL_SECONDS): a cancel or a duplicate"
+            f"sendAt: is more than {ahead:.0f} s ahead (the state TTL, STATE_TTL_SECONDS): a cancel or a duplicate"
             " would be forgotten before it is sent; schedule it closer"
         )
 
