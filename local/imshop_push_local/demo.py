@@ -24,6 +24,7 @@ from typing import Any
 from imshop_push.masking import mask_recipients
 from imshop_push.parsing import PoisonMessageError, parse_body
 from imshop_push_local.demo_history import history_phase
+from imshop_push_local.demo_schedule import schedule_phase
 from imshop_push_local.demo_supersede import supersede_phase
 from imshop_push_local.function_output import FunctionOutput
 from imshop_push_local.stack import REPO_ROOT, LocalStack, StackSettings
@@ -74,6 +75,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         problems += supersede_phase(stack, output, number=3)
         stack.sandbox.reset()
         problems += history_phase(stack, output_path=output.path, number=4)
+    problems += schedule_phase(output_path=output.path, settings=DEMO_SETTINGS)  # its own stack: quiet hours
     print(f"\nThe function's own output (EMF metrics and logs, as CloudWatch would get them): {output.path}")
     print()
     if problems:

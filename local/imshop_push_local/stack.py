@@ -55,6 +55,9 @@ class StackSettings:
     history: bool = False
     """NotificationHistory=Enabled: the history table and the webhook function exist."""
     history_api_key: str = "local-history-key"
+    quiet_hours: str | None = None
+    """The QuietHours parameter (wall-clock HH:MM-HH:MM, never time-scaled); None: the template's default."""
+    quiet_hours_timezone: str | None = None
 
     def tuning(self) -> LocalTuning:
         parameters = {
@@ -63,6 +66,8 @@ class StackSettings:
                 ("RateLimitRequests", self.rate_limit_requests),
                 ("MaxRecipientsPerRequest", self.max_recipients),
                 ("NotificationHistory", "Enabled" if self.history else None),
+                ("QuietHours", self.quiet_hours),
+                ("QuietHoursTimezone", self.quiet_hours_timezone),
             )
             if value is not None
         }

@@ -30,6 +30,7 @@ from imshop_push.model import CallOutcome, CallResult, Deferral
 from imshop_push.observability import METRIC_NAMES
 from imshop_push.rate_limit import InProcessRateLimiter, WindowPolicy
 from imshop_push.runtime import invocation_deadline
+from imshop_push.send_time import SendTime
 from imshop_push.sqs_copies import requeue_entry
 
 QUEUE_ARN = "arn:aws:sqs:eu-central-1:123456789012:imshop-push-requests"
@@ -55,6 +56,7 @@ class Harness:
         bulk_queue_arn: str | None = None,
         history: bool = False,
         pending: bool = False,
+        send_time: SendTime | None = None,
     ) -> None:
         self.clock = FakeClock()
         self.api = FakeImshop(self.clock)
@@ -81,6 +83,7 @@ class Harness:
             bulk_queue_arn=bulk_queue_arn,
             history=self.history if history else None,
             pending=self.pool if pending else None,
+            send_time=send_time,
         )
         self.deadlines: list[Deadline] = []
 

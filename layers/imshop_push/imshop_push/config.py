@@ -12,6 +12,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
+from imshop_push.send_time import DEFAULT_QUIET_HOURS_TIMEZONE, QuietHours, load_zone, parse_window
+
 DEFAULT_RATE_LIMIT_REQUESTS = 10
 DEFAULT_RATE_LIMIT_WINDOW_SECONDS = 60.0
 DEFAULT_MAX_RECIPIENTS_PER_REQUEST = 1000
@@ -53,6 +55,7 @@ class Settings:
     history_table_name: str | None = None  # None: no in-app history is written
     pending_table_name: str | None = None  # None: deferred requests wait as copies (shared waiting is off)
     history_retention_days: int = DEFAULT_HISTORY_RETENTION_DAYS
+    quiet_hours: QuietHours | None = None  # the bulk lane's; None: none
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -99,7 +102,24 @@ class Settings:
             history_retention_days=_number(
                 env, "HISTORY_RETENTION_DAYS", DEFAULT_HISTORY_RETENTION_DAYS, int, minimum=1
             ),
+            quiet_hours=_quiet_hours(env),
         )
+
+
+def _quiet_hours(env: Mapping[str, str]) -> QuietHours | None:
+    """The zone is loaded only when there are quiet hours: without them a runtime lacking the time zone
+    database still runs."""
+    try:
+        window = parse_window(env.get("QUIET_HOURS", ""))
+    except ValueError as e:
+        raise ConfigError(f"QUIET_HOURS {e}") from None
+    if window is None:
+        return None
+    try:
+        zone = load_zone(_text(env, "QUIET_HOURS_TIMEZONE") or DEFAULT_QUIET_HOURS_TIMEZONE)
+    except ValueError as e:
+        raise ConfigError(f"QUIET_HOURS_TIMEZONE {e}") from None
+    return QuietHours(*window, zone)
 
 
 def check_api_url(url: str, *, variable: str, sam_local: bool = False) -> None:

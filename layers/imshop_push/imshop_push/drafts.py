@@ -11,7 +11,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from imshop_push.parsing import PoisonMessageError, parse_body
+from imshop_push.cancels import CANCEL_FIELD, KEY_FIELD
+from imshop_push.parsing import PoisonMessageError, parse_body, parse_message
 
 if TYPE_CHECKING:
     from mypy_boto3_sqs.type_defs import MessageAttributeValueTypeDef
@@ -49,6 +50,8 @@ class NotificationDraft:
     expires_at: datetime | str | None = None
     collapse_key: str | None = None
     created_at: datetime | str | None = None
+    send_at: datetime | str | None = None
+    """Not sent before this instant (at most the stack's state TTL ahead, 14 days by default)."""
     message_attributes: Mapping[str, MessageAttributeValueTypeDef] | None = field(default=None, hash=False)
 
     def __post_init__(self) -> None:
@@ -70,6 +73,8 @@ class NotificationDraft:
             body["idempotencyKey"] = self.idempotency_key
         if self.expires_at is not None:
             body["expiresAt"] = _format_instant(self.expires_at, "expiresAt")
+        if self.send_at is not None:
+            body["sendAt"] = _format_instant(self.send_at, "sendAt")
         if self.collapse_key is not None:
             body["collapseKey"] = self.collapse_key
         if self.created_at is not None:
@@ -97,6 +102,18 @@ class NotificationDraft:
         except PoisonMessageError as e:
             raise InvalidNotificationError(e.reason) from None
         return text
+
+
+def cancel_body(idempotency_key: str) -> str:
+    """The body of a cancel, checked with the dispatcher's own rule."""
+    if not isinstance(idempotency_key, str):
+        raise InvalidNotificationError(f"cancel.idempotencyKey: must be a string, got {type(idempotency_key).__name__}")
+    text = json.dumps({CANCEL_FIELD: {KEY_FIELD: idempotency_key}}, ensure_ascii=True, separators=(",", ":"))
+    try:
+        parse_message(text, message_id="local")
+    except PoisonMessageError as e:
+        raise InvalidNotificationError(e.reason) from None
+    return text
 
 
 def _path_of_invalid_text(value: Any, path: str = "") -> str:

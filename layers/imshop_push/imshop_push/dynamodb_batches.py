@@ -34,21 +34,27 @@ class BatchedTable:
         map_in_threads(lambda chunk: self._write_chunk(list(chunk)), list(_chunks(writes, BATCH_WRITE_LIMIT)))
 
     def get(self, ids: list[str]) -> dict[str, dict[str, Any]]:
+        """In parallel too: settling reads the cancel items of every unfinished request of the batch."""
         found: dict[str, dict[str, Any]] = {}
-        for chunk in _chunks(sorted(set(ids)), BATCH_GET_LIMIT):
-            request: dict[str, Any] = {self._table: {"Keys": [{"id": {"S": i}} for i in chunk], "ConsistentRead": True}}
-            for round_ in range(MAX_UNPROCESSED_ROUNDS):
-                if round_:
-                    self._sleep(BACKOFF_BASE_SECONDS * 2**round_)
-                response = self._client.batch_get_item(RequestItems=request)
-                for item in response.get("Responses", {}).get(self._table, []):
-                    found[item["id"]["S"]] = item
-                request = dict(response.get("UnprocessedKeys") or {})
-                if not request:
-                    break
-            else:
-                raise StateStoreError("DynamoDB kept returning unprocessed keys (throttled)")
+        for part in map_in_threads(
+            lambda chunk: self._get_chunk(list(chunk)), list(_chunks(sorted(set(ids)), BATCH_GET_LIMIT))
+        ):
+            found |= part
         return found
+
+    def _get_chunk(self, chunk: list[str]) -> dict[str, dict[str, Any]]:
+        found: dict[str, dict[str, Any]] = {}
+        request: dict[str, Any] = {self._table: {"Keys": [{"id": {"S": i}} for i in chunk], "ConsistentRead": True}}
+        for round_ in range(MAX_UNPROCESSED_ROUNDS):
+            if round_:
+                self._sleep(BACKOFF_BASE_SECONDS * 2**round_)
+            response = self._client.batch_get_item(RequestItems=request)
+            for item in response.get("Responses", {}).get(self._table, []):
+                found[item["id"]["S"]] = item
+            request = dict(response.get("UnprocessedKeys") or {})
+            if not request:
+                return found
+        raise StateStoreError("DynamoDB kept returning unprocessed keys (throttled)")
 
     def _write_chunk(self, writes: list[dict[str, Any]]) -> None:
         request: dict[str, Any] = {self._table: writes}

@@ -5,9 +5,13 @@
        │            │           ├──► expired ──────────┤
        │            │           └──► dead-lettered ◄───┤
        │            ├──► sent (by an earlier attempt)  │
-       │            └──► superseded (also from planned)│
+       │            ├──► superseded (also from planned)│
+       │            └──► cancelled (also from planned) │
        ├──► expired (before any claim)                 │
        ├──► woken (a wake of the pending pool)         │
+       ├──► held (not due: re-enqueued, never claimed) │
+       ├──► cancelled (the store says so at the claim) │
+       ├──► cancel recorded (the record was a cancel)  │
        ├──► duplicate                                  ▼
        ├──► dead-lettered (invalid, key reused)      retry ──► requeued (a keyed copy)
        └──► retry (store unavailable, lease busy)
@@ -41,6 +45,9 @@ class Fate(enum.StrEnum):
     REQUEUED = "requeued"  # a retry sent back as a copy that carries its key
     SUPERSEDED = "superseded"  # done without sending: a newer request of its collapseKey took every recipient left
     WOKEN = "woken"  # a wake message: its group's pooled requests joined the batch (`pending.py`)
+    HELD = "held"  # not due yet (sendAt, quiet hours): re-enqueued unclaimed until it is (`Track.retry_at`)
+    CANCELLED = "cancelled"  # its request was cancelled: what it had not sent is never sent
+    CANCEL_RECORDED = "cancel_recorded"  # the record was a cancel (`Track.cancel_key`), now in the state store
 
 
 _UNDECIDED = frozenset({Fate.RECEIVED, Fate.CLAIMED, Fate.PLANNED})
@@ -57,6 +64,9 @@ _FROM: dict[str, frozenset[Fate]] = {  # transition: the states it may leave
     "requeue": frozenset({Fate.RETRY}),
     "supersede": frozenset({Fate.CLAIMED, Fate.PLANNED}),
     "wake": frozenset({Fate.RECEIVED}),
+    "hold": frozenset({Fate.RECEIVED}),
+    "cancelled": frozenset({Fate.RECEIVED, Fate.CLAIMED, Fate.PLANNED}),
+    "cancel_recorded": frozenset({Fate.RECEIVED}),
 }
 
 _DISPOSITIONS = {
@@ -69,6 +79,9 @@ _DISPOSITIONS = {
     Fate.REQUEUED: Disposition.REQUEUED,
     Fate.SUPERSEDED: Disposition.SUPERSEDED,
     Fate.WOKEN: Disposition.DELIVERED,
+    Fate.HELD: Disposition.HELD,
+    Fate.CANCELLED: Disposition.CANCELLED,
+    Fate.CANCEL_RECORDED: Disposition.CANCEL_RECORDED,
 }
 SUPERSEDED_REASON = "a newer request of its collapseKey covers every recipient it had left"
 
@@ -84,11 +97,12 @@ class Track:
     history: tuple[str, ...] | None = None  # earlier attempts, known once claimed (None: never claimed here)
     remaining: tuple[Recipient, ...] = ()  # what earlier attempts left to send
     pending: set[int] = field(default_factory=set)  # indices of this attempt's calls still to carry it
-    retry_at: float | None = None
+    retry_at: float | None = None  # deferred: when its turn comes; held: when it is due
     recorded_in_attempt: bool = False  # a call carrying it was recorded: this attempt belongs to its history
     reached_imshop: bool = False  # a call carrying it was confirmed, or its outcome is unknown
     collapse: Collapsed | None = None  # its version and slots, when it has a collapseKey
     superseded: set[Recipient] = field(default_factory=set)  # recipients a newer request of its collapseKey took
+    cancel_key: str | None = None  # the stored key a cancel names, when the record is a cancel
 
     @property
     def message_id(self) -> str:
@@ -156,6 +170,17 @@ class Track:
 
     def wake(self, reason: str) -> None:
         self._go("wake", Fate.WOKEN, reason)
+
+    def hold(self, until: float, reason: str) -> None:
+        """Not due before `until`: it goes back to the queue as a new message, never claimed meanwhile."""
+        if self._go("hold", Fate.HELD, reason):
+            self.retry_at = until
+
+    def cancelled(self) -> None:
+        self._go("cancelled", Fate.CANCELLED, "cancelled: what was not sent is never sent")
+
+    def cancel_recorded(self) -> None:
+        self._go("cancel_recorded", Fate.CANCEL_RECORDED, "cancel recorded")
 
     def retry(self, reason: str) -> None:
         self._go("retry", Fate.RETRY, reason)

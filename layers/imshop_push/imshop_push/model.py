@@ -55,9 +55,19 @@ class NotificationRequest(NamedTuple):
     """The producer's `createdAt`; without it, when SQS first got the request (`collapse.order_of`)."""
     inbox: Inbox | None = None
     """What the history adds to the push; None without `inbox` or without userIds (installIds have no history)."""
+    send_at: datetime | None = None
+    """Not sent before this instant (`stages/hold.py`). Not in the fingerprint: the same key is the same
+    notification, whenever a copy of it says it is due."""
 
     def is_expired(self, now: datetime) -> bool:
         return self.expires_at is not None and now >= self.expires_at
+
+
+class Cancel(NamedTuple):
+    """A message `{"cancel": {"idempotencyKey": ...}}`: whatever of that request is not yet sent never is."""
+
+    message_id: str
+    idempotency_key: str  # as stored (`parsing.storable_key`), like a request's
 
 
 class StoreError(RuntimeError):
@@ -76,6 +86,9 @@ class Disposition(enum.StrEnum):
     REQUEUED = "requeued"  # a transient failure, retried as a copy that carries the request's idempotency key
     RETRY = "retry"  # returned to SQS as a batch item failure
     SUPERSEDED = "superseded"  # a newer request of its collapseKey covers every recipient it had left
+    HELD = "held"  # not due yet (sendAt, quiet hours): re-enqueued as a new message until it is
+    CANCELLED = "cancelled"  # its request was cancelled: what was not sent is never sent
+    CANCEL_RECORDED = "cancel_recorded"  # the record was a cancel, now remembered
 
     @property
     def is_failure(self) -> bool:

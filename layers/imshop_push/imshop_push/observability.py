@@ -23,6 +23,9 @@ AMBIGUOUS_REDELIVERIES = "AmbiguousRedeliveries"
 RETRIES_REQUEUED = "RetriesRequeued"
 RECIPIENTS_SUPERSEDED = "RecipientsSuperseded"
 REQUESTS_POOLED = "RequestsPooled"  # deferred into the pending pool, to wait with their content
+REQUESTS_HELD = "RequestsHeld"  # re-enqueued because not due yet (sendAt, quiet hours): one per hop
+CANCELS_RECEIVED = "CancelsReceived"  # cancel messages recorded
+REQUESTS_CANCELLED = "RequestsCancelled"  # records of a cancelled request dropped with something left unsent
 # Per lane (Lane.metric_prefix + suffix): calls started, calls deferred to the backlog, and how long the
 # deferred calls will wait (milliseconds, summed): over a period P, that sum / P is the average number of
 # calls waiting (Little's law), from which the dashboard draws the time to drain them at the vendor's limit.
@@ -63,6 +66,9 @@ METRIC_NAMES: frozenset[str] = frozenset(
         RETRIES_REQUEUED,
         RECIPIENTS_SUPERSEDED,
         REQUESTS_POOLED,
+        REQUESTS_HELD,
+        CANCELS_RECEIVED,
+        REQUESTS_CANCELLED,
         *LANE_METRICS,
         HISTORY_ENTRIES_WRITTEN,
         HISTORY_ENTRIES_NOT_WRITTEN,

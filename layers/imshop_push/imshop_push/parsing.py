@@ -7,8 +7,8 @@ event). The idempotency key is the request's `idempotencyKey`; without one, the 
 that is what stays the same when EventBridge or SNS redeliver the same event under a new SQS message id; then
 the message's `idempotencyKey` attribute; then the SQS message id. `storable_key` maps each to what is stored.
 
-Whatever a body holds, parsing it either yields a request or raises `PoisonMessageError`: one record's body never
-fails the batch it came in.
+A body may also be a cancel (`cancels.py`), in the same envelopes. Whatever a body holds, parsing it either
+yields a request (or a cancel) or raises `PoisonMessageError`: one record's body never fails the batch it came in.
 """
 
 from __future__ import annotations
@@ -23,7 +23,8 @@ from typing import Any
 from aws_lambda_powertools.utilities.validation.exceptions import SchemaValidationError
 
 from imshop_push import aws_messages
-from imshop_push.model import Content, Inbox, NotificationRequest, Recipient, RecipientField
+from imshop_push.cancels import cancel_problem, is_cancel
+from imshop_push.model import Cancel, Content, Inbox, NotificationRequest, Recipient, RecipientField
 from imshop_push.schema_reasons import describe_schema_error, join_path, json_type
 from imshop_push.validation import validate_request
 
@@ -50,6 +51,14 @@ class PoisonMessageError(Exception):
 
 
 def parse_body(body: str, *, message_id: str, key_attribute: str | None = None) -> NotificationRequest:
+    """`parse_message` for a body that must be a request."""
+    parsed = parse_message(body, message_id=message_id, key_attribute=key_attribute)
+    if isinstance(parsed, Cancel):
+        raise PoisonMessageError("body: is a cancel, not a notification request")
+    return parsed
+
+
+def parse_message(body: str, *, message_id: str, key_attribute: str | None = None) -> NotificationRequest | Cancel:
     """Parse, unwrap and validate one SQS message body; raise `PoisonMessageError` if it can never be sent.
 
     `key_attribute` is the message's `idempotencyKey` attribute: the dispatcher puts it on copies it writes back to
@@ -86,13 +95,17 @@ def storable_key(key: str) -> str:
     return key
 
 
-def _parse(body: str, message_id: str, key_attribute: str | None) -> NotificationRequest:
+def _parse(body: str, message_id: str, key_attribute: str | None) -> NotificationRequest | Cancel:
     try:
         document = json.loads(body)
     except json.JSONDecodeError as e:
         raise PoisonMessageError(f"body: is not valid JSON ({e.msg} at line {e.lineno} column {e.colno})") from None
     request, envelope_id, event = _unwrap(document)
     root = "detail" if event is not None else ""
+    if is_cancel(request):
+        if (problem := cancel_problem(request, root)) is not None:
+            raise PoisonMessageError(problem)
+        return Cancel(message_id, storable_key(request["cancel"]["idempotencyKey"]))
     try:
         validate_request(request)
     except SchemaValidationError as e:
@@ -177,6 +190,7 @@ def _build(request: dict[str, Any], *, message_id: str, default_key: str | None,
             )
     expires_at = _parse_expiry(request["expiresAt"], join_path(root, "expiresAt")) if "expiresAt" in request else None
     created_at = _parse_expiry(request["createdAt"], join_path(root, "createdAt")) if "createdAt" in request else None
+    send_at = _parse_expiry(request["sendAt"], join_path(root, "sendAt")) if "sendAt" in request else None
     try:
         fingerprint = _fingerprint(content, request.get("userIds", ()), request.get("installIds", ()))
     except UnicodeEncodeError:
@@ -196,6 +210,7 @@ def _build(request: dict[str, Any], *, message_id: str, default_key: str | None,
         collapse_key=request.get("collapseKey"),
         created_at=created_at,
         inbox=_inbox(request) if "userIds" in request else None,
+        send_at=send_at,
     )
 
 

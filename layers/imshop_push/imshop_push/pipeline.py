@@ -4,7 +4,8 @@ Each stage moves the fate of the batch's records (`fate.py`) by named transition
 owns them, and its results are read once, at the end. The order, and why:
 
 0. a wake of the pending pool brings in the requests of its content that wait for budget (shared waiting);
-1. parse and validate every record (poison is known before any budget is spent), then drop expired ones;
+1. parse and validate every record (poison is known before any budget is spent), remember cancels, drop
+   expired requests, and hold (re-enqueue, unclaimed) those not due yet: sendAt, the bulk lane's quiet hours;
 2. resolve idempotency keys inside the batch, claim each key (duplicates of delivered requests stop here);
 3. subtract what earlier attempts of the same request already delivered;
 4. plan the fewest calls (merge equal content, split at the recipient limit);
@@ -33,10 +34,13 @@ from imshop_push.observability import MetricSink
 from imshop_push.pending import PendingPool
 from imshop_push.ports import BacklogSink, Context, DeadLetterSink, Limits, PushApi
 from imshop_push.rate_limit import RateLimiter
+from imshop_push.send_time import SendTime
 from imshop_push.stages import Stage
+from imshop_push.stages.cancel import RecordCancels
 from imshop_push.stages.claim import Claim
 from imshop_push.stages.dead_letter import DeadLetter
 from imshop_push.stages.history import History
+from imshop_push.stages.hold import Hold
 from imshop_push.stages.intake import DropExpired, Parse
 from imshop_push.stages.keys_kept import KeysKept
 from imshop_push.stages.pending import ReleasePending, TakePending
@@ -50,7 +54,9 @@ from imshop_push.state import StateStore
 STAGES: tuple[Callable[[Context], Stage], ...] = (
     TakePending,
     Parse,
+    RecordCancels,
     DropExpired,
+    Hold,
     Claim,
     EarlierProgress,
     Supersede,
@@ -83,6 +89,7 @@ class Dispatcher:
         bulk_queue_arn: str | None = None,
         history: HistoryWriter | None = None,
         pending: PendingPool | None = None,
+        send_time: SendTime | None = None,
     ) -> None:
         limits = Limits(max_recipients, rate_limit_requests, rate_limit_window_seconds)
         ctx = Context(
@@ -98,6 +105,7 @@ class Dispatcher:
             lanes=Lanes(bulk_queue_arn),
             history=history,
             pending=pending,
+            send_time=send_time or SendTime(),
         )
         if versions is not None:
             ctx = replace(ctx, versions=versions)

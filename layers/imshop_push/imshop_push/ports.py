@@ -18,6 +18,7 @@ from imshop_push.model import CallOutcome, Deferral, Poison
 from imshop_push.observability import MetricSink
 from imshop_push.pending import PendingPool
 from imshop_push.rate_limit import RateLimiter
+from imshop_push.send_time import SendTime
 from imshop_push.state import StateStore
 
 
@@ -68,3 +69,4 @@ class Context:
     lanes: Lanes = field(default=Lanes())
     history: HistoryWriter | None = None  # None: the history is not enabled
     pending: PendingPool | None = None  # None: deferred requests wait as copies, each on its own
+    send_time: SendTime = field(default=SendTime())  # how far ahead sendAt may be; the bulk lane's quiet hours

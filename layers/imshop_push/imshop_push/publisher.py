@@ -40,6 +40,13 @@ requests go first. Give both URLs once as `LaneQueues` and choose per call with 
 
 A plain URL string still works as before and is used as given, whatever `lane` says (it names the queue).
 
+Send time: `send_at=` schedules a request (any horizon up to the stack's state TTL, 14 days by default), and
+`cancel_notification` stops whatever of a request is not yet sent, even one not queued yet::
+
+    publish_notification(sqs, queues, lane="bulk", user_ids=ids, title=t, summary=s,
+                         idempotency_key="bonus-2026-12-04", send_at=datetime(2026, 12, 4, 10, tzinfo=MSK))
+    cancel_notification(sqs, queues, "bonus-2026-12-04")
+
 Only the standard library and the layer are imported at module import time: boto3 is the caller's client, so a
 producer that bundles its own boto3 (or a stub in its tests) is never forced to import ours.
 """
@@ -48,11 +55,11 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import TYPE_CHECKING, Literal
 
-from imshop_push.drafts import InvalidNotificationError, NotificationDraft
+from imshop_push.drafts import InvalidNotificationError, NotificationDraft, cancel_body
 from imshop_push.lanes import Lane
 from imshop_push.publish_results import FailedMessage, PublishedMessage, PublishError, PublishResult, Tally
 from imshop_push.sqs_batches import batches
@@ -72,6 +79,7 @@ __all__ = [
     "PublishError",
     "PublishResult",
     "PublishedMessage",
+    "cancel_notification",
     "publish_notification",
     "publish_notifications",
 ]
@@ -110,6 +118,7 @@ def publish_notification(
     deeplink: str | None = None,
     idempotency_key: str | None = None,
     expires_at: datetime | str | None = None,
+    send_at: datetime | str | None = None,
     message_attributes: Mapping[str, MessageAttributeValueTypeDef] | None = None,
 ) -> str:
     """Validate and queue one notification request; return its SQS MessageId.
@@ -125,6 +134,7 @@ def publish_notification(
         deeplink=deeplink,
         idempotency_key=idempotency_key,
         expires_at=expires_at,
+        send_at=send_at,
         message_attributes=message_attributes,
     )
     body = draft.to_json()
@@ -146,6 +156,7 @@ def publish_notifications(
     lane: LaneName = "transactional",
     max_attempts: int = DEFAULT_MAX_ATTEMPTS,
     sleep: Callable[[float], None] = time.sleep,
+    send_at: datetime | str | None = None,
 ) -> PublishResult:
     """Validate all drafts, then queue them with SendMessageBatch (10 per call, within SQS's batch size).
 
@@ -155,9 +166,12 @@ def publish_notifications(
     short backoff; entries refused for what they are are reported at once. A call that fails as a whole (no
     such queue, no permission, network gone after boto3's retries) raises `PublishError`; messages of earlier
     calls have been queued by then, so the `PublishError` raised carries which drafts were and were not queued.
+    `send_at` schedules every draft that has no `send_at` of its own.
     """
     if max_attempts < 1:
         raise ValueError("max_attempts must be at least 1")
+    if send_at is not None:
+        requests = [d if d.send_at is not None else replace(d, send_at=send_at) for d in requests]
     queue_url = _queue_url(queue_url, lane)
     bodies = []
     for index, draft in enumerate(requests):
@@ -185,6 +199,18 @@ def publish_notifications(
             break
         pending = sorted(retry)
     return tally.result()
+
+
+def cancel_notification(
+    sqs_client: SQSClient, queue_url: str | LaneQueues, idempotency_key: str, *, lane: LaneName = "transactional"
+) -> str:
+    """Cancel the request with this idempotency key (the key it was published with, or the default key the
+    dispatcher gave it); return the cancel's SQS MessageId. Whatever of the request is not yet sent is never
+    sent, also when the cancel is queued first; a fully sent request is left as it is. The transactional lane
+    by default: a cancel should not wait behind a bulk backlog. Raises `InvalidNotificationError` without
+    calling SQS for a key the dispatcher would reject."""
+    body = cancel_body(idempotency_key)
+    return sqs_client.send_message(QueueUrl=_queue_url(queue_url, lane), MessageBody=body)["MessageId"]
 
 
 def _batch_entry(index: int, body: str, draft: NotificationDraft) -> SendMessageBatchRequestEntryTypeDef:

@@ -31,6 +31,7 @@ from imshop_push.pending import InProcessPendingPool, PendingPool
 from imshop_push.pipeline import Dispatcher
 from imshop_push.ports import BacklogSink, DeadLetterSink, PushApi
 from imshop_push.rate_limit import InProcessRateLimiter, RateLimiter, WindowPolicy
+from imshop_push.send_time import SendTime
 from imshop_push.state import InProcessStateStore, StateStore
 
 logger = logging.getLogger(__name__)
@@ -231,6 +232,7 @@ class Runtime:
             bulk_queue_arn=s.bulk_queue_arn,
             history=self._history,
             pending=self._pending_pool(),
+            send_time=SendTime(max_ahead_seconds=s.state_ttl_seconds, quiet_hours=s.quiet_hours),
         )
         return self._dispatcher_cache
 

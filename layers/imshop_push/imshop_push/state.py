@@ -39,6 +39,7 @@ class ClaimStatus(enum.StrEnum):
     CONFLICT = "conflict"  # the key was used before for other content: poison
     BUSY = "busy"  # another live execution holds it: retry later
     UNAVAILABLE = "unavailable"  # the store refused this one claim (e.g. throttled): retry later, alone
+    CANCELLED = "cancelled"  # a cancel names the key (before or after the request came): never send the rest
 
 
 class Claim(NamedTuple):
@@ -85,7 +86,18 @@ class StateStore(Protocol):
 
     def mark_call(self, call_id: str, digests: bytes, *, status: CallStatus, now: float) -> None: ...
 
-    def settle(self, settlements: Sequence[Settlement], *, now: float) -> None: ...
+    def settle(self, settlements: Sequence[Settlement], *, now: float) -> None:
+        """Where each request stands; a request's cancel mark, if it has one, stays as it is."""
+        ...
+
+    def cancel(self, keys: Collection[str], *, now: float) -> None:
+        """Mark each key cancelled for the TTL from `now`, whether or not its request has come yet: its claims
+        are then `CANCELLED`, unless it was done already (`DUPLICATE`: a cancel changes nothing then)."""
+        ...
+
+    def cancelled(self, keys: Collection[str], *, now: float) -> set[str]:
+        """Which of these keys a cancel names: the check right before a call."""
+        ...
 
 
 def delivery_digests(content: Content, recipients: Iterable[Recipient]) -> list[bytes]:
@@ -116,6 +128,7 @@ class InProcessStateStore:
         self._requests: dict[str, tuple[str, bool, float, tuple[str, ...]]] = {}
         self._attempts: dict[str, int] = {}
         self._calls: dict[str, tuple[CallStatus, bytes]] = {}
+        self._cancelled: set[str] = set()
         self._lock = threading.Lock()
 
     def claim_many(
@@ -125,21 +138,36 @@ class InProcessStateStore:
         with self._lock:
             for key, fingerprint in requests:
                 current = self._requests.get(key)
-                if current is None:
+                if key in self._cancelled and (current is None or not current[1]):
+                    claims[key] = Claim(ClaimStatus.CANCELLED)
+                elif current is None:
                     self._requests[key] = (fingerprint, False, lease_until, (attempt_id,))
                     claims[key] = Claim(ClaimStatus.CLAIMED)
-                    continue
-                stored_fingerprint, done, leased_until, attempts = current
-                if stored_fingerprint != fingerprint:
-                    claims[key] = Claim(ClaimStatus.CONFLICT)
-                elif done:
-                    claims[key] = Claim(ClaimStatus.DUPLICATE)
-                elif leased_until > now:
-                    claims[key] = Claim(ClaimStatus.BUSY)
                 else:
-                    self._requests[key] = (fingerprint, False, lease_until, (*attempts, attempt_id))
-                    claims[key] = Claim(ClaimStatus.CLAIMED, attempts)
+                    claims[key] = self._claim_existing(
+                        key, current=current, fingerprint=fingerprint, attempt_id=attempt_id, now=now, until=lease_until
+                    )
         return claims
+
+    def _claim_existing(
+        self,
+        key: str,
+        *,
+        current: tuple[str, bool, float, tuple[str, ...]],
+        fingerprint: str,
+        attempt_id: str,
+        now: float,
+        until: float,
+    ) -> Claim:
+        stored_fingerprint, done, leased_until, attempts = current
+        if stored_fingerprint != fingerprint:
+            return Claim(ClaimStatus.CONFLICT)
+        if done:
+            return Claim(ClaimStatus.DUPLICATE)
+        if leased_until > now:
+            return Claim(ClaimStatus.BUSY)
+        self._requests[key] = (fingerprint, False, until, (*attempts, attempt_id))
+        return Claim(ClaimStatus.CLAIMED, attempts)
 
     def start_attempt(self, attempt_id: str, call_count: int, *, now: float) -> None:
         with self._lock:
@@ -163,3 +191,11 @@ class InProcessStateStore:
         with self._lock:
             for s in settlements:
                 self._requests[s.key] = (s.fingerprint, s.done, 0.0, () if s.done else s.attempts)
+
+    def cancel(self, keys: Collection[str], *, now: float) -> None:
+        with self._lock:
+            self._cancelled.update(keys)
+
+    def cancelled(self, keys: Collection[str], *, now: float) -> set[str]:
+        with self._lock:
+            return self._cancelled.intersection(keys)

@@ -80,7 +80,8 @@ class DynamoDBStateStore:
                     "SET fingerprint = :fp, lease_until = :lease, expiration = :exp, done = :no ADD attempts :attempt"
                 ),
                 ConditionExpression=(
-                    "attribute_not_exists(id) OR (fingerprint = :fp AND done = :no AND lease_until <= :now)"
+                    "attribute_not_exists(id) OR (fingerprint = :fp AND done = :no AND lease_until <= :now"
+                    " AND attribute_not_exists(cancelled))"
                 ),
                 ExpressionAttributeValues={
                     ":fp": {"S": fingerprint},
@@ -105,6 +106,8 @@ class DynamoDBStateStore:
         ).get("Item")
         if item is None:  # gone since the condition failed (expired, deleted): nothing to conflict with
             return Claim(ClaimStatus.BUSY)
+        if "cancelled" in item and not item.get("done", {}).get("BOOL"):
+            return Claim(ClaimStatus.CANCELLED)
         if item.get("fingerprint", {}).get("S") != fingerprint:
             return Claim(ClaimStatus.CONFLICT)
         if item.get("done", {}).get("BOOL"):
@@ -184,6 +187,42 @@ class DynamoDBStateStore:
                 item["attempts"] = {"SS": sorted(set(s.attempts))}
             items.append(item)
         self._batches.write([{"PutRequest": {"Item": item}} for item in items])
+        self._restore_cancel_marks([s.key for s in settlements if not s.done], expiration)
+
+    def _restore_cancel_marks(self, keys: list[str], expiration: dict[str, str]) -> None:
+        """A put replaces the whole item, so it may have erased the mark of a cancel that came while this
+        execution held the request. A cancel writes its own item before it marks the request's, so reading the
+        cancel items after the puts finds every such cancel, and the mark is set again."""
+        if not keys:
+            return
+        cancels = self._batches.get([_cancel_id(k) for k in keys])
+        self._mark([k for k in keys if _cancel_id(k) in cancels], expiration)
+
+    def cancel(self, keys: Collection[str], *, now: float) -> None:
+        """The cancel's own item first (no put of a settlement touches it), then the mark on the request's item,
+        created when the request has not come yet, that the claim's condition sees with no extra read."""
+        expiration = {"N": str(int(now) + self._ttl)}
+        with _translated("cancel"):
+            self._batches.write(
+                [{"PutRequest": {"Item": {"id": {"S": _cancel_id(k)}, "expiration": expiration}}} for k in set(keys)]
+            )
+            self._mark(sorted(set(keys)), expiration)
+
+    def _mark(self, keys: list[str], expiration: dict[str, str]) -> None:
+        def mark(key: str) -> None:
+            self._client.update_item(
+                TableName=self._table,
+                Key={"id": {"S": _request_id(key)}},
+                UpdateExpression="SET cancelled = :yes, expiration = :exp",
+                ExpressionAttributeValues={":yes": {"BOOL": True}, ":exp": expiration},
+            )
+
+        map_in_threads(mark, keys)
+
+    def cancelled(self, keys: Collection[str], *, now: float) -> set[str]:
+        with _translated("cancelled"):
+            found = self._batches.get([_cancel_id(k) for k in keys])
+        return {k for k in keys if _cancel_id(k) in found}
 
 
 @contextmanager
@@ -197,6 +236,10 @@ def _translated(operation: str) -> Iterator[None]:
 
 def _request_id(key: str) -> str:
     return f"request#{key}"
+
+
+def _cancel_id(key: str) -> str:
+    return f"cancel#{key}"
 
 
 def _attempt_id(attempt_id: str) -> str:

@@ -7,13 +7,14 @@ from datetime import UTC, datetime
 
 from imshop_push import observability as m
 from imshop_push.batch import Attempt, Batch
-from imshop_push.fate import Track
+from imshop_push.fate import Fate, Track
 from imshop_push.lanes import Lane
 from imshop_push.masking import mask_recipients
 from imshop_push.model import CallOutcome, CallResult, StoreError
 from imshop_push.planning import PlannedCall
 from imshop_push.ports import Context
 from imshop_push.rate_limit import Denied, Permit, wait_for_permit
+from imshop_push.stages.cancel import NotCancelled
 from imshop_push.stages.records import CallRecords
 from imshop_push.stages.supersede import LatestOnly
 from imshop_push.state import call_id, delivery_digests, pack_digests
@@ -36,6 +37,7 @@ class CallSender:
         self._ctx = ctx
         self._records = CallRecords(ctx)
         self._latest = LatestOnly(ctx)
+        self._not_cancelled = NotCancelled(ctx)
 
     def send(self, batch: Batch, index: int, *, wait: bool = True) -> Denied | list[PlannedCall]:
         """Send call `index`. Denied when out of budget; calls to send in its place (a rejected merged call,
@@ -105,9 +107,11 @@ class CallSender:
         self, call: PlannedCall, owners: list[Track], attempt: Attempt, permit: Permit
     ) -> PlannedCall | None:
         """What is left of the call once its slot came: a newer request may have superseded some recipients,
-        and the wait may have outlived some requests. Nothing left (or the store failing): the slot goes back."""
+        the wait may have outlived some requests, or a cancel may have come. Nothing left (or the store failing):
+        the slot goes back."""
         try:
             self._latest.trim(call, owners)
+            self._not_cancelled.drop(owners)
         except StoreError:
             self._records.release(permit, self._ctx.clock())
             raise
@@ -164,10 +168,11 @@ class CallSender:
         ]
 
     def _live_part(self, call: PlannedCall, owners: list[Track], attempt: Attempt) -> PlannedCall | None:
-        """Drop recipients whose every requester expired while waiting (never sent late) or was superseded, and,
-        for a call split off a rejected merged call, recipients an earlier split already delivered."""
+        """Drop recipients whose every requester expired while waiting (never sent late), was superseded or was
+        cancelled, and, for a call split off a rejected merged call, recipients an earlier split already
+        delivered."""
         now = datetime.fromtimestamp(self._ctx.clock(), UTC)
-        live = [t for t in owners if not t.expire_if_due(now)]
+        live = [t for t in owners if t.fate is not Fate.CANCELLED and not t.expire_if_due(now)]
         if not live:
             return None
         recipients = call.recipients

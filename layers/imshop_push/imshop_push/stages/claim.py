@@ -12,6 +12,7 @@ from imshop_push.batch import Batch
 from imshop_push.fate import Fate, Track
 from imshop_push.model import NotificationRequest, StoreError
 from imshop_push.ports import Context
+from imshop_push.stages.cancel import count_cancelled
 from imshop_push.state import Claim as StoredClaim
 from imshop_push.state import ClaimStatus
 
@@ -80,6 +81,11 @@ class Claim:
         elif claim.status is ClaimStatus.DUPLICATE:
             self._ctx.metric(m.DUPLICATES_SKIPPED, 1)
             carrier.duplicate("already delivered")
+        elif claim.status is ClaimStatus.CANCELLED:
+            count_cancelled(self._ctx, v.tracks)
+            for track in v.tracks:
+                track.cancelled()
+            return
         else:
             carrier.retry(NOT_CLAIMED_REASONS[claim.status])
         for copy in v.copies:

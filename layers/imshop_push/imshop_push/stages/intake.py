@@ -9,7 +9,8 @@ from imshop_push import observability as m
 from imshop_push.batch import Batch
 from imshop_push.fate import Fate, Track
 from imshop_push.masking import mask_recipients
-from imshop_push.parsing import PoisonMessageError, parse_body
+from imshop_push.model import Cancel
+from imshop_push.parsing import PoisonMessageError, parse_message
 from imshop_push.pending import is_virtual
 from imshop_push.ports import Context
 from imshop_push.sqs_copies import KEY_ATTRIBUTE
@@ -28,11 +29,16 @@ class Parse:
             message = track.message
             try:
                 key = message.message_attributes.get(KEY_ATTRIBUTE, {}).get("stringValue")
-                track.request = parse_body(message.body, message_id=message.message_id, key_attribute=key)
+                parsed = parse_message(message.body, message_id=message.message_id, key_attribute=key)
             except PoisonMessageError as e:
                 self._ctx.metric(m.REQUESTS_INVALID, 1)
                 logger.warning("invalid request", extra={"message_id": message.message_id, "reason": e.reason})
                 track.dead_letter(e.reason)
+                continue
+            if isinstance(parsed, Cancel):
+                track.cancel_key = parsed.idempotency_key
+            else:
+                track.request = parsed
 
 
 class DropExpired:

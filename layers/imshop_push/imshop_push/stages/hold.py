@@ -1,0 +1,90 @@
+"""Hold: a request that is not due yet (its sendAt, or the bulk lane's quiet hours) goes back to its queue.
+
+Held by chained delayed re-enqueues: each hop is a new SQS message (a fresh receive count, so waiting never
+walks a request towards the DLQ) delayed by the whole seconds left, capped at SQS's 15 minutes. SQS delays
+are whole seconds, so the last hop comes back up to a second early: less than `INLINE_WAIT_SECONDS` before
+it is due, the execution waits the rest itself, so a request is sent to the millisecond of its sendAt, never
+before, and never a second late for rounding. It runs before the claim: a held request holds no lease and
+writes no progress, and DropExpired runs before it on every hop, so `expiresAt` still applies.
+The copy carries what a deferral copy carries (the key when it was the SQS message id, the collapse order).
+
+When quiet hours end, the held bulk requests all come back at once; the shared limiter gives the transactional
+lane the next free slot and the bulk lane's MaximumConcurrency bounds its executions, so the release does not
+starve the transactional lane, and requests of one text arriving together share calls.
+"""
+
+from __future__ import annotations
+
+import math
+
+from imshop_push import observability as m
+from imshop_push.batch import Batch
+from imshop_push.fate import Fate, Track
+from imshop_push.lanes import Lane
+from imshop_push.model import Deferral
+from imshop_push.ports import Context
+from imshop_push.send_time import rfc3339
+from imshop_push.sqs_copies import SQS_MAX_DELAY_SECONDS
+from imshop_push.stages.supersede import order
+
+INLINE_WAIT_SECONDS = 1.0  # SQS's delay granularity
+
+
+class Hold:
+    def __init__(self, ctx: Context) -> None:
+        self._ctx = ctx
+
+    def __call__(self, batch: Batch) -> None:
+        now = self._ctx.clock()
+        held: list[Track] = []
+        soon = now
+        for track in batch.parsed():
+            if track.fate is not Fate.RECEIVED:
+                continue
+            if self._ctx.send_time.too_far(now, track.req.send_at):
+                self._too_far(track)
+                continue
+            due = self._due(track, now)
+            if due - now >= INLINE_WAIT_SECONDS:
+                reason = "not due before its sendAt" if due == _send_at(track) else "held for the quiet hours"
+                track.hold(due, f"{reason}: {rfc3339(due)}")
+                held.append(track)
+            else:
+                soon = max(soon, due)
+        if held:
+            self._requeue(held, now)
+        if soon > now:  # less than a second: cheaper and more precise than another hop
+            self._ctx.sleep(soon - now)
+
+    def _due(self, track: Track, now: float) -> float:
+        bulk = self._ctx.lanes.of(track.message.event_source_arn) is Lane.BULK
+        return self._ctx.send_time.due(now, track.req.send_at, bulk=bulk)
+
+    def _too_far(self, track: Track) -> None:
+        ahead = self._ctx.send_time.max_ahead_seconds
+        track.dead_letter(
+            f"sendAt: is more than {ahead:.0f} s ahead (the state TTL, STATE_TTL_SECONDS): a cancel or a duplicate"
+            " would be forgotten before it is sent; schedule it closer"
+        )
+
+    def _requeue(self, held: list[Track], now: float) -> None:
+        deferrals = [
+            Deferral(
+                t.message,
+                min(SQS_MAX_DELAY_SECONDS, max(1, math.floor((t.retry_at or now) - now))),
+                t.req.idempotency_key,
+                t.req.key_is_message_id,
+                order(t, now),
+            )
+            for t in held
+        ]
+        failed = self._ctx.backlog.requeue(deferrals)
+        for track in held:
+            if track.message_id in failed:
+                track.give_back("could not re-enqueue a held request")
+        self._ctx.metric(m.REQUESTS_HELD, len(held) - len(failed))
+
+
+def _send_at(track: Track) -> float | None:
+    send_at = track.req.send_at
+    return send_at.timestamp() if send_at is not None else None
