@@ -166,3 +166,25 @@ def test_a_deferred_request_keeps_only_attempts_that_started_a_call_for_it() -> 
     (attempt,) = claims["first"].attempts
     records = h.state.load_calls([attempt], now=h.clock())
     assert len(records) == 1, "only the call that was started is on record"
+
+
+def test_a_call_whose_checks_stalled_past_the_reserved_allowance_takes_a_slot_again() -> None:
+    """Between a permit and its call the host may stall (a slow record write); the slot's reservation covers
+    only PRE_CALL_ALLOWANCE_SECONDS of that, so a later call could arrive less than a window after another."""
+    from imshop_push.rate_limit import PRE_CALL_ALLOWANCE_SECONDS
+    from imshop_push.state import CallStatus
+
+    h = Harness(limit=1, window=10.0, margin=0.0)
+    stall = PRE_CALL_ALLOWANCE_SECONDS + 5.0
+    original = h.state.mark_call
+    stalls = [stall]
+
+    def slow_pending(call_id: str, digests: bytes, *, status: CallStatus, now: float) -> None:
+        if status is CallStatus.PENDING and stalls:
+            h.clock.now += stalls.pop()
+        original(call_id, digests, status=status, now=now)
+
+    h.state.mark_call = slow_pending  # type: ignore[method-assign]
+    assert h.run(msg("m1", body(users=phones(1))), seconds=90) == {"m1": Disposition.DELIVERED}
+    [call] = h.api.calls
+    assert call.at >= T0 + stall + h.policy.window_seconds, "not sent on the stale permit: it waited for a slot"

@@ -84,3 +84,21 @@ def test_cancel_notification_refuses_a_key_the_dispatcher_would_reject(key: obje
     with pytest.raises(InvalidNotificationError, match=r"cancel\.idempotencyKey: must be"):
         cancel_notification(_client(sqs), QUEUE_URL, key)  # type: ignore[arg-type]
     assert sqs.calls == []
+
+
+def test_one_status_update_carries_its_collapse_key_and_created_at_as_the_dispatcher_reads_them() -> None:
+    sqs = FakeSqs()
+
+    publish_notification(
+        _client(sqs),
+        QUEUE_URL,
+        user_ids=["u"],
+        title="Заказ 123 собран",
+        summary="s",
+        collapse_key="order-123-status",
+        created_at=datetime(2026, 12, 1, 13, 5, tzinfo=MSK),
+    )
+
+    request = parse_body(sqs.calls[0][1]["MessageBody"], message_id="m")
+    assert request.collapse_key == "order-123-status"
+    assert request.created_at == datetime(2026, 12, 1, 10, 5, tzinfo=UTC)

@@ -119,6 +119,8 @@ def publish_notification(
     idempotency_key: str | None = None,
     expires_at: datetime | str | None = None,
     send_at: datetime | str | None = None,
+    collapse_key: str | None = None,
+    created_at: datetime | str | None = None,
     message_attributes: Mapping[str, MessageAttributeValueTypeDef] | None = None,
 ) -> str:
     """Validate and queue one notification request; return its SQS MessageId.
@@ -135,6 +137,8 @@ def publish_notification(
         idempotency_key=idempotency_key,
         expires_at=expires_at,
         send_at=send_at,
+        collapse_key=collapse_key,
+        created_at=created_at,
         message_attributes=message_attributes,
     )
     body = draft.to_json()

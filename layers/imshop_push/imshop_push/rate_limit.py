@@ -28,6 +28,11 @@ from typing import Protocol
 from imshop_push.lanes import Lane
 from imshop_push.model import StoreError
 
+PRE_CALL_ALLOWANCE_SECONDS = 1.0
+"""What a slot's reservation covers between the permit and the call (the last supersede and cancel checks,
+the call record): part of the worst case the limiter reserves for. A call whose checks took longer is not
+sent on that permit (`stages/call.py`): its call could then arrive after the reservation ended."""
+
 
 class RateLimiterError(StoreError):
     """The shared window cannot be read or written now (its adapter translates its client's errors into this)."""

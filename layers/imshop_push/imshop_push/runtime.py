@@ -30,7 +30,7 @@ from imshop_push.observability import MetricSink
 from imshop_push.pending import InProcessPendingPool, PendingPool
 from imshop_push.pipeline import Dispatcher
 from imshop_push.ports import BacklogSink, DeadLetterSink, PushApi
-from imshop_push.rate_limit import InProcessRateLimiter, RateLimiter, WindowPolicy
+from imshop_push.rate_limit import PRE_CALL_ALLOWANCE_SECONDS, InProcessRateLimiter, RateLimiter, WindowPolicy
 from imshop_push.send_time import SendTime
 from imshop_push.state import InProcessStateStore, StateStore
 
@@ -268,7 +268,7 @@ class Runtime:
             limit=s.rate_limit_requests,
             window_seconds=s.rate_limit_window_seconds,
             margin_seconds=s.rate_limit_margin_seconds,
-            worst_case_call_seconds=worst_case_call_seconds,
+            worst_case_call_seconds=worst_case_call_seconds + PRE_CALL_ALLOWANCE_SECONDS,
         )
 
     def _client(self, service: str) -> Any:

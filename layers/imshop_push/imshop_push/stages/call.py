@@ -13,7 +13,7 @@ from imshop_push.masking import mask_recipients
 from imshop_push.model import CallOutcome, CallResult, StoreError
 from imshop_push.planning import PlannedCall
 from imshop_push.ports import Context
-from imshop_push.rate_limit import Denied, Permit, wait_for_permit
+from imshop_push.rate_limit import PRE_CALL_ALLOWANCE_SECONDS, Denied, Permit, wait_for_permit
 from imshop_push.stages.cancel import NotCancelled
 from imshop_push.stages.records import CallRecords
 from imshop_push.stages.supersede import LatestOnly
@@ -55,6 +55,7 @@ class CallSender:
             permit = self._permit(batch, lane, wait)
             if isinstance(permit, Denied):
                 return permit
+            permit_at = ctx.clock()
             if (live_call := self._still_wanted(call, owners, attempt, permit)) is None:
                 _done(owners, index)
                 return []
@@ -69,6 +70,11 @@ class CallSender:
                 return []
             for t in owners:
                 t.recorded_in_attempt = True
+            if ctx.clock() - permit_at > PRE_CALL_ALLOWANCE_SECONDS:  # a stalled host: the slot's reservation
+                blocked_until = ctx.clock()  # no longer covers a whole call from now; take a slot again
+                self._records.release(permit, blocked_until)
+                self._records.not_delivered(cid, digests)
+                continue
             outcome = ctx.api.send(call.payload())
             finished_at = ctx.clock()
             ctx.metric(CALL_METRIC[outcome.result], 1)
