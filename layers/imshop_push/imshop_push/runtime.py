@@ -18,6 +18,7 @@ from imshop_push.config import ConfigError, Settings, check_api_url
 from imshop_push.history import HistoryWriter
 from imshop_push.imshop_client import ImshopClient
 from imshop_push.inbound import InboundMessage
+from imshop_push.lanes import Lanes, dead_letters_by_lane
 from imshop_push.model import Deadline, Disposition, RecordResult
 from imshop_push.observability import MetricSink
 from imshop_push.pipeline import Dispatcher
@@ -197,12 +198,16 @@ class Runtime:
         self._state = self._state or self._make_state(s, self._client)
         self._versions = self._versions or self._make_versions(s, self._client)
         self._history = self._history or self._make_history(s, self._client)
-        dlq_url = s.dead_letter_queue_url
+        dlq_url, bulk_dlq_url = s.dead_letter_queue_url, s.bulk_dead_letter_queue_url
         self._dispatcher_cache = self._make_pipeline(
             api=api,
             limiter=self._make_limiter(s, url, self._window_policy(api.worst_case_seconds), self._client),
             state=self._state,
-            dead_letters=self._make_dead_letters(sqs, dlq_url) if dlq_url else None,
+            dead_letters=dead_letters_by_lane(  # each lane's poison to its own DLQ
+                Lanes(s.bulk_queue_arn),
+                transactional=self._make_dead_letters(sqs, dlq_url) if dlq_url else None,
+                bulk=self._make_dead_letters(sqs, bulk_dlq_url) if bulk_dlq_url else None,
+            ),
             backlog=self._make_backlog(sqs),
             metric=self._metric,
             max_recipients=s.max_recipients_per_request,
