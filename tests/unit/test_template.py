@@ -661,8 +661,23 @@ def test_dashboard_shows_queue_and_function_health(template: dict[str, Any]) -> 
     bulk_id = lane_queue_ids(template)["bulk"]
     assert ("AWS/SQS", "ApproximateAgeOfOldestMessage", f"{bulk_id}.QueueName") in shown
     assert ("AWS/SQS", "ApproximateNumberOfMessagesVisible", f"{bulk_id}.QueueName") in shown
+    bulk_dlq_id = lane_dlq_ids(template)["bulk"]
+    assert ("AWS/SQS", "ApproximateNumberOfMessagesVisible", f"{bulk_dlq_id}.QueueName") in shown
     for name in ("Errors", "Duration", "Throttles", "ConcurrentExecutions"):
         assert ("AWS/Lambda", name, function_id) in shown, name
+
+
+def test_dashboard_widgets_do_not_overlap(template: dict[str, Any]) -> None:
+    """CloudWatch moves an overlapping widget wherever it fits, so the figures would not stand where they are put."""
+    ((_, dashboard),) = resources_of(template, "AWS::CloudWatch::Dashboard").items()
+    body = json.loads(render_sub(template, sub_text(dashboard["Properties"]["DashboardBody"]) or ""))
+    cells: dict[tuple[int, int], str] = {}
+    for widget in body["widgets"]:
+        title = widget["properties"]["title"]
+        for x in range(widget["x"], widget["x"] + widget["width"]):
+            for y in range(widget["y"], widget["y"] + widget["height"]):
+                assert (x, y) not in cells, f"{title!r} overlaps {cells[(x, y)]!r}"
+                cells[(x, y)] = title
 
 
 def test_alarm_metrics_are_metrics_the_code_emits(template: dict[str, Any]) -> None:
