@@ -70,7 +70,7 @@ def test_transactional_requests_take_the_next_slots_while_a_bulk_backlog_drains(
 
     calls = stack.sandbox.calls
     seen: list[Overtaking] = [overtaking(calls, title, p, a) for title, (p, a) in published.items()]
-    story = [(o.title[:10], o.bulk_between, round(o.latency, 2) if o.latency else None) for o in seen]
+    story = [(o.title[:10], o.bulk_between, None if o.latency is None else round(o.latency, 2)) for o in seen]
     assert all(o.arrived_at is not None for o in seen), story
     assert all(o.bulk_after for o in seen[: TRANSACTIONAL // 2]), f"the backlog drained too soon: {story}"
     waited_long = [o for o in seen if o.bulk_between > LIMIT]
