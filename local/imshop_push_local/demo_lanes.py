@@ -1,7 +1,7 @@
 """`make demo`'s lanes phase: an order-status push published while a bonus campaign far above the rate limit
 waits in the bulk queue reaches IMSHOP within about a window, ahead of the campaign's remaining calls.
 
-The integration test of the lanes (tests/integration/test_lanes.py) measures with the same helpers.
+The integration test of the lanes (tests/integration/test_lanes_poller.py) measures with the same helpers.
 """
 
 from __future__ import annotations
