@@ -104,11 +104,11 @@ demo: $(STAMP) ## run the dispatcher locally against the sandbox and a local AWS
 bench: $(STAMP) ## the benchmark (figures vs baselines; bench/, one module per figure)
 	$(BIN)/python -m bench
 
-dlq: $(STAMP) ## list dead-lettered messages with reasons (DLQ_URL=..., does not delete)
-	$(BIN)/python -m imshop_push_local.dlq list $(if $(DLQ_URL),--dlq-url $(DLQ_URL))
+dlq: $(STAMP) ## list dead-lettered messages with reasons (DLQ_URL=... or LANE=bulk, does not delete)
+	$(BIN)/python -m imshop_push_local.dlq list $(if $(DLQ_URL),--dlq-url $(DLQ_URL)) $(if $(LANE),--lane $(LANE))
 
-redrive: $(STAMP) ## move dead-lettered messages back to the source queue (DLQ_ARN=... [QUEUE_ARN=...])
-	$(BIN)/python -m imshop_push_local.dlq redrive --dlq-arn "$(DLQ_ARN)" $(if $(QUEUE_ARN),--destination-arn $(QUEUE_ARN))
+redrive: $(STAMP) ## move dead-lettered messages back to the source queue (DLQ_ARN=... or LANE=bulk [QUEUE_ARN=...])
+	$(BIN)/python -m imshop_push_local.dlq redrive --dlq-arn "$(DLQ_ARN)" $(if $(QUEUE_ARN),--destination-arn $(QUEUE_ARN)) $(if $(LANE),--lane $(LANE))
 
 build: $(STAMP) ## sam build (no Docker needed)
 	$(BIN)/sam build --template template.yaml

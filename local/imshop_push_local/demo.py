@@ -4,8 +4,9 @@ A loopback IMSHOP sandbox and moto server stand in for the vendor and AWS; the S
 real handler in worker processes. Phases: the sample events of `events/` (valid requests in all three
 body forms, and poison), then a backlog far above the rate limit draining at the configured rate with
 merged calls, then status updates of one order superseding each other (`demo_supersede.py`), then the
-in-app history IMSHOP's app reads through the webhook (`demo_history.py`). The vendor's 10 calls a minute
-are time-scaled to 10 calls a second. Exits non-zero if anything unexpected happened.
+in-app history IMSHOP's app reads through the webhook (`demo_history.py`), then an order status overtaking a
+bulk campaign (`demo_lanes.py`). The vendor's 10 calls a minute are time-scaled to 10 calls a second. Exits
+non-zero if anything unexpected happened.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from typing import Any
 from imshop_push.masking import mask_recipients
 from imshop_push.parsing import PoisonMessageError, parse_body
 from imshop_push_local.demo_history import history_phase
+from imshop_push_local.demo_lanes import lanes_phase
 from imshop_push_local.demo_schedule import schedule_phase
 from imshop_push_local.demo_supersede import supersede_phase
 from imshop_push_local.function_output import FunctionOutput
@@ -75,7 +77,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         problems += supersede_phase(stack, output, number=3)
         stack.sandbox.reset()
         problems += history_phase(stack, output_path=output.path, number=4)
-    problems += schedule_phase(output_path=output.path, settings=DEMO_SETTINGS)  # its own stack: quiet hours
+        stack.sandbox.reset()
+        problems += lanes_phase(stack, output, number=5)
+    problems += schedule_phase(output_path=output.path, settings=DEMO_SETTINGS, number=6)  # own stack: quiet hours
     print(f"\nThe function's own output (EMF metrics and logs, as CloudWatch would get them): {output.path}")
     print()
     if problems:
@@ -96,6 +100,7 @@ def _print_stack(stack: LocalStack) -> None:
     print(f"  IMSHOP sandbox  {_redacted(stack.sandbox.url)}  (enforces the vendor contract and limits)")
     print(f"  AWS emulator    {aws.endpoint_url}  (moto server, provisioned from template.yaml)")
     print(f"  queue           {aws.queue.name} -> dead-letter queue {aws.dead_letter_queue.name}")
+    print(f"  bulk queue      {aws.bulk_queue.name} -> dead-letter queue {aws.bulk_dead_letter_queue.name}")
     print(f"  state table     {aws.table_name}")
     print(
         f"  history table   {stack.history_function.environment['HISTORY_TABLE_NAME']}  (NotificationHistory=Enabled)"

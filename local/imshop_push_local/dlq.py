@@ -1,16 +1,18 @@
 """Look into the dead-letter queue and send its messages back, without the AWS console.
 
-    python -m imshop_push_local.dlq list [--dlq-url URL] [--max N] [--json]
-    python -m imshop_push_local.dlq redrive [--dlq-arn ARN] [--destination-arn ARN] [--max-per-second N]
-    python -m imshop_push_local.dlq status [--dlq-arn ARN]
+    python -m imshop_push_local.dlq list [--lane bulk] [--dlq-url URL] [--max N] [--json]
+    python -m imshop_push_local.dlq redrive [--lane bulk] [--dlq-arn ARN] [--destination-arn ARN] [--max-per-second N]
+    python -m imshop_push_local.dlq status [--lane bulk] [--dlq-arn ARN]
 
 A poison request waits in the DLQ for a person to read why (`error`), fix the producer, and redrive. `list`
 never deletes: it receives with a visibility timeout of 0, so every message stays available to the next
 reader and to a redrive. Recipient ids are often phone numbers, so bodies are shown with them masked.
 
 The queue is named by `--dlq-url` / `--dlq-arn`, else `DEAD_LETTER_QUEUE_URL` (the function's own variable),
-else the outputs of the deployed stack (`--stack-name`, default `imshop-push`). boto3 resolves credentials,
-region and `AWS_ENDPOINT_URL` as usual, so the same commands work against a local emulator.
+else the outputs of the deployed stack (`--stack-name`, default `imshop-push`). Each lane has its own DLQ:
+`--lane bulk` reads `BULK_DEAD_LETTER_QUEUE_URL` and the stack's `BulkDeadLetterQueue*` outputs instead.
+boto3 resolves credentials, region and `AWS_ENDPOINT_URL` as usual, so the same commands work against a local
+emulator.
 """
 
 from __future__ import annotations
@@ -40,6 +42,21 @@ DEFAULT_STACK_NAME = "imshop-push"
 DLQ_URL_ENV = "DEAD_LETTER_QUEUE_URL"
 DLQ_URL_OUTPUT = "DeadLetterQueueUrl"
 DLQ_ARN_OUTPUT = "DeadLetterQueueArn"
+
+
+@dataclass(frozen=True, slots=True)
+class LaneDlq:
+    """Where a lane's DLQ is named when no URL or ARN is passed: the function's variable, the stack's outputs."""
+
+    url_env: str
+    url_output: str
+    arn_output: str
+
+
+LANE_DLQS = {
+    "transactional": LaneDlq(DLQ_URL_ENV, DLQ_URL_OUTPUT, DLQ_ARN_OUTPUT),
+    "bulk": LaneDlq("BULK_DEAD_LETTER_QUEUE_URL", "BulkDeadLetterQueueUrl", "BulkDeadLetterQueueArn"),
+}
 DEFAULT_MAX = 100
 DEFAULT_PREVIEW_CHARS = 240
 IDLE_ROUNDS = 3
@@ -110,6 +127,13 @@ def _parser() -> argparse.ArgumentParser:
         help=f"stack whose outputs name the DLQ when nothing else does (default: {DEFAULT_STACK_NAME})",
     )
     common.add_argument("--dlq-url", help=f"the dead-letter queue URL (default: ${DLQ_URL_ENV}, else the stack output)")
+    common.add_argument(
+        "--lane",
+        choices=sorted(LANE_DLQS),
+        default="transactional",
+        help="whose DLQ, when --dlq-url/--dlq-arn do not name one (default: transactional; bulk: "
+        f"${LANE_DLQS['bulk'].url_env}, else the stack output)",
+    )
     commands = parser.add_subparsers(required=True, metavar="{list,redrive,status}")
 
     listing = commands.add_parser(
@@ -382,26 +406,28 @@ def _region_of(url_or_arn: str) -> str | None:
 def _dlq_url(args: argparse.Namespace, session: boto3.session.Session) -> str:
     if args.dlq_url:
         return str(args.dlq_url)
-    from_env = os.environ.get(DLQ_URL_ENV, "").strip()
+    lane = LANE_DLQS[args.lane]
+    from_env = os.environ.get(lane.url_env, "").strip()
     if from_env:
         return from_env
-    return _stack_output(session, args.stack_name, DLQ_URL_OUTPUT)
+    return _stack_output(session, args.stack_name, lane.url_output, lane.url_env)
 
 
 def _dlq_arn(args: argparse.Namespace, session: boto3.session.Session) -> str:
     if args.dlq_arn:
         return str(args.dlq_arn)
-    if args.dlq_url or os.environ.get(DLQ_URL_ENV, "").strip():
+    lane = LANE_DLQS[args.lane]
+    if args.dlq_url or os.environ.get(lane.url_env, "").strip():
         url = _dlq_url(args, session)
         sqs: SQSClient = _client(session, "sqs", hint=url)
         attributes = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"]).get("Attributes", {})
         return attributes["QueueArn"]
-    return _stack_output(session, args.stack_name, DLQ_ARN_OUTPUT)
+    return _stack_output(session, args.stack_name, lane.arn_output, lane.url_env)
 
 
-def _stack_output(session: boto3.session.Session, stack_name: str, output: str) -> str:
+def _stack_output(session: boto3.session.Session, stack_name: str, output: str, url_env: str) -> str:
     """The last resort: a deployed stack names its own DLQ, so an operator needs no URL to hand."""
-    hint = f"pass --dlq-url (or --dlq-arn), set {DLQ_URL_ENV}, or name the deployed stack with --stack-name"
+    hint = f"pass --dlq-url (or --dlq-arn), set {url_env}, or name the deployed stack with --stack-name"
     cloudformation: CloudFormationClient = _client(session, "cloudformation")
     try:
         stacks = cloudformation.describe_stacks(StackName=stack_name)["Stacks"]

@@ -89,6 +89,12 @@ class LocalAws:
         return queue
 
     @property
+    def bulk_dead_letter_queue(self) -> LocalQueue:
+        """The bulk lane's DLQ: where its redrive policy and the dispatcher put bulk poison."""
+        [queue] = [q for q in self.queues.values() if q.arn == self.bulk_queue.dead_letter_arn]
+        return queue
+
+    @property
     def dlq_url(self) -> str:
         return self.dead_letter_queue.url
 

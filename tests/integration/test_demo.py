@@ -37,5 +37,6 @@ def test_the_demo_prints_its_story_without_json_lines() -> None:
     assert result.returncode == 0, output
     assert [line for line in output.splitlines() if _is_json_line(line)] == []
     assert "the function's metrics: RequestsReceived 9" in result.stdout
+    assert "bulk calls still waiting when it arrived:" in result.stdout, "an order status overtakes a campaign"
     function_output = Path(result.stdout.split("as CloudWatch would get them): ", 1)[1].split()[0])
     assert any('"_aws"' in line for line in function_output.read_text().splitlines()), "the metrics are kept"

@@ -45,7 +45,7 @@ REASONS = {
 def aws(moto_server: MotoServer, monkeypatch: pytest.MonkeyPatch, tmp_path: Any) -> LocalAws:
     """A fresh stack, and an environment in which plain boto3 (as the CLI uses it) reaches only moto."""
     for name in list(os.environ):
-        if name.startswith("AWS_") or name == "DEAD_LETTER_QUEUE_URL":
+        if name.startswith("AWS_") or name in {"DEAD_LETTER_QUEUE_URL", "BULK_DEAD_LETTER_QUEUE_URL"}:
             monkeypatch.delenv(name)
     monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "no-config"))
     monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "no-credentials"))
@@ -59,12 +59,15 @@ def aws(moto_server: MotoServer, monkeypatch: pytest.MonkeyPatch, tmp_path: Any)
 
 def _dead_letter(aws: LocalAws, body: str, source_id: str, *, extra: dict[str, Any] | None = None) -> None:
     """As imshop_push.sqs_outbox writes poison: original body and attributes, plus `error` and `sourceMessageId`."""
-    attributes = {
-        **(extra or {}),
+    attributes = {**(extra or {}), **_attributes(source_id)}
+    aws.client("sqs").send_message(QueueUrl=aws.dlq_url, MessageBody=body, MessageAttributes=attributes)
+
+
+def _attributes(source_id: str) -> dict[str, Any]:
+    return {
         "error": {"DataType": "String", "StringValue": REASONS[source_id]},
         "sourceMessageId": {"DataType": "String", "StringValue": source_id},
     }
-    aws.client("sqs").send_message(QueueUrl=aws.dlq_url, MessageBody=body, MessageAttributes=attributes)
 
 
 @pytest.fixture
@@ -158,6 +161,27 @@ def test_the_dlq_url_falls_back_to_the_stack_output(
 
     assert main(["list", "--stack-name", stack_name, "--json"]) == 0
     assert {e["sourceMessageId"] for e in json.loads(capsys.readouterr().out)} == set(REASONS)
+
+
+def test_the_bulk_lanes_dlq_is_named_by_its_own_variable_or_stack_output(
+    two_dead_letters: LocalAws, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`make dlq LANE=bulk`: the bulk DLQ, never the transactional one the other variable names."""
+    aws = two_dead_letters
+    bulk_dlq = aws.bulk_dead_letter_queue.url
+    aws.client("sqs").send_message(QueueUrl=bulk_dlq, MessageBody="{", MessageAttributes=_attributes("source-1"))
+    monkeypatch.setenv("DEAD_LETTER_QUEUE_URL", aws.dlq_url)
+    monkeypatch.setenv("BULK_DEAD_LETTER_QUEUE_URL", bulk_dlq)
+    assert main(["list", "--lane", "bulk", "--json"]) == 0
+    assert [e["sourceMessageId"] for e in json.loads(capsys.readouterr().out)] == ["source-1"]
+
+    monkeypatch.delenv("BULK_DEAD_LETTER_QUEUE_URL")
+    stack_name = f"dlq-cli-{uuid.uuid4().hex[:8]}"
+    outputs = {"BulkDeadLetterQueueUrl": {"Value": bulk_dlq}, "DeadLetterQueueUrl": {"Value": aws.dlq_url}}
+    template = {"Resources": {"Placeholder": {"Type": "AWS::SQS::Queue"}}, "Outputs": outputs}
+    aws.client("cloudformation").create_stack(StackName=stack_name, TemplateBody=json.dumps(template))
+    assert main(["list", "--lane", "bulk", "--stack-name", stack_name, "--json"]) == 0
+    assert len(json.loads(capsys.readouterr().out)) == 1
 
 
 def test_nothing_naming_the_dlq_is_a_clear_error(aws: LocalAws, capsys: pytest.CaptureFixture[str]) -> None:
@@ -262,3 +286,4 @@ def test_redrive_names_the_dlqs_only_source_queue_as_destination(aws: LocalAws) 
     from imshop_push_local.dlq import _single_source_queue_arn
 
     assert _single_source_queue_arn(aws.client("sqs"), aws.dead_letter_queue.arn) == aws.queue.arn
+    assert _single_source_queue_arn(aws.client("sqs"), aws.bulk_dead_letter_queue.arn) == aws.bulk_queue.arn

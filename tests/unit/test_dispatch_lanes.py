@@ -3,10 +3,18 @@ limiter, bulk backlog goes back to the bulk queue, and each lane's calls and def
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
+from fakes import FakeBacklog, FakeDeadLetters, FakeImshopClient
 from harness import BONUS, QUEUE_ARN, SHIPPED, Harness, body, msg, phones
 
+from imshop_push.config import Settings
 from imshop_push.dispatcher import Disposition
 from imshop_push.inbound import InboundMessage
+from imshop_push.lanes import DeadLettersByLane, Lanes
+from imshop_push.model import Poison
+from imshop_push.runtime import Runtime
 
 BULK_ARN = "arn:aws:sqs:eu-central-1:123456789012:imshop-push-bulk"
 
@@ -94,3 +102,51 @@ def test_the_publisher_sends_to_the_lane_it_is_told() -> None:
     publish_notifications(cast(Any, sqs), queues, [draft], lane="bulk")
     publish_notification(cast(Any, sqs), "https://sqs/as-given", lane="bulk", user_ids=["1"], title="t", summary="s")
     assert sqs.urls == ["https://sqs/requests", "https://sqs/bulk", "https://sqs/bulk", "https://sqs/as-given"]
+
+
+def test_poison_goes_to_its_own_lanes_dead_letter_queue() -> None:
+    """What the dispatcher dead-letters itself lands where SQS's redrive policy would put it: a redrive of the
+    bulk DLQ then returns campaigns to the bulk lane, not ahead of the order statuses."""
+    sinks: dict[str, FakeDeadLetters] = {}
+
+    def dead_letter_sink(_sqs: Callable[[], Any], queue_url: str) -> FakeDeadLetters:
+        return sinks.setdefault(queue_url, FakeDeadLetters())
+
+    env = {
+        "IMSHOP_API_URL": "https://imshop.example/push/token",
+        "DEAD_LETTER_QUEUE_URL": "https://sqs.example/requests-dlq",
+        "BULK_QUEUE_ARN": BULK_ARN,
+    }
+
+    def dead_lettered(settings: Settings) -> dict[str, list[str]]:
+        sinks.clear()
+        runtime = Runtime(
+            settings,
+            metric=lambda _name, _value: None,
+            api_client=FakeImshopClient,
+            dead_letter_sink=dead_letter_sink,
+            backlog_sink=lambda _sqs: FakeBacklog(),
+            aws_client=lambda _service: object(),
+        )
+        runtime.handle([msg("t-bad", "{"), bulk_msg("b-bad", "{"), bulk_msg("b-bad-2", "[]")], remaining_seconds=60)
+        return {url: sorted(p.message.message_id for p in sink.received) for url, sink in sinks.items()}
+
+    bulk_dlq = "https://sqs.example/bulk-dlq"
+    assert dead_lettered(Settings.from_env({**env, "BULK_DEAD_LETTER_QUEUE_URL": bulk_dlq})) == {
+        "https://sqs.example/requests-dlq": ["t-bad"],
+        bulk_dlq: ["b-bad", "b-bad-2"],
+    }
+    # A stack without a bulk DLQ (as before lanes had one) keeps every dead letter in the one it has.
+    assert dead_lettered(Settings.from_env(env)) == {"https://sqs.example/requests-dlq": ["b-bad", "b-bad-2", "t-bad"]}
+    # And the other way round: no DEAD_LETTER_QUEUE_URL, yet a bulk DLQ; nothing poison is dropped.
+    only_bulk = {**env, "DEAD_LETTER_QUEUE_URL": "", "BULK_DEAD_LETTER_QUEUE_URL": bulk_dlq}
+    assert dead_lettered(Settings.from_env(only_bulk)) == {bulk_dlq: ["b-bad", "b-bad-2", "t-bad"]}
+
+
+def test_a_dead_letter_queue_that_refuses_returns_only_its_own_records() -> None:
+    transactional, bulk = FakeDeadLetters(), FakeDeadLetters()
+    bulk.fail_ids = {"b1"}
+    sink = DeadLettersByLane(Lanes(BULK_ARN), transactional=transactional, bulk=bulk)
+    poison = [Poison(msg("t1", "{"), "bad"), Poison(bulk_msg("b1", "{"), "bad")]
+    assert sink.send(poison) == {"b1"}
+    assert [p.message.message_id for p in transactional.received] == ["t1"]

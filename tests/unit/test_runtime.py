@@ -10,9 +10,10 @@ from fakes import FakeBacklog, FakeDeadLetters, FakeImshopClient
 from fake_clock import T0, FakeClock
 from imshop_push.config import Settings
 from imshop_push.dispatcher import Deadline, Dispatcher, Disposition, RecordResult
+from imshop_push.factories import AwsClients
 from imshop_push.inbound import InboundMessage
-from imshop_push.rate_limit import InProcessRateLimiter, RateLimiter, WindowPolicy
-from imshop_push.runtime import AwsClients, Runtime
+from imshop_push.rate_limit import PRE_CALL_ALLOWANCE_SECONDS, InProcessRateLimiter, RateLimiter, WindowPolicy
+from imshop_push.runtime import Runtime
 from imshop_push.state import InProcessStateStore, StateStore
 
 
@@ -94,7 +95,8 @@ def test_every_collaborator_comes_from_the_factories_it_was_given_and_aws_client
     def limiter(settings: Settings, url: str, policy: WindowPolicy, aws: AwsClients) -> RateLimiter:
         aws("dynamodb")
         assert url == "https://imshop.example/push/token"
-        assert policy.worst_case_call_seconds == clients[-1].worst_case_seconds
+        # The slot covers the whole call and the checks between its permit and the call.
+        assert policy.worst_case_call_seconds == clients[-1].worst_case_seconds + PRE_CALL_ALLOWANCE_SECONDS
         return InProcessRateLimiter(policy)
 
     def dead_letter_sink(sqs: Callable[[], Any], queue_url: str) -> FakeDeadLetters:

@@ -40,6 +40,7 @@ FUNCTION_ENV_VARS = frozenset(
         "STATE_TABLE_NAME",
         "DEAD_LETTER_QUEUE_URL",
         "BULK_QUEUE_ARN",
+        "BULK_DEAD_LETTER_QUEUE_URL",
         "RATE_LIMIT_REQUESTS",
         "RATE_LIMIT_WINDOW_SECONDS",
         "MAX_RECIPIENTS_PER_REQUEST",
@@ -153,6 +154,14 @@ def sqs_event(template: dict[str, Any]) -> dict[str, Any]:
 
 def lane_queue_ids(template: dict[str, Any]) -> dict[str, str]:
     return {lane: getatt_target(event["Queue"]) for lane, event in sqs_events(template).items()}
+
+
+def lane_dlq_ids(template: dict[str, Any]) -> dict[str, str]:
+    """Each lane's dead-letter queue: the target of its queue's redrive policy."""
+    return {
+        lane: getatt_target(template["Resources"][queue]["Properties"]["RedrivePolicy"]["deadLetterTargetArn"])
+        for lane, queue in lane_queue_ids(template).items()
+    }
 
 
 def getatt_target(value: Any, attribute: str = "Arn") -> str:
@@ -494,6 +503,7 @@ def test_function_environment(template: dict[str, Any]) -> None:
     )
     assert ref_target(env["DEAD_LETTER_QUEUE_URL"]) == dlq_id
     assert getatt_target(env["BULK_QUEUE_ARN"]) == lane_queue_ids(template)["bulk"]
+    assert ref_target(env["BULK_DEAD_LETTER_QUEUE_URL"]) == lane_dlq_ids(template)["bulk"]
     assert resolve_default(template, env["IMSHOP_API_URL_PARAMETER"]) == "/imshop-push/api-url"
     assert resolve_default(template, env["IMSHOP_API_KEY_PARAMETER"]) == ""  # empty: no key
     assert int(resolve_default(template, env["RATE_LIMIT_REQUESTS"])) == 10
@@ -574,7 +584,7 @@ def test_function_permissions_are_those_the_code_needs_on_this_stack_only(templa
     # Deferred backlog is re-enqueued to its own lane's queue (SendMessageBatch is authorised as
     # SendMessage); poison goes to the DLQ, which the function never reads.
     needed |= {(action, q) for action in ("sqs:SendMessage", "sqs:GetQueueUrl") for q in lanes}
-    needed |= {("sqs:SendMessage", dlq_id)}
+    needed |= {("sqs:SendMessage", dlq) for dlq in lane_dlq_ids(template).values()}  # poison, to its lane's DLQ
     needed |= {
         (f"dynamodb:{a}", table_id) for a in ("GetItem", "PutItem", "UpdateItem", "BatchGetItem", "BatchWriteItem")
     }
@@ -654,8 +664,23 @@ def test_dashboard_shows_queue_and_function_health(template: dict[str, Any]) -> 
     bulk_id = lane_queue_ids(template)["bulk"]
     assert ("AWS/SQS", "ApproximateAgeOfOldestMessage", f"{bulk_id}.QueueName") in shown
     assert ("AWS/SQS", "ApproximateNumberOfMessagesVisible", f"{bulk_id}.QueueName") in shown
+    bulk_dlq_id = lane_dlq_ids(template)["bulk"]
+    assert ("AWS/SQS", "ApproximateNumberOfMessagesVisible", f"{bulk_dlq_id}.QueueName") in shown
     for name in ("Errors", "Duration", "Throttles", "ConcurrentExecutions"):
         assert ("AWS/Lambda", name, function_id) in shown, name
+
+
+def test_dashboard_widgets_do_not_overlap(template: dict[str, Any]) -> None:
+    """CloudWatch moves an overlapping widget wherever it fits, so the figures would not stand where they are put."""
+    ((_, dashboard),) = resources_of(template, "AWS::CloudWatch::Dashboard").items()
+    body = json.loads(render_sub(template, sub_text(dashboard["Properties"]["DashboardBody"]) or ""))
+    cells: dict[tuple[int, int], str] = {}
+    for widget in body["widgets"]:
+        title = widget["properties"]["title"]
+        for x in range(widget["x"], widget["x"] + widget["width"]):
+            for y in range(widget["y"], widget["y"] + widget["height"]):
+                assert (x, y) not in cells, f"{title!r} overlaps {cells[(x, y)]!r}"
+                cells[(x, y)] = title
 
 
 def test_alarm_metrics_are_metrics_the_code_emits(template: dict[str, Any]) -> None:
@@ -805,6 +830,8 @@ def test_outputs(template: dict[str, Any]) -> None:
         "BulkQueueArn",
         "DeadLetterQueueUrl",
         "DeadLetterQueueArn",
+        "BulkDeadLetterQueueUrl",
+        "BulkDeadLetterQueueArn",
         "StateTableName",
         "FunctionName",
         "DashboardName",

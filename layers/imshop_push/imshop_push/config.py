@@ -48,10 +48,12 @@ class Settings:
     connect_timeout_seconds: float
     state_ttl_seconds: int
     sam_local: bool = False
-    bulk_queue_arn: str | None = None
-    """Records from this queue are the bulk lane; every other record is transactional (unset: all are)."""
     """Inside `sam local invoke` (AWS_SAM_LOCAL=true): the sandbox on the host is reachable only as
     host.docker.internal, over plain http."""
+    bulk_queue_arn: str | None = None
+    """Records from this queue are the bulk lane; every other record is transactional (unset: all are)."""
+    bulk_dead_letter_queue_url: str | None = None
+    """Where poison from the bulk lane goes (unset: to DEAD_LETTER_QUEUE_URL with the rest)."""
     history_table_name: str | None = None  # None: no in-app history is written
     pending_table_name: str | None = None  # None: deferred requests wait as copies (shared waiting is off)
     history_retention_days: int = DEFAULT_HISTORY_RETENTION_DAYS
@@ -97,6 +99,7 @@ class Settings:
             state_ttl_seconds=_number(env, "STATE_TTL_SECONDS", DEFAULT_STATE_TTL_SECONDS, int, minimum=60),
             sam_local=sam_local,
             bulk_queue_arn=_queue_arn(env, "BULK_QUEUE_ARN"),
+            bulk_dead_letter_queue_url=_text(env, "BULK_DEAD_LETTER_QUEUE_URL"),
             history_table_name=_text(env, "HISTORY_TABLE_NAME"),
             pending_table_name=_text(env, "PENDING_TABLE_NAME"),
             history_retention_days=_number(

@@ -13,11 +13,23 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
-from imshop_push.collapse import InProcessVersionStore, VersionStore
+from imshop_push.collapse import VersionStore
 from imshop_push.config import ConfigError, Settings, check_api_url
+from imshop_push.factories import (
+    AwsClients,
+    boto3_client,
+    dead_letter_queue,
+    dynamodb_history_or_none,
+    dynamodb_or_in_process_limiter,
+    dynamodb_or_in_process_pending,
+    dynamodb_or_in_process_state,
+    dynamodb_or_in_process_versions,
+    source_queue,
+)
 from imshop_push.history import HistoryWriter
 from imshop_push.imshop_client import ImshopClient
 from imshop_push.inbound import InboundMessage
+from imshop_push.lanes import Lanes, dead_letters_by_lane
 from imshop_push.model import (
     FINISH_RESERVE_FRACTION,
     FINISH_RESERVE_PER_RECORD_SECONDS,
@@ -27,12 +39,12 @@ from imshop_push.model import (
     RecordResult,
 )
 from imshop_push.observability import MetricSink
-from imshop_push.pending import InProcessPendingPool, PendingPool
+from imshop_push.pending import PendingPool
 from imshop_push.pipeline import Dispatcher
 from imshop_push.ports import BacklogSink, DeadLetterSink, PushApi
-from imshop_push.rate_limit import PRE_CALL_ALLOWANCE_SECONDS, InProcessRateLimiter, RateLimiter, WindowPolicy
+from imshop_push.rate_limit import PRE_CALL_ALLOWANCE_SECONDS, RateLimiter, WindowPolicy
 from imshop_push.send_time import SendTime
-from imshop_push.state import InProcessStateStore, StateStore
+from imshop_push.state import StateStore
 
 logger = logging.getLogger(__name__)
 
@@ -55,10 +67,6 @@ class SecretsUnavailableError(RuntimeError):
     """The URL or key parameter cannot be read now (missing, no permission, SSM down): retry later."""
 
 
-type AwsClients = Callable[[str], Any]
-"""A boto3 client by service name ("sqs", "dynamodb"), made once and shared."""
-
-
 class ApiClientFactory(Protocol):
     def __call__(
         self, url: str, *, api_key: str | None, connect_timeout_seconds: float, read_timeout_seconds: float
@@ -67,70 +75,6 @@ class ApiClientFactory(Protocol):
 
 class Pipeline(Protocol):
     def dispatch(self, messages: Sequence[InboundMessage], *, deadline: Deadline) -> dict[str, RecordResult]: ...
-
-
-def dynamodb_or_in_process_state(settings: Settings, aws: AwsClients) -> StateStore:
-    if settings.state_table_name is None:
-        return InProcessStateStore()
-    from imshop_push.state_dynamodb import DynamoDBStateStore  # noqa: PLC0415
-
-    return DynamoDBStateStore(aws("dynamodb"), settings.state_table_name, ttl_seconds=settings.state_ttl_seconds)
-
-
-def dynamodb_or_in_process_versions(settings: Settings, aws: AwsClients) -> VersionStore:
-    if settings.state_table_name is None:
-        return InProcessVersionStore()
-    from imshop_push.collapse_dynamodb import DynamoDBVersionStore  # noqa: PLC0415
-
-    return DynamoDBVersionStore(aws("dynamodb"), settings.state_table_name, ttl_seconds=settings.state_ttl_seconds)
-
-
-def dynamodb_or_in_process_limiter(
-    settings: Settings, api_url: str, policy: WindowPolicy, aws: AwsClients
-) -> RateLimiter:
-    if settings.state_table_name is None:
-        return InProcessRateLimiter(policy)
-    from imshop_push.rate_limit_dynamodb import DynamoDBRateLimiter, limiter_item_id  # noqa: PLC0415
-
-    return DynamoDBRateLimiter(aws("dynamodb"), settings.state_table_name, limiter_item_id(api_url), policy)
-
-
-def dynamodb_history_or_none(settings: Settings, aws: AwsClients) -> HistoryWriter | None:
-    if settings.history_table_name is None:
-        return None
-    from imshop_push.history_dynamodb import DynamoDBHistoryWriter  # noqa: PLC0415
-
-    return DynamoDBHistoryWriter(
-        aws("dynamodb"), settings.history_table_name, retention_days=settings.history_retention_days
-    )
-
-
-def dynamodb_or_in_process_pending(settings: Settings, aws: AwsClients) -> PendingPool | None:
-    """The pool lives in the pending table; a local run without tables keeps it in memory."""
-    if settings.pending_table_name is not None:
-        from imshop_push.pending_dynamodb import DynamoDBPendingPool  # noqa: PLC0415
-
-        return DynamoDBPendingPool(aws("dynamodb"), settings.pending_table_name, ttl_seconds=settings.state_ttl_seconds)
-    return InProcessPendingPool() if settings.state_table_name is None else None
-
-
-def dead_letter_queue(sqs: Callable[[], Any], queue_url: str) -> DeadLetterSink:
-    from imshop_push.sqs_outbox import DeadLetterQueue  # noqa: PLC0415
-
-    return DeadLetterQueue(sqs, queue_url)
-
-
-def source_queue(sqs: Callable[[], Any]) -> BacklogSink:
-    from imshop_push.sqs_outbox import SourceQueue  # noqa: PLC0415
-
-    return SourceQueue(sqs)
-
-
-def boto3_client(service: str) -> Any:
-    """boto3 clients honour AWS_ENDPOINT_URL themselves, so a local emulator needs no code path of its own."""
-    import boto3  # noqa: PLC0415 - ~0.3 s of import, paid only when AWS is used
-
-    return boto3.client(service)  # type: ignore[call-overload]
 
 
 class Runtime:
@@ -215,12 +159,16 @@ class Runtime:
         self._state = self._state or self._make_state(s, self._client)
         self._versions = self._versions or self._make_versions(s, self._client)
         self._history = self._history or self._make_history(s, self._client)
-        dlq_url = s.dead_letter_queue_url
+        dlq_url, bulk_dlq_url = s.dead_letter_queue_url, s.bulk_dead_letter_queue_url
         self._dispatcher_cache = self._make_pipeline(
             api=api,
             limiter=self._make_limiter(s, url, self._window_policy(api.worst_case_seconds), self._client),
             state=self._state,
-            dead_letters=self._make_dead_letters(sqs, dlq_url) if dlq_url else None,
+            dead_letters=dead_letters_by_lane(  # each lane's poison to its own DLQ
+                Lanes(s.bulk_queue_arn),
+                transactional=self._make_dead_letters(sqs, dlq_url) if dlq_url else None,
+                bulk=self._make_dead_letters(sqs, bulk_dlq_url) if bulk_dlq_url else None,
+            ),
             backlog=self._make_backlog(sqs),
             metric=self._metric,
             max_recipients=s.max_recipients_per_request,
