@@ -3,7 +3,10 @@
 
 from __future__ import annotations
 
-from botocore.exceptions import ClientError
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from botocore.exceptions import BotoCoreError, ClientError
 
 
 def error_code(error: BaseException) -> str:
@@ -12,3 +15,13 @@ def error_code(error: BaseException) -> str:
     if isinstance(error, ClientError):
         return str(error.response.get("Error", {}).get("Code", "ClientError"))
     return type(error).__name__
+
+
+@contextmanager
+def translated(error: type[Exception], what: str) -> Iterator[None]:
+    """The boundary of an adapter: what its client raises becomes the store's own `error`, naming `what` was
+    refused and the code, never the text."""
+    try:
+        yield
+    except (ClientError, BotoCoreError) as e:
+        raise error(f"DynamoDB refused {what}: {error_code(e)}") from e

@@ -8,13 +8,12 @@ Every error of the DynamoDB client leaves this module as a `StateStoreError`: th
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Collection, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Collection, Sequence
 from typing import TYPE_CHECKING, Any
 
-from botocore.exceptions import BotoCoreError, ClientError
+from botocore.exceptions import ClientError
 
-from imshop_push.aws_errors import error_code
+from imshop_push.aws_errors import error_code, translated
 from imshop_push.dynamodb_batches import BatchedTable
 from imshop_push.pending import PendingCopy, decode_copy, encode_copy
 from imshop_push.state import StateStoreError
@@ -55,13 +54,13 @@ class DynamoDBPendingPool:
             }
             for c in copies
         ]
-        with _translated("put"):
+        with translated(StateStoreError, "pending pool put"):
             self._batches.write(writes)
 
     def take(self, group: str, *, limit: int) -> list[PendingCopy]:
         copies: list[PendingCopy] = []
         start: dict[str, Any] | None = None
-        with _translated("take"):
+        with translated(StateStoreError, "pending pool take"):
             while len(copies) < limit:
                 query: dict[str, Any] = {
                     "TableName": self._table,
@@ -82,12 +81,12 @@ class DynamoDBPendingPool:
 
     def remove(self, group: str, keys: Collection[str]) -> None:
         writes = [{"DeleteRequest": {"Key": {"group": {"S": group}, "key": {"S": k}}}} for k in keys]
-        with _translated("remove"):
+        with translated(StateStoreError, "pending pool remove"):
             self._batches.write(writes)
 
     def arm(self, group: str, *, wake_at: float, stale_before: float, now: float) -> bool:
         try:
-            with _translated("arm"):
+            with translated(StateStoreError, "pending pool arm"):
                 self._client.update_item(
                     TableName=self._table,
                     Key={"group": {"S": group}, "key": {"S": WAKE_KEY}},
@@ -106,7 +105,7 @@ class DynamoDBPendingPool:
         return True
 
     def armed(self, group: str) -> float | None:
-        with _translated("armed"):
+        with translated(StateStoreError, "pending pool armed"):
             item = self._client.get_item(
                 TableName=self._table,
                 Key={"group": {"S": group}, "key": {"S": WAKE_KEY}},
@@ -115,13 +114,5 @@ class DynamoDBPendingPool:
         return float(item["wake_at"]["N"]) if item and "wake_at" in item else None
 
     def disarm(self, group: str) -> None:
-        with _translated("disarm"):
+        with translated(StateStoreError, "pending pool disarm"):
             self._client.delete_item(TableName=self._table, Key={"group": {"S": group}, "key": {"S": WAKE_KEY}})
-
-
-@contextmanager
-def _translated(operation: str) -> Iterator[None]:
-    try:
-        yield
-    except (ClientError, BotoCoreError) as e:
-        raise StateStoreError(f"DynamoDB refused pending pool {operation}: {error_code(e)}") from e

@@ -13,13 +13,12 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Collection, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Collection, Sequence
 from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from imshop_push.aws_errors import error_code
+from imshop_push.aws_errors import error_code, translated
 from imshop_push.dynamodb_batches import MAX_UNPROCESSED_ROUNDS, BatchedTable
 from imshop_push.state import (
     CallRecord,
@@ -115,7 +114,7 @@ class DynamoDBStateStore:
         return Claim(ClaimStatus.BUSY)
 
     def start_attempt(self, attempt_id: str, call_count: int, *, now: float) -> None:
-        with _translated("start_attempt"):
+        with translated(StateStoreError, "start_attempt"):
             self._put_attempt(attempt_id, call_count, now=now)
 
     def _put_attempt(self, attempt_id: str, call_count: int, *, now: float) -> None:
@@ -129,7 +128,7 @@ class DynamoDBStateStore:
         )
 
     def load_calls(self, attempt_ids: Collection[str], *, now: float) -> list[CallRecord]:
-        with _translated("load_calls"):
+        with translated(StateStoreError, "load_calls"):
             return self._load_calls(attempt_ids, now=now)
 
     def _load_calls(self, attempt_ids: Collection[str], *, now: float) -> list[CallRecord]:
@@ -157,7 +156,7 @@ class DynamoDBStateStore:
         self._batches.write([{"PutRequest": {"Item": item | {"expiration": expiration}}} for item in items])
 
     def mark_call(self, call_id: str, digests: bytes, *, status: CallStatus, now: float) -> None:
-        with _translated("mark_call"):
+        with translated(StateStoreError, "mark_call"):
             self._client.put_item(
                 TableName=self._table,
                 Item={
@@ -169,7 +168,7 @@ class DynamoDBStateStore:
             )
 
     def settle(self, settlements: Sequence[Settlement], *, now: float) -> None:
-        with _translated("settle"):
+        with translated(StateStoreError, "settle"):
             self._settle(settlements, now=now)
 
     def _settle(self, settlements: Sequence[Settlement], *, now: float) -> None:
@@ -202,7 +201,7 @@ class DynamoDBStateStore:
         """The cancel's own item first (no put of a settlement touches it), then the mark on the request's item,
         created when the request has not come yet, that the claim's condition sees with no extra read."""
         expiration = {"N": str(int(now) + self._ttl)}
-        with _translated("cancel"):
+        with translated(StateStoreError, "cancel"):
             self._batches.write(
                 [{"PutRequest": {"Item": {"id": {"S": _cancel_id(k)}, "expiration": expiration}}} for k in set(keys)]
             )
@@ -220,18 +219,9 @@ class DynamoDBStateStore:
         map_in_threads(mark, keys)
 
     def cancelled(self, keys: Collection[str], *, now: float) -> set[str]:
-        with _translated("cancelled"):
+        with translated(StateStoreError, "cancelled"):
             found = self._batches.get([_cancel_id(k) for k in keys])
         return {k for k in keys if _cancel_id(k) in found}
-
-
-@contextmanager
-def _translated(operation: str) -> Iterator[None]:
-    """The boundary: what the DynamoDB client raises becomes the store's own error."""
-    try:
-        yield
-    except (ClientError, BotoCoreError) as e:
-        raise StateStoreError(f"DynamoDB refused {operation}: {error_code(e)}") from e
 
 
 def _request_id(key: str) -> str:
