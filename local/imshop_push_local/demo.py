@@ -183,7 +183,8 @@ def backlog_phase(
     handled = sum(len(r.message_ids) for r in stack.source.reports())
     print(
         f"   drained in {elapsed:.1f} s; IMSHOP calls: {len(calls)}"
-        f" ({notifications} if each notification's requests all shared one batch: merging is per batch)"
+        f" (lower bound {notifications}: one per notification; requests of one text merge within a batch, and"
+        " across batches while they wait for budget)"
     )
     print(f"   recipients per call: {sorted(Counter(_recipients(c.body) for c in calls).items())}")
     print(f"   calls per {window:g} s window: {' '.join(map(str, per_window))}")
