@@ -1,5 +1,6 @@
-"""Shared waiting through the emulated poller: a one-text blast sent one recipient per message, arriving while
-every slot of the shared limiter is taken, leaves in the fewest calls, however many batches it arrived in."""
+"""Shared waiting through the emulated poller: a one-text blast on the bulk lane, sent one recipient per
+message, arriving while every slot of the shared limiter is taken, leaves in the fewest calls, however many
+batches it arrived in."""
 
 from __future__ import annotations
 
@@ -79,8 +80,8 @@ def test_a_one_text_blast_arriving_while_the_limiter_is_busy_costs_the_lower_bou
     users = [f"7999{n:07d}" for n in range(BLAST)]
     stack.start_consumers()
     with OtherExecutions(stack):
-        stack.publish([{"userIds": [u], "message": TEXT} for u in users])
-    assert stack.source.drain(timeout=120)
+        stack.publish([{"userIds": [u], "message": TEXT} for u in users], queue_url=stack.aws.bulk_queue.url)
+    assert all(source.drain(timeout=120) for source in stack.sources)
 
     calls = [c for c in stack.sandbox.calls if c.body["message"]["title"] == TEXT["title"]]
     received = Counter(u for c in calls for u in c.body["userIds"])

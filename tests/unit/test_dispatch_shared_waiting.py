@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import math
 
-from harness import BONUS, FAILED, Harness, body, msg, phones
+from harness import BONUS, FAILED, QUEUE_ARN, Harness, body, msg, phones
 
 from imshop_push.dispatcher import Disposition
 from imshop_push.inbound import InboundMessage
@@ -163,7 +163,7 @@ def test_a_group_larger_than_one_take_gets_a_wake_for_the_rest() -> None:
 
 
 def test_a_partial_call_of_a_content_that_waits_joins_it_instead_of_taking_a_slot() -> None:
-    h = Harness(pending=True, limit=2)
+    h = Harness(pending=True, limit=2, bulk_queue_arn=QUEUE_ARN)
     busy(h)
     h.run(*one_recipient_each("early", phones(50)), seconds=SECONDS)  # denied: now the content waits
     h.clock.now += h.policy.window_seconds - 5  # a slot is free again, the wake is due within the window
@@ -178,7 +178,7 @@ def test_a_partial_call_of_a_content_that_waits_joins_it_instead_of_taking_a_slo
 
 
 def test_personal_texts_and_the_wakes_own_requests_never_wait_for_others() -> None:
-    h = Harness(pending=True, limit=2)
+    h = Harness(pending=True, limit=2, bulk_queue_arn=QUEUE_ARN)
     busy(h)
     h.run(*one_recipient_each("early", phones(50)), seconds=SECONDS)
     h.clock.now += h.policy.window_seconds + 1
@@ -189,7 +189,7 @@ def test_personal_texts_and_the_wakes_own_requests_never_wait_for_others() -> No
 
 
 def test_a_partial_merged_call_waits_in_the_pool_not_in_process_for_a_slot() -> None:
-    h = Harness(pending=True, limit=1, window=10.0)
+    h = Harness(pending=True, limit=1, window=10.0, bulk_queue_arn=QUEUE_ARN)
     busy(h)
     started = h.clock()
     results = h.run(*one_recipient_each("p", phones(30)), seconds=SECONDS)  # its slot comes within the deadline
@@ -199,3 +199,13 @@ def test_a_partial_merged_call_waits_in_the_pool_not_in_process_for_a_slot() -> 
     slot = h.limiter.try_acquire(started, Lane.BULK)
     assert isinstance(slot, Denied)
     assert delay == math.ceil(slot.retry_at - started), "the wake is due when the slot frees"
+
+
+def test_a_transactional_partial_call_waits_for_its_slot_itself_with_the_lanes_priority() -> None:
+    h = Harness(pending=True, limit=1, window=10.0)  # the queue is the transactional lane
+    busy(h)
+    h.run(*one_recipient_each("early", phones(50)), seconds=SECONDS)  # out of budget: deferred, pooled
+    h.clock.now += 5
+    later = one_recipient_each("late", phones(30, 100))
+    assert set(h.run(*later, seconds=SECONDS).values()) == {Disposition.DELIVERED}, "not held back for others"
+    assert [len(c.recipients) for c in h.api.calls] == [30]
