@@ -201,11 +201,21 @@ def test_a_partial_merged_call_waits_in_the_pool_not_in_process_for_a_slot() -> 
     assert delay == math.ceil(slot.retry_at - started), "the wake is due when the slot frees"
 
 
-def test_a_transactional_partial_call_waits_for_its_slot_itself_with_the_lanes_priority() -> None:
+def test_a_transactional_partial_merged_call_waits_in_the_pool_too() -> None:
     h = Harness(pending=True, limit=1, window=10.0)  # the queue is the transactional lane
     busy(h)
-    h.run(*one_recipient_each("early", phones(50)), seconds=SECONDS)  # out of budget: deferred, pooled
-    h.clock.now += 5
-    later = one_recipient_each("late", phones(30, 100))
-    assert set(h.run(*later, seconds=SECONDS).values()) == {Disposition.DELIVERED}, "not held back for others"
+    results = h.run(*one_recipient_each("t", phones(30)), seconds=SECONDS)
+    assert set(results.values()) == {Disposition.DEFERRED}, "a merged partial call waits with its text"
+    h.clock.now += h.backlog.wakes[0][2]
+    assert h.run(wake_message(h), seconds=SECONDS) == {"wake": Disposition.DELIVERED}
     assert [len(c.recipients) for c in h.api.calls] == [30]
+
+
+def test_an_order_status_is_never_held_back_for_others() -> None:
+    h = Harness(pending=True, limit=1, window=10.0)
+    busy(h)
+    h.run(*one_recipient_each("early", phones(50)), seconds=SECONDS)  # a content waits in the pool
+    h.clock.now += 5
+    status = msg("status", body(users=phones(1, 900), message=BONUS, key="order-1-status"))
+    assert h.run(status, seconds=SECONDS) == {"status": Disposition.DEFERRED}, "out of budget in this invocation"
+    assert {d.message.message_id for d in h.backlog.received} == {"status"}, "its own copy, not the pool"

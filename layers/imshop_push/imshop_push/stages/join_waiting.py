@@ -7,7 +7,6 @@ import logging
 
 from imshop_push.batch import Batch
 from imshop_push.fate import Track
-from imshop_push.lanes import Lane
 from imshop_push.model import StoreError
 from imshop_push.pending import group_of
 from imshop_push.ports import Context
@@ -16,11 +15,12 @@ logger = logging.getLogger(__name__)
 
 
 class JoinWaiting:
-    """A partial merged call of the bulk lane waits with its content in the pool rather than on its own: it
-    joins a wake due within about a window, and it never waits in-process for a slot (it would then spend that
-    slot on a few recipients while more of them gather behind it). A personal text has no one to wait with:
-    never asked. The transactional lane is never held back: its requests wait for the next slot themselves,
-    with the priority the limiter gives them (they still share calls once deferred, through the pool)."""
+    """A partial merged call waits with its content in the pool rather than on its own: it joins a wake due
+    within about a window, and it never waits in-process for a slot (it would then spend that slot on a few
+    recipients while more of them gather behind it). A personal text has no one to wait with: never asked, so
+    an order status is never held back. A transactional call in the pool has its lane's priority again once
+    its wake waits for a slot: it may take up to a window longer than a transactional call that waited on its
+    own, the price of sharing the call."""
 
     def __init__(self, ctx: Context) -> None:
         self._ctx = ctx
@@ -32,9 +32,9 @@ class JoinWaiting:
         if ctx.pending is None or len(owners) < 2 or len(call.recipients) >= ctx.limits.max_recipients:
             return None
         arn = owners[0].message.event_source_arn
-        if ctx.lanes.of(arn) is not Lane.BULK or any(_stays(t, batch, index, arn) for t in owners):
-            return None  # a transactional call waits for the next slot itself, with the lane's priority
-        return group_of(Lane.BULK, arn, call.content)
+        if any(_stays(t, batch, index, arn) for t in owners):
+            return None
+        return group_of(ctx.lanes.of(arn), arn, call.content)
 
     def joins(self, batch: Batch, index: int, group: str) -> bool:
         """Joined a wake armed for within about a window (one read)."""
