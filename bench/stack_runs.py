@@ -1,0 +1,91 @@
+"""What the figures run through the local stack share: the time-scaled stack with the template's own per-lane
+event source settings, the function's AWS requests told apart from the bench's, and another commit's checkout.
+
+imshop_push_local is imported inside the functions: the handler's child processes (`python -m bench _cpu`) import
+this package too, and their CPU and memory figures must not carry the local stack.
+"""
+
+from __future__ import annotations
+
+import collections
+import contextlib
+import dataclasses
+import io
+import subprocess
+import tarfile
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from bench.common import REPO_ROOT
+
+if TYPE_CHECKING:
+    from imshop_push_local.stack import LocalStack, StackSettings
+
+# The function's boto3 clients (and its poller's) say this in their User-Agent, so that the emulator can count
+# what the function asks of AWS apart from what the bench does (provisioning, publishing, reading back).
+FUNCTION_APP_ID = "imshop-push-function"
+FUNCTION_TIMEOUT_SECONDS = 6.0  # 90 s / 60 s window in production: time enough to wait one window in-process
+# What Lambda's poller does, not the function: a real event source mapping polls in its own way.
+EVENT_SOURCE_OPERATIONS = frozenset({"ReceiveMessage", "DeleteMessageBatch"})
+
+type Requests = collections.Counter[tuple[str, str, str]]
+
+
+def stack_settings(template: Path | None = None) -> StackSettings:
+    """The demo's 1/30 time scale (a 2 s window, 10 calls) with the template's per-lane batch settings, no
+    history table (optional, and absent from older checkouts), and the function's requests labelled."""
+    from imshop_push_local.aws_emulator import LocalTuning
+    from imshop_push_local.demo import DEMO_SETTINGS
+    from imshop_push_local.stack import StackSettings
+
+    @dataclasses.dataclass(frozen=True)
+    class Labelled(StackSettings):
+        def tuning(self) -> LocalTuning:
+            tuning = super().tuning()
+            return dataclasses.replace(tuning, environment={**tuning.environment, "AWS_SDK_UA_APP_ID": FUNCTION_APP_ID})
+
+    fields = {f.name: getattr(DEMO_SETTINGS, f.name) for f in dataclasses.fields(DEMO_SETTINGS)}
+    return Labelled(
+        **{
+            **fields,
+            "batch_size": None,
+            "batching_window_seconds": None,
+            "function_timeout_seconds": FUNCTION_TIMEOUT_SECONDS,
+            "visibility_timeout_seconds": int(6 * FUNCTION_TIMEOUT_SECONDS),
+            "history": False,
+            **({"template": template} if template is not None else {}),
+        }
+    )
+
+
+def start_consumers(stack: LocalStack, *, timeout: float = 120.0) -> None:
+    """Every event source of the template, each execution environment past its cold start before the run."""
+    stack.start_consumers()
+    if not all(source.wait_ready(timeout) for source in stack.sources):
+        raise RuntimeError(f"the function's workers were not ready within {timeout:g} s")
+
+
+def drain(stack: LocalStack, timeout: float) -> bool:
+    """Both lanes empty, nothing in flight (twice in a row, per source)."""
+    return all(source.drain(timeout=timeout) for source in stack.sources)
+
+
+def function_requests(requests: Requests) -> Requests:
+    """The function's own requests: its poller's ReceiveMessage / DeleteMessageBatch left out."""
+    return collections.Counter(
+        {k: n for k, n in requests.items() if k[0] == FUNCTION_APP_ID and k[2] not in EVENT_SOURCE_OPERATIONS}
+    )
+
+
+@contextlib.contextmanager
+def checkout(ref: str) -> Iterator[Path]:
+    """The tree of `ref` (`git archive`) in a temporary directory: its template, layer and function code."""
+    archive = subprocess.run(["git", "archive", "--format=tar", ref], cwd=REPO_ROOT, capture_output=True, check=False)
+    if archive.returncode != 0:
+        raise LookupError(f"git archive {ref}: {archive.stderr.decode(errors='replace').strip()}")
+    with tempfile.TemporaryDirectory(prefix=f"imshop-push-{ref}-") as tmp:
+        with tarfile.open(fileobj=io.BytesIO(archive.stdout)) as tar:
+            tar.extractall(tmp, filter="data")
+        yield Path(tmp)
