@@ -1,15 +1,17 @@
 """Figure 9: IMSHOP calls for a one-text blast sent one recipient per message, vs the lower bound, per lane.
 
-A CRM that sends one message per recipient must not cost one call per batch. Through the local stack with the
-emulated poller (time-scaled, each lane's own event source settings from the template): the limiter is made busy
-first with distinct texts, then BLAST_REQUESTS single-recipient requests of one text are published as fast as
-the producer can (a few seconds); once both queues are drained, the calls that carried the text are counted, with
-each recipient's deliveries (exactly once).
+A CRM that sends one message per recipient must not cost one call per batch. The issue's case: 3,000
+single-recipient requests of one text arrive over a few seconds while the limiter is busy; at most 1,000 recipients
+a call, so the lower bound is 3 calls, the target at most 4 (1.33x), and BatchSize 100 costs about 30 today.
 
-Both are published before the pollers start: with the pollers running, the emulator (one Python process on a
-shared machine) takes a minute and a half for the 3,000 messages, 45 minutes at the stack's 1/30 time scale, which
-is a trickle, not a blast. Queued first, the blast meets the busy requests in the first batches: its requests wait
-for budget together, which is the case shared waiting is about.
+Run through the local stack with the emulated poller (time-scaled, see bench/stack_runs.py) as a model divided by
+SCALE: requests, recipients per call and each lane's BatchSize alike, so every ratio of the issue's case holds
+(lower bound 3, about 30 calls at the transactional BatchSize). moto cannot carry the full size: on a busy two-core
+machine it takes 50 s to accept 3,000 messages and up to a second per ReceiveMessage of a queue that deep.
+
+The limiter is made busy first (BUSY_REQUESTS distinct texts, a call each), then the blast is published; both are
+queued before the pollers start, so the blast arrives at once, not as the trickle moto would make of it. Once the
+queues are drained, the calls that carried the text are counted, with each recipient's deliveries (exactly once).
 """
 
 from __future__ import annotations
@@ -23,14 +25,15 @@ if TYPE_CHECKING:
     from imshop_push_local.aws_emulator import MotoServer
 
 from bench.common import Console, Figure
-from bench.stack_runs import drain, stack_settings, start_consumers
+from bench.stack_runs import consumers, drain, stack_settings
 
-BLAST_REQUESTS = 3_000
+SCALE = 10
+BLAST_REQUESTS = 3_000 // SCALE
+MAX_RECIPIENTS = 1_000 // SCALE
 BLAST_MESSAGE = {"title": "Your bonus expires on Sunday", "summary": "One text, one recipient per message"}
-# Distinct-text requests published first, one call each: four windows of the limit (10 calls per window), so the
-# blast arrives while the limiter is busy and waits for budget.
+# Distinct texts, a call each: four windows of the limit (10 calls per window), so the blast waits for budget.
 BUSY_REQUESTS = 40
-TARGET_RATIO = 1.33
+TARGET_RATIO = 4 / 3  # the issue's "at most 4 calls" for a lower bound of 3
 DRAIN_TIMEOUT_SECONDS = 300.0
 
 
@@ -41,7 +44,7 @@ def _recipient(n: int) -> str:
 def _run_lane(console: Console, moto: MotoServer, lane: str) -> dict[str, Any]:
     from imshop_push_local.stack import LocalStack
 
-    with LocalStack(stack_settings(), moto=moto) as stack:
+    with LocalStack(stack_settings(max_recipients=MAX_RECIPIENTS), moto=moto) as stack:
         queue_url = stack.aws.bulk_queue.url if lane == "bulk" else stack.aws.queue_url
         busy = [
             {"userIds": [_recipient(900_000 + n)], "message": {"title": f"Busy {n}", "summary": f"Busy {n}"}}
@@ -54,8 +57,9 @@ def _run_lane(console: Console, moto: MotoServer, lane: str) -> dict[str, Any]:
             queue_url=queue_url,
         )
         publish_seconds = time.monotonic() - started
-        start_consumers(stack)
-        drained = drain(stack, DRAIN_TIMEOUT_SECONDS)
+        with consumers(stack, batch_divisor=SCALE) as sources:
+            drained = drain(sources, DRAIN_TIMEOUT_SECONDS)
+            [config] = [s.config for s in sources if s.config.queue_url == queue_url]
         calls = [c for c in stack.sandbox.calls if c.body.get("message", {}).get("title") == BLAST_MESSAGE["title"]]
         return {
             "calls": len(calls),
@@ -66,7 +70,8 @@ def _run_lane(console: Console, moto: MotoServer, lane: str) -> dict[str, Any]:
             "publish_seconds": publish_seconds,
             "window": stack.sandbox.rate_limit_window_seconds,
             "max_recipients": stack.sandbox.max_recipients,
-            "batch_size": {m.queue_url: m.batch_size for m in stack.function.sqs_sources}[queue_url],
+            "batch_size": config.batch_size,
+            "batching": config.batching_window_seconds,
         }
 
 
@@ -82,21 +87,21 @@ def _figure(lane: str, run: dict[str, Any]) -> Figure:
         *([f"{twice} recipients delivered more than once"] if twice else []),
         *([f"{run['violations']} calls over the limit"] if run["violations"] else []),
         *([] if run["drained"] else ["the queues did not drain in time"]),
-        *([] if ratio <= TARGET_RATIO else [f"{run['calls']} calls where {bound} would do"]),
+        *([] if run["calls"] <= math.floor(bound * TARGET_RATIO) else [f"{run['calls']} calls where {bound} would do"]),
     ]
     return Figure(
-        name=f"one-text blast, 1 recipient/message, {lane} lane",
+        name=f"one-text blast, 1 recipient/message, {lane} lane (1/{SCALE} model)",
         value=run["calls"],
         value_text=f"{run['calls']} calls, each recipient once: {'yes' if exactly_once else 'NO'}",
-        baseline_text=f"{bound} = ceil({BLAST_REQUESTS:,} / {run['max_recipients']})",
+        baseline_text=f"{bound} = ceil({BLAST_REQUESTS:,} / {run['max_recipients']}) calls",
         ratio=ratio,
-        target=f"≤ {TARGET_RATIO:.2f}x",
+        target=f"≤ {TARGET_RATIO:.2f}x ({math.floor(bound * TARGET_RATIO)} calls)",
         passed=not problems,
         why="; ".join(problems),
         details=[
             f"{BUSY_REQUESTS} distinct-text requests first (limiter busy), then {BLAST_REQUESTS:,} published in"
             f" {run['publish_seconds']:.1f} s, both before the pollers started; window {run['window']:g} s,"
-            f" BatchSize {run['batch_size']}",
+            f" BatchSize {run['batch_size']}, batching window {run['batching']:g} s",
             f"recipients per call: {' '.join(str(s) for s in run['sizes'])}",
         ],
     )

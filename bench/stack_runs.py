@@ -21,21 +21,27 @@ from typing import TYPE_CHECKING
 from bench.common import REPO_ROOT
 
 if TYPE_CHECKING:
+    from imshop_push_local.event_source import SqsEventSource
     from imshop_push_local.stack import LocalStack, StackSettings
 
 # The function's boto3 clients (and its poller's) say this in their User-Agent, so that the emulator can count
 # what the function asks of AWS apart from what the bench does (provisioning, publishing, reading back).
 FUNCTION_APP_ID = "imshop-push-function"
 FUNCTION_TIMEOUT_SECONDS = 6.0  # 90 s / 60 s window in production: time enough to wait one window in-process
+# Not time-scaled: moto's ReceiveMessage takes 0.1 to 1 s for 10 messages of a deep queue on a busy machine, so
+# the template's 1 s scaled to 33 ms would gather 10 or 20 messages where Lambda fills the batch size. Batch sizes
+# decide calls and requests per message; the window only adds latency.
+BATCHING_WINDOW_SECONDS = 3.0
 # What Lambda's poller does, not the function: a real event source mapping polls in its own way.
 EVENT_SOURCE_OPERATIONS = frozenset({"ReceiveMessage", "DeleteMessageBatch"})
 
 type Requests = collections.Counter[tuple[str, str, str]]
 
 
-def stack_settings(template: Path | None = None) -> StackSettings:
-    """The demo's 1/30 time scale (a 2 s window, 10 calls) with the template's per-lane batch settings, no
-    history table (optional, and absent from older checkouts), and the function's requests labelled."""
+def stack_settings(template: Path | None = None, *, max_recipients: int | None = None) -> StackSettings:
+    """The demo's 1/30 time scale (a 2 s window, 10 calls) with the template's per-lane batch sizes and
+    concurrency, batching windows of BATCHING_WINDOW_SECONDS, no history table (optional, and absent from older
+    checkouts), and the function's requests labelled."""
     from imshop_push_local.aws_emulator import LocalTuning
     from imshop_push_local.demo import DEMO_SETTINGS
     from imshop_push_local.stack import StackSettings
@@ -51,25 +57,42 @@ def stack_settings(template: Path | None = None) -> StackSettings:
         **{
             **fields,
             "batch_size": None,
-            "batching_window_seconds": None,
+            "batching_window_seconds": BATCHING_WINDOW_SECONDS,
             "function_timeout_seconds": FUNCTION_TIMEOUT_SECONDS,
             "visibility_timeout_seconds": int(6 * FUNCTION_TIMEOUT_SECONDS),
             "history": False,
+            "max_recipients": max_recipients,
             **({"template": template} if template is not None else {}),
         }
     )
 
 
-def start_consumers(stack: LocalStack, *, timeout: float = 120.0) -> None:
-    """Every event source of the template, each execution environment past its cold start before the run."""
-    stack.start_consumers()
-    if not all(source.wait_ready(timeout) for source in stack.sources):
-        raise RuntimeError(f"the function's workers were not ready within {timeout:g} s")
+@contextlib.contextmanager
+def consumers(stack: LocalStack, *, batch_divisor: int = 1, timeout: float = 120.0) -> Iterator[list[SqsEventSource]]:
+    """A poller for every event source of the template, its BatchSize divided by `batch_divisor`; each execution
+    environment past its cold start before this yields."""
+    from imshop_push_local.event_source import SqsEventSource
+    from imshop_push_local.stack import event_source_config
+
+    sources: list[SqsEventSource] = []
+    try:
+        for function in stack.aws.functions.values():
+            for mapping in function.sqs_sources:
+                scaled = dataclasses.replace(mapping, batch_size=max(1, mapping.batch_size // batch_divisor))
+                config = event_source_config(function, scaled, region=stack.aws.region)
+                env = stack.aws.env(function)
+                sources.append(SqsEventSource(config, env=env, sys_path=list(function.code_paths)).start())
+        if not all(source.wait_ready(timeout) for source in sources):
+            raise RuntimeError(f"the function's workers were not ready within {timeout:g} s")
+        yield sources
+    finally:
+        for source in sources:
+            source.stop()
 
 
-def drain(stack: LocalStack, timeout: float) -> bool:
-    """Both lanes empty, nothing in flight (twice in a row, per source)."""
-    return all(source.drain(timeout=timeout) for source in stack.sources)
+def drain(sources: list[SqsEventSource], timeout: float) -> bool:
+    """Every queue empty, nothing in flight (twice in a row, per source)."""
+    return all(source.drain(timeout=timeout) for source in sources)
 
 
 def function_requests(requests: Requests) -> Requests:
