@@ -17,8 +17,8 @@ Figures (issue 4):
                        time; utilisation with bulk only and with both lanes vs the limit (bench/lanes.py)
   8. history           read latency p50/p99 of the webhook's one Query over 100,000 entries in moto vs a GetItem;
                        write cost of a confirmed call to 1,000 users in DynamoDB requests vs a PutItem each
-  9. blast             IMSHOP calls for 3,000 single-recipient requests of one text arriving while the limiter is
-                       busy, per lane, vs the lower bound ceil(3,000 / 1,000) (bench/blast.py)
+  9. blast             IMSHOP calls for a one-text blast sent one recipient per message while the limiter is busy,
+                       per lane, vs the lower bound; a 1/10 model of 3,000 requests (bench/blast.py)
  10. aws requests      SQS + DynamoDB requests the function makes per 1,000 notification requests, beside the same
                        scenario run on the code and template of --baseline-ref (bench/aws_requests.py)
 

@@ -27,7 +27,7 @@ if TYPE_CHECKING:
 # The function's boto3 clients (and its poller's) say this in their User-Agent, so that the emulator can count
 # what the function asks of AWS apart from what the bench does (provisioning, publishing, reading back).
 FUNCTION_APP_ID = "imshop-push-function"
-FUNCTION_TIMEOUT_SECONDS = 6.0  # 90 s / 60 s window in production: time enough to wait one window in-process
+FUNCTION_TIMEOUT_RATIO = 1.5  # 90 s / 60 s window in production: time enough to wait one window in-process
 # Not time-scaled: moto's ReceiveMessage takes 0.1 to 1 s for 10 messages of a deep queue on a busy machine, so
 # the template's 1 s scaled to 33 ms would gather 10 or 20 messages where Lambda fills the batch size. Batch sizes
 # decide calls and requests per message; the window only adds latency.
@@ -38,10 +38,13 @@ EVENT_SOURCE_OPERATIONS = frozenset({"ReceiveMessage", "DeleteMessageBatch"})
 type Requests = collections.Counter[tuple[str, str, str]]
 
 
-def stack_settings(template: Path | None = None, *, max_recipients: int | None = None) -> StackSettings:
-    """The demo's 1/30 time scale (a 2 s window, 10 calls) with the template's per-lane batch sizes and
-    concurrency, batching windows of BATCHING_WINDOW_SECONDS, no history table (optional, and absent from older
-    checkouts), and the function's requests labelled."""
+def stack_settings(
+    template: Path | None = None, *, window_seconds: float = 2.0, max_recipients: int | None = None
+) -> StackSettings:
+    """The demo's 1/30 time scale (a 2 s window, 10 calls; or another window, with the function timeout in
+    production's ratio to it) with the template's per-lane batch sizes and concurrency, batching windows of
+    BATCHING_WINDOW_SECONDS, no history table (optional, and absent from older checkouts), and the function's
+    requests labelled."""
     from imshop_push_local.aws_emulator import LocalTuning
     from imshop_push_local.demo import DEMO_SETTINGS
     from imshop_push_local.stack import StackSettings
@@ -58,8 +61,9 @@ def stack_settings(template: Path | None = None, *, max_recipients: int | None =
             **fields,
             "batch_size": None,
             "batching_window_seconds": BATCHING_WINDOW_SECONDS,
-            "function_timeout_seconds": FUNCTION_TIMEOUT_SECONDS,
-            "visibility_timeout_seconds": int(6 * FUNCTION_TIMEOUT_SECONDS),
+            "rate_limit_window_seconds": window_seconds,
+            "function_timeout_seconds": FUNCTION_TIMEOUT_RATIO * window_seconds,
+            "visibility_timeout_seconds": int(6 * FUNCTION_TIMEOUT_RATIO * window_seconds),
             "history": False,
             "max_recipients": max_recipients,
             **({"template": template} if template is not None else {}),
