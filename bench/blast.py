@@ -31,8 +31,8 @@ SCALE = 10
 BLAST_REQUESTS = 3_000 // SCALE
 MAX_RECIPIENTS = 1_000 // SCALE
 BLAST_MESSAGE = {"title": "Your bonus expires on Sunday", "summary": "One text, one recipient per message"}
-# The emulator hands the blast to the function over 10 to 20 s (a batch at a time): a window of 20 s makes that
-# about one window, as a producer's few seconds are within the vendor's minute.
+# moto hands the blast to the function a batch at a time, a few hundred ms each: over many seconds. A window of
+# 20 s keeps that within about one window, as a producer's few seconds are within the vendor's minute.
 WINDOW_SECONDS = 20.0
 # Distinct texts, a call each: two windows of the limit (10 calls per window), so the blast waits for budget.
 BUSY_REQUESTS = 20

@@ -1,5 +1,5 @@
-"""What the figures run through the local stack share: the time-scaled stack with the template's own per-lane
-event source settings, the function's AWS requests told apart from the bench's, and another commit's checkout.
+"""What the figures run through the local stack share: the time-scaled stack with the template's per-lane batch
+sizes, the function's AWS requests told apart from the bench's, and another commit's checkout.
 
 imshop_push_local is imported inside the functions: the handler's child processes (`python -m bench _cpu`) import
 this package too, and their CPU and memory figures must not carry the local stack.
