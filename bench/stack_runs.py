@@ -28,6 +28,9 @@ if TYPE_CHECKING:
 # what the function asks of AWS apart from what the bench does (provisioning, publishing, reading back).
 FUNCTION_APP_ID = "imshop-push-function"
 FUNCTION_TIMEOUT_RATIO = 1.5  # 90 s / 60 s window in production: time enough to wait one window in-process
+# moto's round trips are not time-scaled (tens of ms each, many per batch of 100): a 3 s timeout for a 2 s window
+# ends executions half-way (cold starts, dead letters), so the function never gets less than this.
+MIN_FUNCTION_TIMEOUT_SECONDS = 6.0
 # Not time-scaled: moto's ReceiveMessage takes 0.1 to 1 s for 10 messages of a deep queue on a busy machine, so
 # the template's 1 s scaled to 33 ms would gather 10 or 20 messages where Lambda fills the batch size. Batch sizes
 # decide calls and requests per message; the window only adds latency.
@@ -42,9 +45,9 @@ def stack_settings(
     template: Path | None = None, *, window_seconds: float = 2.0, max_recipients: int | None = None
 ) -> StackSettings:
     """The demo's 1/30 time scale (a 2 s window, 10 calls; or another window, with the function timeout in
-    production's ratio to it) with the template's per-lane batch sizes and concurrency, batching windows of
-    BATCHING_WINDOW_SECONDS, no history table (optional, and absent from older checkouts), and the function's
-    requests labelled."""
+    production's ratio to it, at least MIN_FUNCTION_TIMEOUT_SECONDS) with the template's per-lane batch sizes and
+    concurrency, batching windows of BATCHING_WINDOW_SECONDS, no history table (optional, and absent from older
+    checkouts), and the function's requests labelled."""
     from imshop_push_local.aws_emulator import LocalTuning
     from imshop_push_local.demo import DEMO_SETTINGS
     from imshop_push_local.stack import StackSettings
@@ -56,14 +59,15 @@ def stack_settings(
             return dataclasses.replace(tuning, environment={**tuning.environment, "AWS_SDK_UA_APP_ID": FUNCTION_APP_ID})
 
     fields = {f.name: getattr(DEMO_SETTINGS, f.name) for f in dataclasses.fields(DEMO_SETTINGS)}
+    timeout = max(MIN_FUNCTION_TIMEOUT_SECONDS, FUNCTION_TIMEOUT_RATIO * window_seconds)
     return Labelled(
         **{
             **fields,
             "batch_size": None,
             "batching_window_seconds": BATCHING_WINDOW_SECONDS,
             "rate_limit_window_seconds": window_seconds,
-            "function_timeout_seconds": FUNCTION_TIMEOUT_RATIO * window_seconds,
-            "visibility_timeout_seconds": int(6 * FUNCTION_TIMEOUT_RATIO * window_seconds),
+            "function_timeout_seconds": timeout,
+            "visibility_timeout_seconds": int(6 * timeout),
             "history": False,
             "max_recipients": max_recipients,
             **({"template": template} if template is not None else {}),
