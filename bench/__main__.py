@@ -17,6 +17,10 @@ Figures (issue 4):
                        time; utilisation with bulk only and with both lanes vs the limit (bench/lanes.py)
   8. history           read latency p50/p99 of the webhook's one Query over 100,000 entries in moto vs a GetItem;
                        write cost of a confirmed call to 1,000 users in DynamoDB requests vs a PutItem each
+  9. blast             IMSHOP calls for a one-text blast sent one recipient per message while the limiter is busy,
+                       per lane, vs the lower bound; a 1/10 model of 3,000 requests (bench/blast.py)
+ 10. aws requests      SQS + DynamoDB requests the function makes per 1,000 notification requests, beside the same
+                       scenario run on the code and template of --baseline-ref (bench/aws_requests.py)
 
 Handler measurements run in child processes (`python -m bench _handle ...`, `... _cpu ...`) so that their CPU time
 and memory are the handler's alone; the IMSHOP sandbox and the AWS emulator live in this process. The workers'
@@ -35,6 +39,8 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from imshop_push_local.sandbox import ImshopSandbox
 
+from bench.aws_requests import BASELINE_REF, aws_requests
+from bench.blast import blast
 from bench.calls_per_batch import calls_per_batch
 from bench.calls_per_window import calls_per_window
 from bench.cold_start import cold_start
@@ -45,7 +51,7 @@ from bench.idle_latency import idle_latency
 from bench.lanes import lanes
 from bench.peak_rss import _child_handle, peak_rss
 
-SECTIONS = ("cold", "cpu", "rss", "calls", "window", "latency", "lanes", "history")
+SECTIONS = ("cold", "cpu", "rss", "calls", "window", "latency", "lanes", "history", "blast", "aws")
 
 
 def _table(figures: Sequence[Figure]) -> list[str]:
@@ -62,7 +68,7 @@ def _table(figures: Sequence[Figure]) -> list[str]:
     return [line(head), "|" + "|".join("-" * (w + 2) for w in widths) + "|", *(line(r) for r in rows)]
 
 
-def _measure(console: Console, only: Sequence[str]) -> list[Figure]:
+def _measure(console: Console, only: Sequence[str], baseline_ref: str | None) -> list[Figure]:
     import logging
 
     from imshop_push_local.aws_emulator import MotoServer
@@ -79,7 +85,7 @@ def _measure(console: Console, only: Sequence[str]) -> list[Figure]:
         if "cold" in only:
             figures.append(cold_start(console))
         figures += [measure(console, sandbox) for name, measure in in_process.items() if name in only]
-    if {"window", "latency", "lanes", "history"} & set(only):
+    if {"window", "latency", "lanes", "history", "blast", "aws"} & set(only):
         console.progress("starting the AWS emulator (moto server)")
         with MotoServer() as moto:
             through_event_source = {"window": calls_per_window, "latency": idle_latency}
@@ -88,6 +94,10 @@ def _measure(console: Console, only: Sequence[str]) -> list[Figure]:
                 figures += lanes(console, moto)
             if "history" in only:
                 figures += history_figures(console, moto)
+            if "blast" in only:
+                figures += blast(console, moto)
+            if "aws" in only:
+                figures += aws_requests(console, moto, baseline_ref)
     return figures
 
 
@@ -115,12 +125,17 @@ def _report(console: Console, figures: Sequence[Figure]) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="imshop-push benchmark (issue 4)")
     parser.add_argument("--only", nargs="+", choices=SECTIONS, default=list(SECTIONS), help="run only these figures")
+    parser.add_argument(
+        "--baseline-ref",
+        default=BASELINE_REF,
+        help="commit whose template and code run the AWS-requests scenarios beside this checkout's ('none': skip)",
+    )
     args = parser.parse_args(argv)
     console = Console()
     started = time.monotonic()
     console.say("imshop-push benchmark: each figure beside its baseline measured in this run")
     console.say(f"  python {sys.version.split()[0]}, {os.cpu_count()} CPUs; worker output -> {console.log_path}")
-    figures = _measure(console, args.only)
+    figures = _measure(console, args.only, None if args.baseline_ref == "none" else args.baseline_ref)
     _report(console, figures)
     console.say(f"bench took {time.monotonic() - started:.0f} s")
     return 0

@@ -6,7 +6,9 @@ Clients come from ``aws_clients`` (loopback only, dummy credentials); the stack'
 
 from __future__ import annotations
 
+import collections
 import logging
+import re
 import threading
 from collections.abc import Callable, Iterable
 from types import TracebackType
@@ -25,6 +27,7 @@ __all__ = [
     "LocalAws",
     "LocalTuning",
     "MotoServer",
+    "RequestCounter",
     "make_client",
     "provision",
 ]
@@ -41,6 +44,7 @@ class MotoServer:
         self._host = host
         self._server: ThreadedMotoServer | None = None
         self._endpoint_url: str | None = None
+        self.requests = RequestCounter()
 
     @property
     def endpoint_url(self) -> str:
@@ -55,7 +59,7 @@ class MotoServer:
         # do not pay for importing moto.
         # Port 0: the kernel picks a free port at bind time, with no window for another process to
         # take it between "find a free port" and "bind".
-        server = _server_with_atomic_dynamodb()(ip_address=self._host, port=0, verbose=False)
+        server = _server_with_atomic_dynamodb(self.requests)(ip_address=self._host, port=0, verbose=False)
         # werkzeug logs every request at INFO (and installs its own handler to do so): a line per
         # SQS poll would bury the demo's output and every failing test's report.
         logging.getLogger("werkzeug").setLevel(logging.WARNING)
@@ -106,9 +110,40 @@ class OneDynamoDBRequestAtATime:
             return list(self._app(environ, start_response))
 
 
-def _server_with_atomic_dynamodb() -> type[ThreadedMotoServer]:
-    """moto's ThreadedMotoServer, its WSGI app wrapped in OneDynamoDBRequestAtATime (moto is imported here so
-    processes that only need clients, the event source's workers, do not pay for it)."""
+# botocore's JSON protocols name the operation in X-Amz-Target: "DynamoDB_20120810.PutItem", "AmazonSQS.SendMessage".
+_SERVICES = {"DynamoDB_20120810": "dynamodb", "AmazonSQS": "sqs", "AmazonSSM": "ssm"}
+# A client made with AWS_SDK_UA_APP_ID set says so in its User-Agent ("app/<id>").
+_APP_ID = re.compile(r"(?:^|\s)app/(\S+)")
+
+
+class RequestCounter:
+    """Every request the emulator serves, by (client, service, operation): what the stack would be billed for.
+
+    The client is the ``app/<id>`` of the caller's User-Agent (a function started with AWS_SDK_UA_APP_ID set),
+    else "other" (the test, the demo or the bench itself: provisioning, publishing, reading back).
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._counts: collections.Counter[tuple[str, str, str]] = collections.Counter()
+
+    def count(self, environ: dict[str, Any]) -> None:
+        target = str(environ.get("HTTP_X_AMZ_TARGET", ""))
+        prefix, _, operation = target.partition(".")
+        service = _SERVICES.get(prefix, prefix or "other")
+        found = _APP_ID.search(str(environ.get("HTTP_USER_AGENT", "")))
+        key = (found.group(1) if found else "other", service, operation or str(environ.get("PATH_INFO", "")))
+        with self._lock:
+            self._counts[key] += 1
+
+    def snapshot(self) -> collections.Counter[tuple[str, str, str]]:
+        with self._lock:
+            return collections.Counter(self._counts)
+
+
+def _server_with_atomic_dynamodb(counter: RequestCounter) -> type[ThreadedMotoServer]:
+    """moto's ThreadedMotoServer, its WSGI app wrapped in OneDynamoDBRequestAtATime and counting every request
+    (moto is imported here so processes that only need clients, the event source's workers, do not pay for it)."""
     from moto.moto_server.threaded_moto_server import ThreadedMotoServer  # noqa: PLC0415
     from moto.moto_server.werkzeug_app import (  # noqa: PLC0415
         DomainDispatcherApplication,
@@ -119,7 +154,12 @@ def _server_with_atomic_dynamodb() -> type[ThreadedMotoServer]:
 
     class Server(ThreadedMotoServer):
         def _server_entry(self) -> None:
-            app = OneDynamoDBRequestAtATime(DomainDispatcherApplication(create_backend_app))
+            atomic = OneDynamoDBRequestAtATime(DomainDispatcherApplication(create_backend_app))
+
+            def app(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+                counter.count(environ)
+                return atomic(environ, start_response)
+
             self._server = make_server(self._ip_address, self._port, app, True, request_handler=MotoRequestHandler)
             self._server_ready_event.set()
             self._server.serve_forever()
