@@ -3,7 +3,7 @@ end exclusive, wrapping midnight, in local time of their zone."""
 
 from __future__ import annotations
 
-from datetime import datetime, time
+from datetime import datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -11,7 +11,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from imshop_push.config import ConfigError, Settings
-from imshop_push.send_time import QuietHours, SendTime
+from imshop_push.send_time import QuietHours, SendTime, load_zone
 
 BASE = {"IMSHOP_API_URL": "https://push.imshop.example/api"}
 MOSCOW = ZoneInfo("Europe/Moscow")
@@ -117,3 +117,21 @@ def test_release_is_the_end_of_the_window_a_moment_falls_in(start: time, end: ti
     if zone in WITHOUT_DST:
         assert all(inside(moment + (release - moment) * k / 16) for k in range(16))
         assert inside(release - 0.001)
+
+
+def test_the_layer_carries_the_time_zone_database_for_a_runtime_image_without_one() -> None:
+    """zoneinfo reads the system's database first and falls back to the `tzdata` package: the layer ships it,
+    so QUIET_HOURS_TIMEZONE loads whatever the Lambda image holds under /usr/share/zoneinfo."""
+    import zoneinfo
+    from pathlib import Path
+
+    lock = Path(__file__).parents[2] / "layers" / "imshop_push" / "requirements.lock"
+    assert any(line.startswith("tzdata==") for line in lock.read_text().splitlines())
+    zoneinfo.reset_tzpath(to=[])  # no system database at all
+    zoneinfo.ZoneInfo.clear_cache()
+    try:
+        zone = load_zone("Europe/Moscow")
+        assert datetime(2026, 12, 1, 12, tzinfo=zone).utcoffset() == timedelta(hours=3)
+    finally:
+        zoneinfo.reset_tzpath()
+        zoneinfo.ZoneInfo.clear_cache()
