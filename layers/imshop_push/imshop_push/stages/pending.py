@@ -20,6 +20,7 @@ from imshop_push.fate import Fate, Track
 from imshop_push.model import (
     FINISH_RESERVE_FRACTION,
     FINISH_RESERVE_PER_RECORD_SECONDS,
+    Content,
     Deferral,
     StoreError,
 )
@@ -97,16 +98,15 @@ class Pooling:
         pool = self._ctx.pending
         if pool is None:
             return list(deferrals)
-        groups: dict[str, list[tuple[Track, Deferral]]] = {}
+        groups: dict[tuple[str, Content], list[tuple[Track, Deferral]]] = {}
         for pair in deferrals:
-            arn = pair[0].message.event_source_arn
-            groups.setdefault(group_of(self._ctx.lanes.of(arn), arn, pair[0].req.content), []).append(pair)
+            groups.setdefault((pair[0].message.event_source_arn, pair[0].req.content), []).append(pair)
         rest: list[tuple[Track, Deferral]] = []
-        for group, pairs in groups.items():
+        for (arn, content), pairs in groups.items():
             if len(pairs) < 2 and not any(t.message_id in batch.taken for t, _ in pairs):
-                rest.extend(pairs)
+                rest.extend(pairs)  # a personal text: no digest of it is needed
                 continue
-            rest.extend(self._pool(batch, group, pairs))
+            rest.extend(self._pool(batch, group_of(self._ctx.lanes.of(arn), arn, content), pairs))
         return rest
 
     def _pool(self, batch: Batch, group: str, pairs: list[tuple[Track, Deferral]]) -> list[tuple[Track, Deferral]]:
