@@ -33,7 +33,7 @@ from imshop_push_local.stack import REPO_ROOT, LocalStack, StackSettings
 
 EVENTS_DIR = REPO_ROOT / "events"
 # template.yaml's durations time-scaled 30x (StackSettings' default): window 60 s -> 2 s, function timeout 90 s
-# -> 3 s (1.5 windows), visibility 540 s -> 18 s. The demo's own choices: batching window 0.2 s, call timeouts
+# -> 3 s (1.5 windows), visibility 570 s -> 19 s. The demo's own choices: batching window 0.2 s, call timeouts
 # 0.2 + 0.3 s, 500-record batches, three receives before SQS dead-letters.
 DEMO_SETTINGS = StackSettings(
     rate_limit_window_seconds=None,

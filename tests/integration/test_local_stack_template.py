@@ -102,7 +102,7 @@ def test_the_stack_is_named_resolved_and_time_scaled_as_the_template_says(moto_e
     assert aws.queue.name == f"{aws.stack_name}-requests"
     assert aws.dead_letter_queue.name == f"{aws.stack_name}-requests-dlq"
     attributes = aws.client("sqs").get_queue_attributes(QueueUrl=aws.queue_url, AttributeNames=["All"])["Attributes"]
-    assert attributes["VisibilityTimeout"] == "18"  # 540 s / 30
+    assert attributes["VisibilityTimeout"] == "19"  # 570 s / 30
     assert json.loads(attributes["RedrivePolicy"]) == {
         "deadLetterTargetArn": aws.dead_letter_queue.arn,
         "maxReceiveCount": 5,

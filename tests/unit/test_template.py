@@ -404,14 +404,28 @@ def test_each_lane_has_settings_that_suit_it(template: dict[str, Any]) -> None:
     assert int(resolve_default(template, bulk["MaximumBatchingWindowInSeconds"])) <= 1
 
 
+def highest_value(template: dict[str, Any], value: Any) -> float:
+    """The largest value a property can take: a parameter's MaxValue, or the literal itself."""
+    if isinstance(value, dict) and "Ref" in value:
+        spec = parameter(template, value["Ref"])
+        assert "MaxValue" in spec, f"{value['Ref']} has no MaxValue: nothing bounds it"
+        return float(spec["MaxValue"])
+    return float(value)
+
+
 @pytest.mark.parametrize("lane", ["transactional", "bulk"])
-def test_queue_visibility_timeout_at_least_six_times_function_timeout(template: dict[str, Any], lane: str) -> None:
+def test_queue_visibility_timeout_covers_six_function_timeouts_and_the_longest_batching_window(
+    template: dict[str, Any], lane: str
+) -> None:
+    """AWS's rule for SQS event sources: visibility >= 6x the function timeout + MaximumBatchingWindowInSeconds,
+    for every value the window's parameter may take (else a batch still gathering becomes visible again)."""
     queue_id = lane_queue_ids(template)[lane]
     queue = template["Resources"][queue_id]["Properties"]
     timeout = int(resolve_default(template, function_property(template, "Timeout")))
     visibility = int(resolve_default(template, queue["VisibilityTimeout"]))
+    window = highest_value(template, sqs_events(template)[lane]["MaximumBatchingWindowInSeconds"])
     assert timeout == 90
-    assert visibility >= 6 * timeout
+    assert visibility >= 6 * timeout + window, (visibility, window)
 
 
 @pytest.mark.parametrize("lane", ["transactional", "bulk"])
@@ -789,10 +803,56 @@ def test_bonus_reminder_schedule_only_with_both_parameters(template: dict[str, A
     target = properties["Target"]
     queue_id = lane_queue_ids(template)["bulk"]  # a reminder is bulk: it never delays an order status
     assert getatt_target(target["Arn"]) == queue_id
-    assert target["Input"] == {"Ref": "BonusReminderPayload"}
     role_id = getatt_target(target["RoleArn"])
     assert template["Resources"][role_id]["Condition"] == schedule["Condition"]
-    assert grants(template, role_id) == {("sqs:SendMessage", queue_id)}
+    # A run Scheduler could not deliver after its retries lands in a queue of its own, under an alarm.
+    assert target["RetryPolicy"]["MaximumRetryAttempts"] > 0
+    dlq_id = getatt_target(target["DeadLetterConfig"]["Arn"])
+    assert template["Resources"][dlq_id]["Condition"] == schedule["Condition"]
+    assert grants(template, role_id) == {("sqs:SendMessage", queue_id), ("sqs:SendMessage", dlq_id)}
+    (alarm,) = [
+        a
+        for a in alarms_on(template, "AWS/SQS", "ApproximateNumberOfMessagesVisible")
+        if getatt_target(dimension(alarm_metric_stats(a)[0], "QueueName"), "QueueName") == dlq_id
+    ]
+    assert alarm["Condition"] == schedule["Condition"]
+
+
+def render_schedule_input(template: dict[str, Any], payload: str, scheduled_time: str) -> str:
+    """What one delivery of the bonus-reminder schedule sends to the queue: the template's ``!Sub`` with the
+    payload parameter, then Scheduler's context attribute for the run."""
+    ((_, schedule),) = resources_of(template, "AWS::Scheduler::Schedule").items()
+    text, variables = schedule["Properties"]["Target"]["Input"]["Fn::Sub"]
+    assert variables == {"Payload": {"Ref": "BonusReminderPayload"}}
+    rendered = render_sub(template, text.replace("${Payload}", payload)).replace("AWS::StackName", "imshop-push")
+    return rendered.replace("<aws.scheduler.scheduled-time>", scheduled_time)
+
+
+def test_a_bonus_reminder_run_is_one_notification_however_often_scheduler_delivers_it(
+    template: dict[str, Any],
+) -> None:
+    """EventBridge Scheduler delivers at least once and retries a run under its scheduled time: every delivery
+    of one run must carry one idempotency key, and the next run a new one (docs/contract.md#body-forms)."""
+    from imshop_push.model import NotificationRequest
+    from imshop_push.parsing import parse_message
+
+    payload = '{"userIds": ["79990000001"], "message": {"title": "Бонусы", "summary": "Сгорают в пятницу"}}'
+
+    def delivered(scheduled_time: str, message_id: str) -> NotificationRequest:
+        body = render_schedule_input(template, payload, scheduled_time)
+        request = parse_message(body, message_id=message_id)
+        assert isinstance(request, NotificationRequest)
+        return request
+
+    first = delivered("2026-12-04T10:00:00Z", "sqs-message-1")
+    retry = delivered("2026-12-04T10:00:00Z", "sqs-message-2")  # the same run, delivered again
+    next_run = delivered("2026-12-11T10:00:00Z", "sqs-message-3")
+    assert first.idempotency_key == retry.idempotency_key
+    assert first.fingerprint == retry.fingerprint  # a duplicate, not "key reused with different content"
+    assert next_run.idempotency_key != first.idempotency_key
+    assert not first.key_is_message_id
+    assert [recipient_id for _, recipient_id in first.recipients] == ["79990000001"]
+    assert first.content.title == "Бонусы"
 
 
 # --------------------------------------------------------------------------- interface
@@ -868,3 +928,62 @@ def test_dashboard_draws_the_time_to_drain_the_waiting_calls(template: dict[str,
     period, waited_ms = 300.0, 600 * 300 * 1000.0
     python = expression.replace("FILL(bwait, 0)", str(waited_ms)).replace("PERIOD(bwait)", str(period))
     assert eval(python) == pytest.approx(3600)
+
+
+# --------------------------------------------------------------------------- samconfig.toml
+
+
+SAMCONFIG_PATH = TEMPLATE_PATH.with_name("samconfig.toml")
+
+
+def samconfig_overrides() -> dict[str, dict[str, str]]:
+    """Each environment's parameter_overrides, as {environment: {parameter: value}}."""
+    import tomllib
+
+    config = tomllib.loads(SAMCONFIG_PATH.read_text())
+    environments: dict[str, dict[str, str]] = {}
+    for name, environment in config.items():
+        if not isinstance(environment, dict) or "deploy" not in environment:
+            continue
+        overrides = environment["deploy"]["parameters"].get("parameter_overrides", [])
+        environments[name] = dict(item.split("=", 1) for item in overrides)
+    return environments
+
+
+def test_every_samconfig_override_is_a_template_parameter_within_its_bounds(template: dict[str, Any]) -> None:
+    environments = samconfig_overrides()
+    assert set(environments) >= {"default", "prod"}
+    for environment, overrides in environments.items():
+        for name, value in overrides.items():
+            spec = parameter(template, name)
+            where = f"[{environment}] {name}={value}"
+            if spec["Type"] == "Number":
+                assert float(spec.get("MinValue", "-inf")) <= float(value) <= float(spec.get("MaxValue", "inf")), where
+            if "AllowedPattern" in spec:
+                assert re.fullmatch(spec["AllowedPattern"], value), where
+            if "AllowedValues" in spec:
+                assert value in [str(v) for v in spec["AllowedValues"]], where
+
+
+def test_every_samconfig_environment_keeps_the_documented_transactional_latency_bound(
+    template: dict[str, Any],
+) -> None:
+    """The README and the contract bound a transactional request by one rate window + its batching window
+    (1 s, the template's default) + call time: an environment may not quietly widen it."""
+    documented = int(parameter(template, "MaximumBatchingWindowInSeconds")["Default"])
+    assert documented == 1
+    for environment, overrides in samconfig_overrides().items():
+        window = int(overrides.get("MaximumBatchingWindowInSeconds", documented))
+        assert window <= documented, environment
+
+
+def test_every_samconfig_environment_reads_the_key_the_readme_tells_you_to_store() -> None:
+    """The README's deploy step stores the URL and the key under the default environment's names; a key stored
+    under a name no environment passes would never be read (every call 401)."""
+    readme = (TEMPLATE_PATH.parent / "README.md").read_text()
+    stored = set(re.findall(r"aws ssm put-parameter --type SecureString --name (/imshop-push/api-[a-z]+)", readme))
+    assert stored == {"/imshop-push/api-url", "/imshop-push/api-key"}
+    default = samconfig_overrides()["default"]
+    assert {default["ImshopApiUrlParameterName"], default["ImshopApiKeyParameterName"]} == stored
+    prod = samconfig_overrides()["prod"]
+    assert prod["ImshopApiKeyParameterName"].startswith("/imshop-push-prod/")

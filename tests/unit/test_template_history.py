@@ -145,6 +145,16 @@ def test_the_webhook_is_a_function_url_with_its_configuration(template: dict[str
     assert getatt_target(template["Outputs"]["HistoryUrl"]["Value"], "FunctionUrl") == f"{function_id}Url"
 
 
+def test_the_public_webhook_cannot_take_the_accounts_unreserved_concurrency(template: dict[str, Any]) -> None:
+    """The URL is open to anyone (the key is checked in the code, after the invocation started): a flood of
+    unauthenticated requests may only throttle the webhook itself, never the dispatcher or other functions."""
+    _, function = the_history_function(template)
+    reserved = function["Properties"]["ReservedConcurrentExecutions"]
+    assert ref_target(reserved) == "HistoryReservedConcurrency"
+    spec = parameter(template, "HistoryReservedConcurrency")
+    assert 1 <= int(spec["MinValue"]) <= int(spec["Default"]) <= int(spec["MaxValue"]) <= 100
+
+
 def test_sam_turns_the_webhook_into_a_public_url_and_no_extra_iam(
     template: dict[str, Any], monkeypatch: pytest.MonkeyPatch
 ) -> None:
