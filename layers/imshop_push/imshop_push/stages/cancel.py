@@ -4,9 +4,9 @@ The cancel is remembered in the state store under the request's key (for the sta
 request has come yet, so it is seen where every request passes anyway: its claim (`stages/claim.py`) answers
 `CANCELLED`, and the request is acknowledged without a call. A request already claimed by a live execution
 learns of it right before each of its calls (`NotCancelled`), even after one of its calls failed or went
-unanswered. A request held for its sendAt or the quiet hours
-is not claimed while it waits: it is dropped when it becomes due. A cancel of a request that was fully sent
-changes nothing (its claim says it was delivered).
+unanswered. A request held for its sendAt or the quiet hours is not claimed while it waits: it is dropped
+when it becomes due (one with a collapseKey at its next hop, `stages/hold.py`, before it records its
+version). A cancel of a request that was fully sent changes nothing (its claim says it was delivered).
 """
 
 from __future__ import annotations
