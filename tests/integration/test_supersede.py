@@ -1,5 +1,6 @@
-"""Supersede by collapseKey for real: the versions' conditional writes against moto's DynamoDB, and three
-status updates of one order through the emulated event source, of which only the last reaches IMSHOP."""
+"""Supersede by collapseKey for real: the versions' conditional writes against moto's DynamoDB, three status
+updates of one order through the emulated event source, of which only the last reaches IMSHOP, and a newer
+status held for its sendAt that an older one arriving meanwhile does not overtake."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ import pytest
 from imshop_push.collapse import version
 from imshop_push.collapse_dynamodb import DynamoDBVersionStore
 from imshop_push_local.aws_emulator import LocalAws, MotoServer, provision
+from imshop_push_local.demo_schedule import rfc3339, wait_for_titles
 from imshop_push_local.stack import LocalStack, StackSettings
 
 ORDER = "order-1042-status"
@@ -100,3 +102,34 @@ def test_three_status_updates_of_one_order_only_the_last_is_sent_and_a_stale_one
     )
     assert stack.dead_letters() == []
     assert stack.sandbox.violations == 0
+
+
+def held_copy_waits(stack: LocalStack, *, deadline: float) -> bool:
+    """The queue holds one delayed message (the held copy) and nothing else: the request was held."""
+    sqs = stack.aws.client("sqs")
+    names: list[Any] = ["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"]
+    while time.time() < deadline:
+        counts = sqs.get_queue_attributes(QueueUrl=stack.aws.queue_url, AttributeNames=[*names, "All"])["Attributes"]
+        if counts.get("ApproximateNumberOfMessagesDelayed") == "1" and not any(int(counts[n]) for n in names):
+            return True
+        time.sleep(0.1)
+    return False
+
+
+def test_a_newer_status_held_for_its_send_at_is_not_overtaken_by_an_older_one_arriving_meanwhile(
+    stack: LocalStack,
+) -> None:
+    stack.start_consumers()
+    stack.publish([{"userIds": ["79990003000"], "message": {"title": "Разогрев", "summary": "s"}}])
+    assert wait_for_titles(stack, {"Разогрев"}, deadline=time.time() + 30), "a cold start is not the test"
+    send_at = time.time() + 10
+    stack.publish([{**status("Заказ отправлен", "2026-12-01T10:05:00Z"), "sendAt": rfc3339(send_at)}])
+    assert held_copy_waits(stack, deadline=send_at - 3), "the newer status is held"
+
+    stack.publish([status("Заказ оплачен", "2026-12-01T10:00:00Z")])  # older, due at once
+
+    assert wait_for_titles(stack, {"Заказ отправлен"}, deadline=send_at + 30)
+    assert stack.source.drain(timeout=30)
+    sent = [c.body["message"]["title"] for c in stack.sandbox.calls if c.body["message"]["title"] != "Разогрев"]
+    assert sent == ["Заказ отправлен"], "one push: the newest, when it is due"
+    assert stack.dead_letters() == []

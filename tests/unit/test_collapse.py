@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 from harness import lambda_attributes
-from hypothesis import given
+from hypothesis import example, given
 from hypothesis import strategies as st
 
 from imshop_push.collapse import order_of, slot_id, version
@@ -93,15 +93,60 @@ def test_copies_of_requests_without_a_collapse_key_carry_nothing_new() -> None:
     assert "MessageAttributes" not in requeue_entry(Deferral(message, 30, "k", False))
 
 
+# Every instant a datetime with an offset can name: year 1 at +23:59 to year 9999 at -23:59, in epoch ms.
+EARLIEST_MS, LATEST_MS = -62_135_596_800_000 - 86_340_000, 253_402_300_799_999 + 86_340_000
+
+
 @given(
-    st.tuples(st.integers(-62_135_596_800_000, 253_402_300_799_999), st.integers(0, 2**45), st.text(max_size=8)),
-    st.tuples(st.integers(-62_135_596_800_000, 253_402_300_799_999), st.integers(0, 2**45), st.text(max_size=8)),
+    st.tuples(st.integers(EARLIEST_MS, LATEST_MS), st.integers(EARLIEST_MS, LATEST_MS), st.text(max_size=8)),
+    st.tuples(st.integers(EARLIEST_MS, LATEST_MS), st.integers(EARLIEST_MS, LATEST_MS), st.text(max_size=8)),
 )
+@example((-62_135_596_800_000 - 1, 0, "k"), (-62_135_596_800_000 - 2, 0, "k"))
 def test_the_version_string_sorts_as_created_then_received_then_key(
     a: tuple[int, int, str], b: tuple[int, int, str]
 ) -> None:
     assert (version(*a) < version(*b)) == (a < b)
     assert (version(*a) == version(*b)) == (a == b)
+
+
+def created_at_text(wall: datetime, offset_minutes: int) -> str:
+    """RFC 3339 as a producer may write it: the wall time of its own offset, to the millisecond."""
+    sign, minutes = ("+" if offset_minutes >= 0 else "-"), abs(offset_minutes)
+    return f"{wall.isoformat(timespec='milliseconds')}{sign}{minutes // 60:02d}:{minutes % 60:02d}"
+
+
+def created_version(text: str) -> str:
+    request = parse_body(json.dumps({**BASE, "collapseKey": "order-1042-status", "createdAt": text}), message_id="m1")
+    message = InboundMessage("m1", "{}", sent_timestamp_ms=1_000, first_received_ms=1_200)
+    order = order_of(request, message, now_ms=9_999)
+    assert order is not None
+    return version(*order, "the same request")
+
+
+WALL_TIMES = st.datetimes(min_value=datetime(1, 1, 1), max_value=datetime(9999, 12, 31, 23, 59, 59, 999_000)).map(
+    lambda d: d.replace(microsecond=d.microsecond // 1000 * 1000)
+)
+OFFSETS = st.integers(-(23 * 60 + 59), 23 * 60 + 59)
+
+
+@given(WALL_TIMES, OFFSETS, WALL_TIMES, OFFSETS)
+@example(datetime(1, 1, 1), 5 * 60, datetime(1, 1, 1), 4 * 60)  # both before year 1 in UTC: 19:00 and 20:00
+@example(datetime(1, 1, 1), 5 * 60, datetime(1970, 1, 1), 0)
+@example(datetime(1, 1, 1, 0, 0, 0, 1000), 0, datetime(1, 1, 1), 0)
+@example(datetime(2026, 12, 1, 18, 0, 0, 123_000), 0, datetime(2026, 12, 1, 18, 0, 0, 122_000), 0)
+@example(datetime(9999, 12, 31, 23, 59), -(23 * 60 + 59), datetime(9999, 12, 31, 23, 59), 23 * 60 + 59)
+def test_created_at_versions_sort_as_the_instants_whatever_the_year_and_offset(
+    wall_a: datetime, offset_a: int, wall_b: datetime, offset_b: int
+) -> None:
+    """Written in any year and offset RFC 3339 allows (and Python parses), to the millisecond: a version sorts
+    as its instant does. Year 1 with a positive offset is a few hours before year 1 in UTC."""
+    text_a, text_b = created_at_text(wall_a, offset_a), created_at_text(wall_b, offset_b)
+    instant_a, instant_b = (datetime.fromisoformat(t) for t in (text_a, text_b))
+
+    version_a, version_b = created_version(text_a), created_version(text_b)
+
+    assert (version_a < version_b) == (instant_a < instant_b), (text_a, text_b, version_a, version_b)
+    assert (version_a == version_b) == (instant_a == instant_b), (text_a, text_b, version_a, version_b)
 
 
 def test_slots_name_neither_the_key_nor_the_recipient() -> None:

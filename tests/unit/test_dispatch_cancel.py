@@ -9,12 +9,14 @@ from typing import Any
 
 import pytest
 from fakes import SENT, unavailable
-from harness import BONUS, Harness, body, msg, phones, requeued_copy
+from harness import AMBIGUOUS, BONUS, FAILED, Harness, body, msg, phones, requeued_copy
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from test_dispatch_send_time import scheduled
 
 from fake_clock import T0
 from imshop_push.dispatcher import Disposition
-from imshop_push.model import CallOutcome
+from imshop_push.model import CallOutcome, CallResult
 from imshop_push.parsing import storable_key
 
 
@@ -86,6 +88,70 @@ def test_a_cancel_stops_what_is_left_of_a_split_request_and_a_deferred_copy() ->
     assert h.run(requeued_copy(h.backlog.received[0], "r/0")) == {"r/0": Disposition.CANCELLED}
 
     assert len(h.api.calls) == 1, "the second half is never sent"
+
+
+@pytest.mark.parametrize("first_answer", [FAILED, AMBIGUOUS], ids=["503", "no answer"])
+def test_a_cancel_after_a_failed_or_unanswered_call_stops_the_rest_of_the_request(first_answer: CallOutcome) -> None:
+    """Call 1 of a split request fails (nothing sent) or goes unanswered (perhaps sent): the request would go back
+    to SQS, but its call 2 was still to be sent in this invocation. A cancel that comes meanwhile stops it; what
+    call 1 carried is not sent again either, now or when SQS hands the request over again."""
+    h = Harness(max_recipients=2)
+
+    def cancelled_meanwhile(payload: dict[str, Any]) -> CallOutcome:
+        h.state.cancel([storable_key("campaign")], now=h.clock())  # another execution records it
+        return first_answer
+
+    h.api.answer = cancelled_meanwhile
+    request = msg("r", body(users=phones(4), key="campaign"))
+
+    assert h.run(request) == {"r": Disposition.CANCELLED}
+    h.api.answer = None
+    h.clock.now += 120
+    assert h.run(request) == {"r": Disposition.CANCELLED}, "SQS hands it over again (at least once)"
+
+    assert len(h.api.calls) == 1, "call 2 is never sent, call 1 never again"
+    assert h.metrics["RequestsCancelled"] == 2
+    assert h.metrics["AmbiguousRedeliveries"] == 0
+
+
+ANSWERS = {"sent": SENT, "503": FAILED, "no answer": AMBIGUOUS}
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    st.integers(2, 4),
+    st.lists(st.sampled_from(sorted(ANSWERS)), min_size=4, max_size=4),
+    st.integers(1, 4),
+)
+def test_whatever_the_earlier_calls_answered_nothing_of_a_cancelled_request_is_sent_after_its_cancel(
+    parts: int, answers: list[str], cancel_during: int
+) -> None:
+    """A request split over `parts` calls, merged with another request of the same text; its earlier calls answer
+    anything; its cancel is recorded while call `cancel_during` is in flight. No call after that carries it, in
+    this invocation or any redelivery, and the other request is still delivered."""
+    cancel_during = min(cancel_during, parts)
+    h = Harness(max_recipients=1)
+    calls: list[tuple[set[str], CallResult]] = []
+
+    def answer(payload: dict[str, Any]) -> CallOutcome:
+        if len(h.api.calls) == cancel_during:
+            h.state.cancel([storable_key("campaign")], now=h.clock())
+        outcome = ANSWERS[answers[len(h.api.calls) - 1]] if len(h.api.calls) <= cancel_during else SENT
+        calls.append((set(payload["userIds"]), outcome.result))
+        return outcome
+
+    h.api.answer = answer
+    ours = phones(parts)
+    pending = [msg("r", body(users=ours, key="campaign")), msg("o", body(users=["other"], key="other"))]
+    for _ in range(6):
+        results = h.run(*pending)
+        pending = [m for m in pending if results[m.message_id] is Disposition.RETRY]
+        h.clock.now += 120
+    assert pending == [], "everything settled"
+
+    after_cancel = [recipients for recipients, _ in calls[cancel_during:]]
+    assert not any(recipients & set(ours) for recipients in after_cancel), "a call after the cancel carried it"
+    assert any("other" in recipients and result is CallResult.SENT for recipients, result in calls)
 
 
 def test_a_held_request_cancelled_meanwhile_is_dropped_when_due() -> None:

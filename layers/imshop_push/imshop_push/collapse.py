@@ -4,7 +4,8 @@ A version orders requests as the contract does: by `createdAt` (an instant), the
 the request over (equal instants: the one first received later wins), then by idempotency key (only so that
 two executions always agree). It is one string whose byte order is that order, so a conditional write of the
 state table compares it as it is, and a request re-received (a redelivery, a re-enqueued copy carrying its
-order) is the same version, never a newer one.
+order) is the same version, never a newer one. Every instant a `createdAt` can name sorts in place, down to
+year 1 with a positive offset (a few hours before year 1 in UTC).
 
 A slot is one (collapseKey, recipient), named by a digest: neither the key nor the recipient id (often a
 phone number) is stored in clear.
@@ -15,15 +16,19 @@ from __future__ import annotations
 import hashlib
 import threading
 from collections.abc import Mapping
+from datetime import UTC, datetime, timedelta
 from typing import NamedTuple, Protocol
 
 from imshop_push.inbound import InboundMessage
 from imshop_push.model import NotificationRequest, Recipient
 from imshop_push.sqs_copies import CREATED_AT_ATTRIBUTE, FIRST_RECEIVED_ATTRIBUTE
 
-_MS_SINCE_YEAR_1 = 62_135_596_800_000  # 0001-01-01 to 1970-01-01: every instant Python can hold becomes >= 0
+_MS_SINCE_YEAR_1 = 62_135_596_800_000  # 0001-01-01 to 1970-01-01: every instant of year 1 or later in UTC is >= 0
 _WIDTH = 18
 _KEY_AT = 2 * (_WIDTH + 1)
+_BELOW_ZERO = 10 ** (_WIDTH - 1)  # what a count below zero is written from, after its '-' (which sorts before '0')
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MS = timedelta(milliseconds=1)
 
 
 class Collapsed(NamedTuple):
@@ -35,7 +40,24 @@ class Collapsed(NamedTuple):
 
 
 def version(created_ms: int, received_ms: int, key: str) -> str:
-    return f"{created_ms + _MS_SINCE_YEAR_1:0{_WIDTH}d}.{received_ms + _MS_SINCE_YEAR_1:0{_WIDTH}d}.{key}"
+    return f"{_sortable(created_ms)}.{_sortable(received_ms)}.{key}"
+
+
+def _sortable(epoch_ms: int) -> str:
+    """Fixed width, byte order = number order. Instants since year 1 are written as they always were (versions
+    stored by earlier releases still compare); the few hours before it that a `createdAt` in year 1 with a
+    positive offset names are written after a '-', counted up from -10**17, so they sort before year 1 and in
+    their own order instead of backwards. Beyond what any datetime holds, the value is clamped."""
+    since_year_1 = min(max(epoch_ms + _MS_SINCE_YEAR_1, 1 - _BELOW_ZERO), 10**_WIDTH - 1)
+    if since_year_1 >= 0:
+        return f"{since_year_1:0{_WIDTH}d}"
+    return f"-{_BELOW_ZERO + since_year_1:0{_WIDTH - 1}d}"
+
+
+def epoch_ms(instant: datetime) -> int:
+    """Whole milliseconds since 1970, rounded down, exactly: a float timestamp loses a millisecond to rounding
+    now and then, and truncates towards zero before 1970."""
+    return (instant - _EPOCH) // _MS
 
 
 def supersedes(stored: str, given: str) -> bool:
@@ -51,7 +73,7 @@ def order_of(request: NotificationRequest, message: InboundMessage, now_ms: int)
     if request.collapse_key is None:
         return None
     if request.created_at is not None:
-        created = int(request.created_at.timestamp() * 1000)
+        created = epoch_ms(request.created_at)
     else:
         created = _first(_attribute_ms(message, CREATED_AT_ATTRIBUTE), message.sent_timestamp_ms, now_ms)
     received = _first(_attribute_ms(message, FIRST_RECEIVED_ATTRIBUTE), message.first_received_ms, now_ms)

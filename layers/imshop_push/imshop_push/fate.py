@@ -7,6 +7,7 @@
        │            ├──► sent (by an earlier attempt)  │
        │            ├──► superseded (also from planned)│
        │            └──► cancelled (also from planned) │
+       │                 (and from retry, see below)   │
        ├──► expired (before any claim)                 │
        ├──► woken (a wake of the pending pool)         │
        ├──► held (not due: re-enqueued, never claimed) │
@@ -19,6 +20,7 @@
 A transition from a state it does not list leaves the fate as it is: the state it is in says more (poison
 outranks a failure, a failure outranks expiry, expiry outranks waiting for budget). Only `give_back` moves
 any state: a write the fate depended on (the settlement, the dead letter, the re-enqueue) did not happen.
+A retry is cancelled when a later call of its attempt meets its cancel: that call is then not sent.
 """
 
 from __future__ import annotations
@@ -65,7 +67,7 @@ _FROM: dict[str, frozenset[Fate]] = {  # transition: the states it may leave
     "supersede": frozenset({Fate.CLAIMED, Fate.PLANNED}),
     "wake": frozenset({Fate.RECEIVED}),
     "hold": frozenset({Fate.RECEIVED}),
-    "cancelled": frozenset({Fate.RECEIVED, Fate.CLAIMED, Fate.PLANNED}),
+    "cancelled": frozenset({Fate.RECEIVED, Fate.CLAIMED, Fate.PLANNED, Fate.RETRY}),
     "cancel_recorded": frozenset({Fate.RECEIVED}),
 }
 

@@ -3,9 +3,10 @@
 The cancel is remembered in the state store under the request's key (for the state TTL), whether or not the
 request has come yet, so it is seen where every request passes anyway: its claim (`stages/claim.py`) answers
 `CANCELLED`, and the request is acknowledged without a call. A request already claimed by a live execution
-learns of it right before each of its calls (`NotCancelled`). A request held for its sendAt or the quiet hours
-is not claimed while it waits: it is dropped when it becomes due. A cancel of a request that was fully sent
-changes nothing (its claim says it was delivered).
+learns of it right before each of its calls (`NotCancelled`), even after one of its calls failed or went
+unanswered. A request held for its sendAt or the quiet hours is not claimed while it waits: it is dropped
+when it becomes due (one with a collapseKey at its next hop, `stages/hold.py`, before it records its
+version). A cancel of a request that was fully sent changes nothing (its claim says it was delivered).
 """
 
 from __future__ import annotations
@@ -20,6 +21,8 @@ from imshop_push.model import StoreError
 from imshop_push.ports import Context
 
 logger = logging.getLogger(__name__)
+
+_STILL_SENDING = frozenset({Fate.PLANNED, Fate.RETRY})  # what a later call of the attempt still sends
 
 
 class RecordCancels:
@@ -56,8 +59,10 @@ class NotCancelled:
         self._ctx = ctx
 
     def drop(self, owners: Sequence[Track]) -> None:
-        """Marks the owners whose request a cancel names; raises StoreError."""
-        live = [t for t in owners if t.fate is Fate.PLANNED]
+        """Marks the owners whose request a cancel names; raises StoreError. An owner an earlier call of this
+        attempt failed (RETRY: it would go back to SQS) still has its later calls sent here, so it is asked too:
+        what was not sent is never sent, and an unanswered call's recipients are not sent again."""
+        live = [t for t in owners if t.fate in _STILL_SENDING]
         if not live:
             return
         cancelled = self._ctx.state.cancelled({t.req.idempotency_key for t in live}, now=self._ctx.clock())

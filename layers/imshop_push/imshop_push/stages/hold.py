@@ -8,6 +8,12 @@ before, and never a second late for rounding. It runs before the claim: a held r
 writes no progress, and DropExpired runs before it on every hop, so `expiresAt` still applies.
 The copy carries what a deferral copy carries (the key when it was the SQS message id, the collapse order).
 
+A held request with a collapseKey takes part in latest wins while it waits: before each hop it records its
+version (`record_held`), so an older request of its key that arrives meanwhile is not sent to the recipients
+they share. One whose cancel is known by then is dropped instead, without recording: a request cancelled
+before it came takes no part, as at its claim. When neither can be asked (the state table unavailable), it
+goes back to SQS rather than being held unrecorded.
+
 When quiet hours end, the held bulk requests all come back at once; the shared limiter gives the transactional
 lane the next free slot and the bulk lane's MaximumConcurrency bounds its executions, so the release does not
 starve the transactional lane, and requests of one text arriving together share calls.
@@ -15,17 +21,21 @@ starve the transactional lane, and requests of one text arriving together share 
 
 from __future__ import annotations
 
+import logging
 import math
 
 from imshop_push import observability as m
 from imshop_push.batch import Batch
 from imshop_push.fate import Fate, Track
 from imshop_push.lanes import Lane
-from imshop_push.model import Deferral
+from imshop_push.model import Deferral, StoreError
 from imshop_push.ports import Context
 from imshop_push.send_time import rfc3339
 from imshop_push.sqs_copies import SQS_MAX_DELAY_SECONDS
-from imshop_push.stages.supersede import order
+from imshop_push.stages.cancel import count_cancelled
+from imshop_push.stages.supersede import order, record_held
+
+logger = logging.getLogger(__name__)
 
 INLINE_WAIT_SECONDS = 1.0  # SQS's delay granularity
 
@@ -36,7 +46,7 @@ class Hold:
 
     def __call__(self, batch: Batch) -> None:
         now = self._ctx.clock()
-        held: list[Track] = []
+        not_due: list[tuple[Track, float]] = []
         soon = now
         for track in batch.parsed():
             if track.fate is not Fate.RECEIVED:
@@ -46,15 +56,38 @@ class Hold:
                 continue
             due = self._due(track, now)
             if due - now >= INLINE_WAIT_SECONDS:
-                reason = "not due before its sendAt" if due == _send_at(track) else "held for the quiet hours"
-                track.hold(due, f"{reason}: {rfc3339(due)}")
-                held.append(track)
+                not_due.append((track, due))
             else:
                 soon = max(soon, due)
+        self._take_part([t for t, _ in not_due if t.req.collapse_key is not None], now)
+        held: list[Track] = []
+        for track, due in not_due:
+            reason = "not due before its sendAt" if due == _send_at(track) else "held for the quiet hours"
+            track.hold(due, f"{reason}: {rfc3339(due)}")  # unless cancelled or sent back to SQS just now
+            if track.fate is Fate.HELD:
+                held.append(track)
         if held:
             self._requeue(held, now)
         if soon > now:  # less than a second: cheaper and more precise than another hop
             self._ctx.sleep(soon - now)
+
+    def _take_part(self, collapsing: list[Track], now: float) -> None:
+        """Latest wins for requests about to be held: cancelled ones are dropped, the others record their
+        versions before their copies are written (a copy written unrecorded could let an older one through)."""
+        if not collapsing:
+            return
+        try:
+            cancelled = self._ctx.state.cancelled({t.req.idempotency_key for t in collapsing}, now=now)
+            gone = [t for t in collapsing if t.req.idempotency_key in cancelled]
+            record_held(self._ctx, [t for t in collapsing if t.req.idempotency_key not in cancelled], now)
+        except StoreError:
+            logger.exception("cannot record the collapseKey versions of held requests: they go back to SQS")
+            for track in collapsing:
+                track.retry("state store unavailable")
+            return
+        count_cancelled(self._ctx, gone)
+        for track in gone:
+            track.cancelled()
 
     def _due(self, track: Track, now: float) -> float:
         bulk = self._ctx.lanes.of(track.message.event_source_arn) is Lane.BULK

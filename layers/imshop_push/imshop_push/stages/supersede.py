@@ -5,7 +5,8 @@ slot it still has to send, unless a newer version is there already; a recipient 
 or who a newer request of the same batch also has, is dropped from what is left to send. Right before each
 call (`LatestOnly`) the slots are read again: a newer request may have been received by any execution while
 this one waited for budget. The slots keep the newest version after it was sent, so a stale request arriving
-later is dropped too.
+later is dropped too. A request held for its send time records its version at every hop (`record_held`): it
+takes part from when it is received, so an older request of its key received while it waits is not sent.
 """
 
 from __future__ import annotations
@@ -53,6 +54,23 @@ class Supersede:
                 version = track.collapse.version
                 slots = track.collapse.slots.items()
                 drop(self._ctx, track, {r for r, s in slots if s in lost or supersedes(newest[s], version)})
+
+
+def record_held(ctx: Context, tracks: Sequence[Track], now: float) -> None:
+    """The versions of requests about to be held, in every slot of theirs (nothing of a held request was sent):
+    a newer request takes part in latest wins from when it is received, not only once it is due. Renewed at
+    every hop (the same version), so it lives as long as the request waits. A slot that holds a newer version
+    already changes nothing here: the request is dropped there when it is due. Raises StoreError."""
+    newest: dict[str, str] = {}
+    for track in tracks:
+        order = order_of(track.req, track.message, int(now * 1000))
+        if order is None:
+            continue
+        track.collapse = collapsed(track.req, order, track.req.recipients)
+        for slot in track.collapse.slots.values():
+            newest[slot] = max(newest.get(slot, track.collapse.version), track.collapse.version)
+    if newest:
+        ctx.versions.record(newest, now=now)
 
 
 class LatestOnly:
