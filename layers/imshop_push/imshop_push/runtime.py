@@ -14,7 +14,14 @@ from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
 from imshop_push.collapse import VersionStore
-from imshop_push.config import ConfigError, Settings, check_api_url
+from imshop_push.config import (
+    ConfigError,
+    ParameterUnreadableError,
+    Settings,
+    bearer_key,
+    check_api_url,
+    read_secure_string,
+)
 from imshop_push.factories import (
     AwsClients,
     boto3_client,
@@ -95,6 +102,7 @@ class Runtime:
         pipeline: Callable[..., Pipeline] = Dispatcher,
         version_store: Callable[[Settings, AwsClients], VersionStore] = dynamodb_or_in_process_versions,
         pending_pool: Callable[[Settings, AwsClients], PendingPool | None] = dynamodb_or_in_process_pending,
+        parameter: Callable[[str], str] = read_secure_string,
     ) -> None:
         self.settings = settings
         self._metric = metric
@@ -110,6 +118,7 @@ class Runtime:
         self._make_pipeline = pipeline
         self._make_versions = version_store
         self._make_pending = pending_pool
+        self._read_parameter = parameter
         self._versions: VersionStore | None = None
         self._clients: dict[str, Any] = {}
         self._dispatcher_cache: Pipeline | None = None
@@ -196,19 +205,20 @@ class Runtime:
             check_api_url(url, variable="IMSHOP_API_URL_PARAMETER (its value)", sam_local=s.sam_local)
         key = s.api_key
         if key is None and s.api_key_parameter:
-            key = self._parameter(s.api_key_parameter, "IMSHOP_API_KEY_PARAMETER")
+            variable = "IMSHOP_API_KEY_PARAMETER"
+            key = bearer_key(
+                self._parameter(s.api_key_parameter, variable), source=f"the SSM parameter named by {variable}"
+            )
         return url, key
 
     def _parameter(self, name: str | None, variable: str) -> str:
-        from aws_lambda_powertools.utilities import parameters  # noqa: PLC0415 - imports boto3
-
         try:
-            value = parameters.get_parameter(name or "", decrypt=True, max_age=SECRET_CACHE_SECONDS)
-        except parameters.exceptions.GetParameterError as e:
+            value = self._read_parameter(name or "")
+        except ParameterUnreadableError as e:
             raise SecretsUnavailableError(f"cannot read the SSM parameter named by {variable}: {e}") from None
         if not value:
             raise SecretsUnavailableError(f"the SSM parameter named by {variable} is empty")
-        return str(value)
+        return value
 
     def _window_policy(self, worst_case_call_seconds: float) -> WindowPolicy:
         s = self.settings
