@@ -55,8 +55,6 @@ from imshop_push.state import StateStore
 
 logger = logging.getLogger(__name__)
 
-SECRET_CACHE_SECONDS = 300
-
 
 def invocation_deadline(
     hard: float, remaining_seconds: float, *, records: int, worst_case_call_seconds: float
@@ -129,14 +127,14 @@ class Runtime:
         self._pending: list[PendingPool | None] = []  # made once (an in-process pool must outlive a rebuild)
         if settings.state_table_name is None:
             logger.warning("STATE_TABLE_NAME is unset: rate limit and idempotency live in this process only")
-        if settings.dead_letter_queue_url is None:
-            logger.warning("DEAD_LETTER_QUEUE_URL is unset: poison requests are logged and dropped")
+        _warn_of_missing_dead_letter_queues(settings)
 
     def handle(self, messages: Sequence[InboundMessage], *, remaining_seconds: float) -> dict[str, RecordResult]:
         now = self._clock()  # before any setup: a cold start's imports and SSM reads come out of the same budget
         hard = now + remaining_seconds
         try:
             dispatcher = self._dispatcher()
+            self._check_a_call_fits(remaining_seconds)
         except (SecretsUnavailableError, ConfigError) as e:
             logger.error("configuration unavailable; the whole batch goes back to SQS: %s", e)
             return {msg.message_id: RecordResult(Disposition.RETRY, "configuration unavailable") for msg in messages}
@@ -144,8 +142,24 @@ class Runtime:
             hard, remaining_seconds, records=len(messages), worst_case_call_seconds=self._api_worst_case
         )
         if deadline.last_call_start <= now:
-            logger.error("the function timeout leaves no time for one IMSHOP call; raise it above HTTP_TIMEOUT_SECONDS")
+            logger.error(
+                "this batch is too large for one IMSHOP call to fit the function's timeout: it waits as backlog"
+            )
         return dispatcher.dispatch(messages, deadline=deadline)
+
+    def _check_a_call_fits(self, remaining_seconds: float) -> None:
+        """A function timeout too short for one call and the settling after it, even of an empty batch, would defer
+        every request for ever (each copy as stuck as its original) without one failure to alarm on: refused as
+        the configuration error it is. The time left at the start of an invocation is the function's timeout."""
+        floor = invocation_deadline(
+            remaining_seconds, remaining_seconds, records=0, worst_case_call_seconds=self._api_worst_case
+        )
+        if floor.last_call_start <= 0:
+            raise ConfigError(
+                f"HTTP_TIMEOUT_SECONDS ({self.settings.http_timeout_seconds:g} s) leaves no time for one IMSHOP call"
+                f" and the settling after it within the function's Timeout ({remaining_seconds:.1f} s left at the"
+                " start of this invocation): lower HTTP_TIMEOUT_SECONDS or raise the function's Timeout"
+            )
 
     def _dispatcher(self) -> Pipeline:
         """Cached per execution environment; rebuilt only when the URL or key parameter changed."""
@@ -233,3 +247,15 @@ class Runtime:
         if service not in self._clients:
             self._clients[service] = self._make_aws_client(service)
         return self._clients[service]
+
+
+def _warn_of_missing_dead_letter_queues(settings: Settings) -> None:
+    """A lane without a dead-letter queue of its own shares the other's (`lanes.dead_letters_by_lane`): poison
+    is dropped only when neither queue is set, and the warning says which lane's poison goes where."""
+    transactional, bulk = settings.dead_letter_queue_url, settings.bulk_dead_letter_queue_url
+    if transactional is None and bulk is None:
+        logger.warning("DEAD_LETTER_QUEUE_URL is unset: poison requests are logged and dropped")
+    elif transactional is None:
+        logger.warning(
+            "DEAD_LETTER_QUEUE_URL is unset: poison of the transactional lane goes to BULK_DEAD_LETTER_QUEUE_URL"
+        )
