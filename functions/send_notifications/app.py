@@ -8,6 +8,7 @@ still answers with `batchItemFailures` naming them all instead of raising.
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Callable
 from typing import Any
 
@@ -39,6 +40,16 @@ class RetryLaterError(Exception):
     """Raised for a record that goes back to SQS; its text is the reason, never a secret or a recipient."""
 
 
+class NotAnSqsBatchError(ValueError):
+    """The function was invoked with something other than an SQS event source's batch (a test event, a wrong
+    trigger, a manual invoke). Raised before any set-up, so the invocation fails with this one message (naming
+    what came, never its content) instead of a KeyError after the secrets were read."""
+
+
+MAX_DESCRIBED = 5  # kinds of record named in a refusal
+_AWS_SOURCE = re.compile(r"aws:[a-z0-9.-]{1,40}")  # an event source is named only when it looks like one
+
+
 def count(name: str, value: int) -> None:
     if value:
         metrics.add_metric(name=name, unit=MetricUnit.Count, value=value)
@@ -68,7 +79,9 @@ def make_handler(runtime: Callable[[], Runtime] = runtime) -> Handler:
 
 
 def _handle(event: dict[str, Any], context: LambdaContext, runtime: Callable[[], Runtime]) -> dict[str, Any]:
-    records = event.get("Records", [])
+    records = _sqs_records(event)
+    if not records:  # nothing to do: no configuration or secret is read for it
+        return {"batchItemFailures": []}
     messages = [_inbound(record) for record in records]
     try:
         results = runtime().handle(messages, remaining_seconds=context.get_remaining_time_in_millis() / 1000)
@@ -105,6 +118,44 @@ def _handle(event: dict[str, Any], context: LambdaContext, runtime: Callable[[],
 
 
 lambda_handler = make_handler()
+
+
+def _sqs_records(event: Any) -> list[dict[str, Any]]:
+    """The records of an SQS batch; anything else is refused here, before the Runtime is built."""
+    records = event.get("Records") if isinstance(event, dict) else None
+    if not isinstance(records, list):
+        raise NotAnSqsBatchError(f"not an SQS batch: the event is {_describe(event)}, without a list of Records")
+    foreign = sorted({_describe_record(record) for record in records} - {""})
+    if foreign:
+        raise NotAnSqsBatchError(f"not an SQS batch: it holds {', '.join(foreign[:MAX_DESCRIBED])}")
+    return records
+
+
+def _describe(event: Any) -> str:
+    """What kind of thing came, by its shape alone: neither its values nor its keys (a key may be a phone number)."""
+    if isinstance(event, dict):
+        if {"detail-type", "source", "detail"} <= event.keys():
+            return "an EventBridge event"
+        if "message" in event and event.keys() & {"userIds", "installIds"}:
+            return "a notification request itself (SQS delivers it as a record's body)"
+        return f"an object with {len(event)} keys" if event else "an empty object"
+    return "null" if event is None else f"a JSON {type(event).__name__}"
+
+
+def _describe_record(record: Any) -> str:
+    """'' for an SQS record; otherwise what it is, by its event source alone."""
+    if not isinstance(record, dict):
+        return f"a record that is a JSON {type(record).__name__}"
+    source = record.get("eventSource", record.get("EventSource"))
+    if source == "aws:sqs":
+        return (
+            ""
+            if isinstance(record.get("messageId"), str) and record["messageId"]
+            else "SQS records without a messageId"
+        )
+    if source is None:
+        return "records without an eventSource"
+    return f"records from {source!r}" if _AWS_SOURCE.fullmatch(str(source)) else "records from an unknown event source"
 
 
 def _inbound(record: dict[str, Any]) -> InboundMessage:

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from imshop_push.config import ConfigError, Settings, check_api_url
+from imshop_push.config import ConfigError, HistorySettings, Settings, bearer_key, check_api_url
 
 URL = "https://push.imshop.example/api/v1/notifications/7f3c9e0a-path-token"
 BASE = {"IMSHOP_API_URL": URL}
@@ -241,3 +241,66 @@ def test_error_for_a_bad_value_quotes_the_value_but_not_the_url() -> None:
 
     assert "'ten'" in message
     assert "path-token" not in message
+
+
+# --- keys: what a header can carry (docs/contract.md#secrets-and-personal-data) ------------------------------
+
+KEY = "imshop-live-key-5d41402abc4b2a76"
+VISIBLE_ASCII = st.text(st.characters(min_codepoint=0x21, max_codepoint=0x7E), min_size=1, max_size=40)
+SURROUNDING = st.text(" \t\r\n\x0b\x0c", max_size=3)
+NOT_IN_A_HEADER = st.characters(codec="utf-8").filter(lambda c: not "!" <= c <= "~")
+
+
+def key_setting(variable: str, value: str) -> str | None:
+    if variable == "HISTORY_API_KEY":
+        return HistorySettings.from_env({"HISTORY_TABLE_NAME": "history", variable: value}).api_key
+    return settings(**{variable: value}).api_key
+
+
+@pytest.mark.parametrize("variable", ["IMSHOP_API_KEY", "HISTORY_API_KEY"])
+@given(key=VISIBLE_ASCII, before=SURROUNDING, after=SURROUNDING)
+def test_a_key_is_its_visible_characters_without_surrounding_whitespace(
+    variable: str, key: str, before: str, after: str
+) -> None:
+    assert key_setting(variable, before + key + after) == key
+    assert bearer_key(before + key + after, source="the SSM parameter named by X") == key
+
+
+@pytest.mark.parametrize("variable", ["IMSHOP_API_KEY", "HISTORY_API_KEY"])
+@given(head=VISIBLE_ASCII, inner=NOT_IN_A_HEADER, tail=VISIBLE_ASCII)
+def test_a_key_no_header_can_carry_is_refused_naming_the_variable_never_the_key(
+    variable: str, head: str, inner: str, tail: str
+) -> None:
+    with pytest.raises(ConfigError) as caught:
+        key_setting(variable, head + inner + tail)
+
+    assert variable in str(caught.value)
+    assert str(caught.value) == refusal(variable, "a\nb"), "the text is the same whatever the key: none of it shows"
+
+
+def refusal(variable: str, key: str) -> str:
+    with pytest.raises(ConfigError) as caught:
+        key_setting(variable, key)
+    return str(caught.value)
+
+
+@pytest.mark.parametrize("inner", ["\n", "\r\n", "\x00", "\x1b", " ", "\t", "\x7f", "é", "\u2028"])
+def test_the_refusal_of_a_key_never_quotes_it(inner: str) -> None:
+    for variable in ("IMSHOP_API_KEY", "HISTORY_API_KEY"):
+        with pytest.raises(ConfigError) as caught:
+            key_setting(variable, KEY[:10] + inner + KEY[10:])
+        assert variable in str(caught.value)
+        assert KEY[:10] not in str(caught.value)
+        assert KEY[10:] not in str(caught.value)
+
+
+@pytest.mark.parametrize("inner", ["\n", "\r", "\t", " ", "\x01", "\x7f", "\u2028"])
+def test_a_url_with_whitespace_or_a_control_character_inside_is_refused_without_showing_it(inner: str) -> None:
+    url = URL.replace("-path-", f"-path{inner}-")
+
+    with pytest.raises(ConfigError) as caught:
+        check_api_url(url, variable="IMSHOP_API_URL_PARAMETER (its value)")
+
+    assert "IMSHOP_API_URL_PARAMETER" in str(caught.value)
+    assert "7f3c9e0a" not in str(caught.value)
+    assert "push.imshop.example" not in str(caught.value)

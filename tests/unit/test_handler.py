@@ -12,14 +12,17 @@ import logging
 import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, cast
 
 import pytest
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from fakes import FakeBacklog, FakeDeadLetters, FakeImshopClient
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import app
-from imshop_push.config import Settings
+from imshop_push.config import ParameterUnreadableError, Settings
 from imshop_push.model import Deferral, Poison
 from imshop_push.runtime import Runtime
 
@@ -59,6 +62,15 @@ class Outbox:
     dead_letters: list[Poison] = field(default_factory=list)
     requeued: list[Deferral] = field(default_factory=list)
     refuse: set[str] = field(default_factory=set)
+    parameters: dict[str, str] = field(default_factory=dict)  # SSM SecureStrings by name, as stored
+    parameter_reads: list[str] = field(default_factory=list)
+
+    def parameter(self, name: str) -> str:
+        """`config.read_secure_string` over `parameters`: what it returns for the value SSM holds."""
+        self.parameter_reads.append(name)
+        if name not in self.parameters:
+            raise ParameterUnreadableError("ParameterNotFound")
+        return self.parameters[name].strip()
 
     def dead_letter_queue(self, client: Callable[[], Any], queue_url: str) -> FakeDeadLetters:
         assert queue_url == DLQ_URL
@@ -82,6 +94,7 @@ class ExecutionEnvironment:
         self.outbox = outbox
         self.handler = app.make_handler(self.runtime)
         self._runtime: Runtime | None = None
+        self.runtimes_built = 0
 
     def runtime(self) -> Runtime:
         if self._runtime is None:
@@ -91,7 +104,9 @@ class ExecutionEnvironment:
                 api_client=FakeImshopClient,
                 dead_letter_sink=self.outbox.dead_letter_queue,
                 backlog_sink=self.outbox.source_queue,
+                parameter=self.outbox.parameter,
             )
+            self.runtimes_built += 1
         return self._runtime
 
     def restart(self) -> None:
@@ -407,3 +422,188 @@ def test_without_created_at_the_records_sent_timestamp_decides_which_status_is_t
     assert failures(invoke(newer, older)) == []
 
     assert [p["message"]["title"] for p in sent_payloads()] == ["Заказ отправлен"]
+
+
+# --- keys that no header can carry (docs/contract.md#secrets-and-personal-data) ------------------------------
+
+KEY_PARAMETER = "/imshop-push/api-key"
+
+
+def test_a_key_parameter_stored_with_a_final_newline_is_sent_without_it(
+    outbox: Outbox, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("IMSHOP_API_KEY")
+    monkeypatch.setenv("IMSHOP_API_KEY_PARAMETER", KEY_PARAMETER)
+    outbox.parameters[KEY_PARAMETER] = API_KEY + "\n"  # aws ssm put-parameter --value file://key.txt
+
+    assert failures(invoke(record("m1", request("Заказ", PHONE)))) == []
+    [client] = FakeImshopClient.instances
+    assert client.api_key == API_KEY
+
+
+@pytest.mark.parametrize("inner", ["\n", "\r\n", "\x01", "\x1b[2J", " ", "\x7f", "ё"])
+@pytest.mark.parametrize("where", ["IMSHOP_API_KEY", "IMSHOP_API_KEY_PARAMETER"])
+def test_a_key_no_header_can_carry_sends_the_batch_back_naming_where_it_came_from_never_the_key(
+    outbox: Outbox, monkeypatch: pytest.MonkeyPatch, logs: Callable[[], list[dict[str, Any]]], inner: str, where: str
+) -> None:
+    head, tail = API_KEY[:12], API_KEY[12:]
+    if where == "IMSHOP_API_KEY":
+        monkeypatch.setenv("IMSHOP_API_KEY", head + inner + tail)
+    else:
+        monkeypatch.delenv("IMSHOP_API_KEY")
+        monkeypatch.setenv("IMSHOP_API_KEY_PARAMETER", KEY_PARAMETER)
+        outbox.parameters[KEY_PARAMETER] = head + inner + tail
+
+    response = invoke(record("m1", request("Заказ", PHONE)), record("m2", "not json"))
+
+    assert sorted(failures(response)) == ["m1", "m2"]
+    assert sent_payloads() == []
+    assert outbox.dead_letters == []
+    lines = logs()
+    errors = json.dumps([line for line in lines if line["level"] == "ERROR"], ensure_ascii=False)
+    assert where in errors
+    text = json.dumps(lines, ensure_ascii=False)
+    assert head not in text
+    assert tail not in text
+
+
+# --- events that are not SQS batches ----------------------------------------------------------------------
+
+SNS_TRIGGER_EVENT = {  # what Lambda's own SNS trigger hands a function
+    "Records": [
+        {
+            "EventSource": "aws:sns",
+            "EventVersion": "1.0",
+            "EventSubscriptionArn": "arn:aws:sns:eu-central-1:123456789012:bonus:2bcfbf39-05c3-41de-beaa-fcfcc21c8f55",
+            "Sns": {
+                "Type": "Notification",
+                "MessageId": "95df01b4-ee98-5cb9-9903-4c221d41eb5e",
+                "TopicArn": "arn:aws:sns:eu-central-1:123456789012:bonus",
+                "Message": request("Бонусы сгорают", PHONE),
+                "Timestamp": "2026-11-26T09:00:00.000Z",
+            },
+        }
+    ]
+}
+
+
+def foreign_events() -> list[Any]:
+    events = Path(__file__).parent / "aws_events"
+    return [
+        json.loads((events / "eventbridge_scheduled_event.json").read_text()),
+        json.loads((events / "eventbridge_ec2_state_change.json").read_text()),
+        json.loads((events / "s3_object_created.json").read_text()),  # an S3 trigger's event, as is
+        SNS_TRIGGER_EVENT,
+        {"Records": [record("m1", request("Заказ", PHONE)), SNS_TRIGGER_EVENT["Records"][0]]},
+        {"Records": [{k: v for k, v in record("m1", request("Заказ", PHONE)).items() if k != "messageId"}]},
+        {"Records": [{k: v for k, v in record("m1", request("Заказ", PHONE)).items() if k != "eventSource"}]},
+        {"Records": [request("Заказ", PHONE)]},
+        {"Records": {"messageId": "m1"}},
+        {"body": request("Заказ", PHONE)},
+        {},
+        [record("m1", request("Заказ", PHONE))],
+        request("Заказ", PHONE),
+        None,
+    ]
+
+
+class SetUpReachedError(Exception):
+    """The handler asked for its Runtime (configuration, secrets, clients)."""
+
+
+def handler_without_set_up() -> app.Handler:
+    def no_runtime() -> Runtime:
+        raise SetUpReachedError
+
+    return app.make_handler(no_runtime)
+
+
+def test_an_empty_batch_answers_no_failures_without_any_set_up(outbox: Outbox) -> None:
+    assert ExecutionEnvironment.current is not None
+
+    response = ExecutionEnvironment.current.handler({"Records": []}, cast(LambdaContext, FakeContext()))
+
+    assert response == {"batchItemFailures": []}
+    assert ExecutionEnvironment.current.runtimes_built == 0
+    assert outbox.parameter_reads == []
+
+
+@pytest.mark.parametrize("event", foreign_events(), ids=lambda e: type(e).__name__)
+def test_an_event_that_is_not_an_sqs_batch_is_refused_with_one_error_before_any_set_up(
+    outbox: Outbox, monkeypatch: pytest.MonkeyPatch, event: Any
+) -> None:
+    monkeypatch.delenv("IMSHOP_API_KEY")
+    monkeypatch.setenv("IMSHOP_API_KEY_PARAMETER", KEY_PARAMETER)
+    outbox.parameters[KEY_PARAMETER] = API_KEY
+    assert ExecutionEnvironment.current is not None
+
+    with pytest.raises(app.NotAnSqsBatchError) as caught:
+        ExecutionEnvironment.current.handler(event, cast(LambdaContext, FakeContext()))
+
+    assert isinstance(caught.value, ValueError)
+    assert str(caught.value).startswith("not an SQS batch: ")
+    assert ExecutionEnvironment.current.runtimes_built == 0
+    assert outbox.parameter_reads == []
+    assert PHONE not in str(caught.value)
+    assert "Заказ" not in str(caught.value)
+
+
+def test_the_refusal_names_what_came() -> None:
+    def refusal(event: Any) -> str:
+        with pytest.raises(app.NotAnSqsBatchError) as caught:
+            handler_without_set_up()(event, cast(LambdaContext, FakeContext()))
+        return str(caught.value)
+
+    eventbridge, _, s3, sns, mixed, no_id, no_source, *_ = foreign_events()
+    assert "an EventBridge event" in refusal(eventbridge)
+    assert "records from 'aws:s3'" in refusal(s3)
+    assert "records from 'aws:sns'" in refusal(sns)
+    assert "records from 'aws:sns'" in refusal(mixed)
+    assert "without a messageId" in refusal(no_id)
+    assert "without an eventSource" in refusal(no_source)
+    assert "an empty object" in refusal({})
+    assert "a notification request itself" in refusal(json.loads(request("Заказ", PHONE)))
+    assert "a JSON list" in refusal([])
+    assert "null" in refusal(None)
+
+
+PAYLOAD = "PAYLOAD-8c1e"  # every value a producer could have written carries this
+payload_values = st.text(max_size=8).map(lambda t: PAYLOAD + t)
+sources = st.sampled_from(["aws:sqs", "aws:sns", "aws:s3", "aws:kinesis", "aws:dynamodb"]) | payload_values
+records_of_any_source = st.one_of(
+    st.builds(record, st.text(min_size=1, max_size=8), payload_values),
+    st.builds(lambda source, body: {"EventSource": source, "Sns": {"Message": body}}, sources, payload_values),
+    st.builds(lambda source, body: {"eventSource": source, "body": body}, sources, payload_values),
+    st.dictionaries(payload_values, payload_values, max_size=3),
+    st.none() | st.integers() | payload_values,
+)
+any_event = st.one_of(
+    st.builds(lambda records: {"Records": records}, st.lists(records_of_any_source, max_size=4)),
+    st.builds(lambda value: {"Records": value}, st.none() | st.integers() | payload_values),
+    st.dictionaries(payload_values, payload_values | st.integers(), max_size=4),
+    st.builds(lambda detail: {"version": "0", "source": "x", "detail-type": "y", "detail": detail}, payload_values),
+    st.lists(payload_values, max_size=3),
+    st.none() | st.integers() | payload_values,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(event=any_event)
+def test_whatever_the_event_the_handler_sets_up_only_for_a_batch_of_sqs_records(event: Any) -> None:
+    records = event.get("Records") if isinstance(event, dict) else None
+    is_batch = isinstance(records, list) and all(
+        isinstance(r, dict) and r.get("eventSource") == "aws:sqs" and isinstance(r.get("messageId"), str)
+        for r in records
+    )
+    handler = handler_without_set_up()
+    context = cast(LambdaContext, FakeContext())
+
+    if is_batch and not records:
+        assert handler(event, context) == {"batchItemFailures": []}
+    elif is_batch:
+        with pytest.raises(SetUpReachedError):
+            handler(event, context)
+    else:
+        with pytest.raises(app.NotAnSqsBatchError) as caught:
+            handler(event, context)
+        assert PAYLOAD not in str(caught.value)

@@ -336,3 +336,52 @@ def test_settings_come_from_the_environment() -> None:
         HistorySettings.from_env({"HISTORY_API_KEY": "k"})
     with pytest.raises(ConfigError, match="HISTORY_MAX_ITEMS must be at most 1000"):
         HistorySettings.from_env({"HISTORY_TABLE_NAME": "t", "HISTORY_API_KEY": "k", "HISTORY_MAX_ITEMS": "1001"})
+
+
+# --- a stored key as operators store it (docs/contract.md#secrets-and-personal-data) --------------------------
+
+
+def webhook_reading(stored: str) -> HistoryApi:
+    """The webhook with its key read from a parameter that holds `stored` (as `read_secure_string` returns it)."""
+    key = history_handler.parameter_key("/history/key", read=lambda _name: stored.strip())
+    return HistoryApi(FakeHistory(), key=key, max_items=10, retention_days=90, metric=lambda _name, _value: None)
+
+
+@pytest.mark.parametrize("stored", [f"{KEY}\n", f"{KEY}\r\n", f"  {KEY}\t"])
+def test_a_key_parameter_stored_with_surrounding_whitespace_lets_its_key_in(stored: str) -> None:
+    assert webhook_reading(stored).handle(event("/history", {"userId": USER}))["statusCode"] == 200
+
+
+@pytest.mark.parametrize("inner", ["\n", "\x01", " ", "é"])
+def test_a_stored_key_no_header_can_carry_is_503_and_logged_by_the_parameters_name_only(
+    inner: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    head, tail = "s3cr3t-hist", "ory-key-9d2a"
+    with caplog.at_level(logging.DEBUG):
+        answer = webhook_reading(head + inner + tail).handle(
+            event("/history", {"userId": USER}, authorization=f"Bearer {head}{tail}")
+        )
+
+    assert answer == {"statusCode": 503, "headers": {}, "body": ""}
+    text = " ".join(r.getMessage() for r in caplog.records)
+    assert "HISTORY_API_KEY_PARAMETER" in text
+    assert head not in text
+    assert tail not in text
+
+
+@QUIET_METRICS
+def test_a_key_variable_no_header_can_carry_is_a_logged_503_that_never_shows_it(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setenv("HISTORY_TABLE_NAME", "history")
+    monkeypatch.setenv("HISTORY_API_KEY", "s3cr3t-hist\x1bory-key-9d2a")
+    monkeypatch.setattr(history_handler, "_api", None)
+
+    with caplog.at_level(logging.DEBUG):
+        answer = history_handler.lambda_handler(event("/history", {"userId": USER}), cast(LambdaContext, FakeContext()))
+
+    assert answer == {"statusCode": 503, "headers": {}, "body": ""}
+    out = " ".join(json.dumps(r.__dict__, default=str) for r in caplog.records)  # the message and its extra fields
+    assert "HISTORY_API_KEY" in out
+    assert "s3cr3t-hist" not in out
+    assert "ory-key-9d2a" not in out

@@ -20,6 +20,7 @@ from urllib3.exceptions import (
     SSLError,
 )
 
+from imshop_push.config import ConfigError
 from imshop_push.imshop_client import ImshopClient, classify
 from imshop_push.model import CallOutcome, CallResult
 from imshop_push.parsing import parse_body
@@ -214,6 +215,26 @@ def test_no_key_no_authorization_header(api_key: str | None) -> None:
     client(pool, api_key=api_key).send(PAYLOAD)
 
     assert "Authorization" not in pool.requests[0]["headers"]
+
+
+@pytest.mark.parametrize("stored", ["imshop-key-123\n", "imshop-key-123\r\n", " imshop-key-123\t"])
+def test_a_key_with_surrounding_whitespace_is_sent_without_it(stored: str) -> None:
+    pool = FakePool()
+
+    client(pool, api_key=stored).send(PAYLOAD)
+
+    assert pool.requests[0]["headers"]["Authorization"] == "Bearer imshop-key-123"
+
+
+@pytest.mark.parametrize("inner", ["\n", "\r\n ", "\x00", "\x01", " ", "\x7f", "ключ"])
+def test_a_key_no_header_can_carry_is_refused_at_construction_without_quoting_it(inner: str) -> None:
+    key = f"imshop-{inner}-key-5d41402abc4b2a76"
+
+    with pytest.raises(ConfigError) as caught:
+        ImshopClient(URL, api_key=key, connect_timeout_seconds=2.0, read_timeout_seconds=7.0)
+
+    assert "5d41402abc4b2a76" not in str(caught.value)
+    assert "API key" in str(caught.value)
 
 
 def test_urllib3_never_retries_or_follows_redirects() -> None:

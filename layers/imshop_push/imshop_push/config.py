@@ -30,6 +30,43 @@ class ConfigError(ValueError):
     """A variable is missing or malformed; the message names it."""
 
 
+class ParameterUnreadableError(RuntimeError):
+    """An SSM parameter cannot be read now (missing, no permission, SSM down); the message never holds a value."""
+
+
+SECRET_CACHE_SECONDS = 300
+
+
+def read_secure_string(name: str) -> str:
+    """An SSM SecureString, decrypted, through Powertools Parameters (cached a few minutes: a rotated secret is
+    picked up without a redeploy). Surrounding whitespace is dropped: `--value file://key.txt` stores the file's
+    final newline, which is never part of a URL or a key."""
+    from aws_lambda_powertools.utilities import parameters  # noqa: PLC0415 - imports boto3
+
+    try:
+        value = parameters.get_parameter(name, decrypt=True, max_age=SECRET_CACHE_SECONDS)
+    except parameters.exceptions.GetParameterError as e:
+        raise ParameterUnreadableError(str(e) or type(e).__name__) from None  # SSM's words, never a value
+    return str(value or "").strip()
+
+
+def bearer_key(key: str, *, source: str) -> str:
+    """The key as it can go into `Authorization: Bearer <key>`: surrounding whitespace dropped, then only visible
+    ASCII (a Bearer token's alphabet). Anything else is refused here, as a configuration error that names where
+    the key came from and never the key: sent as is, a newline makes http.client raise with the whole header
+    in its message (and so in Lambda's log), and a control character would be refused by the vendor every call.
+    """
+    stripped = key.strip()
+    if not stripped:
+        raise ConfigError(f"{source} is empty")
+    if not all("!" <= c <= "~" for c in stripped):
+        raise ConfigError(
+            f"{source} is not a usable API key: it holds a space, a control or a non-ASCII character between its"
+            " first and last character (the key is not shown)"
+        )
+    return stripped
+
+
 @dataclass(frozen=True, slots=True)
 class Settings:
     """Everything the dispatcher reads from its environment."""
@@ -82,7 +119,7 @@ class Settings:
         return cls(
             api_url=api_url,
             api_url_parameter=api_url_parameter,
-            api_key=_text(env, "IMSHOP_API_KEY"),
+            api_key=_key(env, "IMSHOP_API_KEY"),
             api_key_parameter=_text(env, "IMSHOP_API_KEY_PARAMETER"),
             state_table_name=_text(env, "STATE_TABLE_NAME"),
             dead_letter_queue_url=_text(env, "DEAD_LETTER_QUEUE_URL"),
@@ -128,8 +165,12 @@ def _quiet_hours(env: Mapping[str, str]) -> QuietHours | None:
 def check_api_url(url: str, *, variable: str, sam_local: bool = False) -> None:
     """Refuse plain http except to loopback: the URL and key would otherwise cross the network in clear.
 
-    The error never repeats the URL: it is a secret (its path carries the customer's token).
+    The error never repeats the URL: it is a secret (its path carries the customer's token). Whitespace or a
+    control character inside it is refused too: urllib3 would percent-encode it into the path, and every call
+    would be a 404.
     """
+    if any(c.isspace() or not c.isprintable() for c in url):
+        raise ConfigError(f"{variable} must be a URL without spaces or control characters (the URL is not shown)")
     parts = urlsplit(url)
     if parts.scheme not in {"http", "https"} or not parts.hostname:
         raise ConfigError(f"{variable} must be an absolute https:// URL")
@@ -154,6 +195,11 @@ def _queue_arn(env: Mapping[str, str], name: str) -> str | None:
         if len(parts) != 6 or parts[0] != "arn" or parts[2] != "sqs" or not parts[5]:
             raise ConfigError(f"{name} must be an SQS queue ARN (arn:aws:sqs:<region>:<account>:<name>)")
     return arn
+
+
+def _key(env: Mapping[str, str], name: str) -> str | None:
+    raw = _text(env, name)
+    return None if raw is None else bearer_key(raw, source=name)
 
 
 def _text(env: Mapping[str, str], name: str) -> str | None:
@@ -200,7 +246,7 @@ class HistorySettings:
         table_name = _text(env, "HISTORY_TABLE_NAME")
         if table_name is None:
             raise ConfigError("HISTORY_TABLE_NAME must be set (the history table)")
-        api_key, api_key_parameter = _text(env, "HISTORY_API_KEY"), _text(env, "HISTORY_API_KEY_PARAMETER")
+        api_key, api_key_parameter = _key(env, "HISTORY_API_KEY"), _text(env, "HISTORY_API_KEY_PARAMETER")
         if api_key is None and api_key_parameter is None:
             raise ConfigError("HISTORY_API_KEY or HISTORY_API_KEY_PARAMETER must be set (the webhook's Bearer key)")
         max_items = _number(env, "HISTORY_MAX_ITEMS", DEFAULT_HISTORY_MAX_ITEMS, int, minimum=1)

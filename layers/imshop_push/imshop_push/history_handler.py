@@ -16,10 +16,14 @@ from aws_lambda_powertools.logging.utils import copy_config_to_registered_logger
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from imshop_push.config import ConfigError, HistorySettings
+from imshop_push.config import (
+    ConfigError,
+    HistorySettings,
+    ParameterUnreadableError,
+    bearer_key,
+    read_secure_string,
+)
 from imshop_push.history_api import HistoryApi, KeyUnavailableError
-
-KEY_CACHE_SECONDS = 300
 
 logger = Logger()
 copy_config_to_registered_loggers(source_logger=logger, include={"imshop_push"})
@@ -36,19 +40,23 @@ def count(name: str, value: int) -> None:
         metrics.add_metric(name=name, unit=MetricUnit.Count, value=value)
 
 
-def parameter_key(name: str) -> Callable[[], str]:
-    """The key from SSM, cached for a few minutes: a rotated key is picked up without a redeploy."""
+def parameter_key(name: str, read: Callable[[str], str] = read_secure_string) -> Callable[[], str]:
+    """The key from SSM, cached for a few minutes: a rotated key is picked up without a redeploy. A key stored with
+    a final newline is the key without it; one that no caller could ever send lets nobody in, and says so by the
+    parameter's name, never by its value."""
+    variable = "HISTORY_API_KEY_PARAMETER"
 
     def key() -> str:
-        from aws_lambda_powertools.utilities import parameters  # noqa: PLC0415 - imports boto3
-
         try:
-            value = parameters.get_parameter(name, decrypt=True, max_age=KEY_CACHE_SECONDS)
-        except parameters.exceptions.GetParameterError as e:
-            raise KeyUnavailableError(f"cannot read HISTORY_API_KEY_PARAMETER: {type(e).__name__}") from None
+            value = read(name)
+        except ParameterUnreadableError as e:
+            raise KeyUnavailableError(f"cannot read {variable}: {e}") from None
         if not value:
-            raise KeyUnavailableError("the parameter named by HISTORY_API_KEY_PARAMETER is empty")
-        return str(value)
+            raise KeyUnavailableError(f"the parameter named by {variable} is empty")
+        try:
+            return bearer_key(value, source=f"the parameter named by {variable}")
+        except ConfigError as e:
+            raise KeyUnavailableError(str(e)) from None
 
     return key
 

@@ -23,6 +23,7 @@ from urllib3.exceptions import (
     ReadTimeoutError,
 )
 
+from imshop_push.config import bearer_key
 from imshop_push.model import CallOutcome, CallResult
 
 MAX_REASON_LENGTH = 300
@@ -58,8 +59,8 @@ class ImshopClient:
     ) -> None:
         self._url = url
         self._headers = {"Content-Type": "application/json; charset=utf-8"}
-        if api_key:
-            self._headers["Authorization"] = f"Bearer {api_key}"
+        if api_key:  # refused here, not by http.client at the first call with the key in its message
+            self._headers["Authorization"] = f"Bearer {bearer_key(api_key, source='the IMSHOP API key')}"
         total = self._total_seconds = read_timeout_seconds
         self._timeout = urllib3.Timeout(total=total, connect=min(connect_timeout_seconds, total), read=total)
         self._pool = pool or urllib3.PoolManager(num_pools=2, maxsize=1, retries=False)

@@ -14,7 +14,14 @@ from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
 from imshop_push.collapse import VersionStore
-from imshop_push.config import ConfigError, Settings, check_api_url
+from imshop_push.config import (
+    ConfigError,
+    ParameterUnreadableError,
+    Settings,
+    bearer_key,
+    check_api_url,
+    read_secure_string,
+)
 from imshop_push.factories import (
     AwsClients,
     boto3_client,
@@ -47,8 +54,6 @@ from imshop_push.send_time import SendTime
 from imshop_push.state import StateStore
 
 logger = logging.getLogger(__name__)
-
-SECRET_CACHE_SECONDS = 300
 
 
 def invocation_deadline(
@@ -95,6 +100,7 @@ class Runtime:
         pipeline: Callable[..., Pipeline] = Dispatcher,
         version_store: Callable[[Settings, AwsClients], VersionStore] = dynamodb_or_in_process_versions,
         pending_pool: Callable[[Settings, AwsClients], PendingPool | None] = dynamodb_or_in_process_pending,
+        parameter: Callable[[str], str] = read_secure_string,
     ) -> None:
         self.settings = settings
         self._metric = metric
@@ -110,6 +116,7 @@ class Runtime:
         self._make_pipeline = pipeline
         self._make_versions = version_store
         self._make_pending = pending_pool
+        self._read_parameter = parameter
         self._versions: VersionStore | None = None
         self._clients: dict[str, Any] = {}
         self._dispatcher_cache: Pipeline | None = None
@@ -120,14 +127,14 @@ class Runtime:
         self._pending: list[PendingPool | None] = []  # made once (an in-process pool must outlive a rebuild)
         if settings.state_table_name is None:
             logger.warning("STATE_TABLE_NAME is unset: rate limit and idempotency live in this process only")
-        if settings.dead_letter_queue_url is None:
-            logger.warning("DEAD_LETTER_QUEUE_URL is unset: poison requests are logged and dropped")
+        _warn_of_missing_dead_letter_queues(settings)
 
     def handle(self, messages: Sequence[InboundMessage], *, remaining_seconds: float) -> dict[str, RecordResult]:
         now = self._clock()  # before any setup: a cold start's imports and SSM reads come out of the same budget
         hard = now + remaining_seconds
         try:
             dispatcher = self._dispatcher()
+            self._check_a_call_fits(remaining_seconds)
         except (SecretsUnavailableError, ConfigError) as e:
             logger.error("configuration unavailable; the whole batch goes back to SQS: %s", e)
             return {msg.message_id: RecordResult(Disposition.RETRY, "configuration unavailable") for msg in messages}
@@ -135,8 +142,24 @@ class Runtime:
             hard, remaining_seconds, records=len(messages), worst_case_call_seconds=self._api_worst_case
         )
         if deadline.last_call_start <= now:
-            logger.error("the function timeout leaves no time for one IMSHOP call; raise it above HTTP_TIMEOUT_SECONDS")
+            logger.error(
+                "this batch is too large for one IMSHOP call to fit the function's timeout: it waits as backlog"
+            )
         return dispatcher.dispatch(messages, deadline=deadline)
+
+    def _check_a_call_fits(self, remaining_seconds: float) -> None:
+        """A function timeout too short for one call and the settling after it, even of an empty batch, would defer
+        every request for ever (each copy as stuck as its original) without one failure to alarm on: refused as
+        the configuration error it is. The time left at the start of an invocation is the function's timeout."""
+        floor = invocation_deadline(
+            remaining_seconds, remaining_seconds, records=0, worst_case_call_seconds=self._api_worst_case
+        )
+        if floor.last_call_start <= 0:
+            raise ConfigError(
+                f"HTTP_TIMEOUT_SECONDS ({self.settings.http_timeout_seconds:g} s) leaves no time for one IMSHOP call"
+                f" and the settling after it within the function's Timeout ({remaining_seconds:.1f} s left at the"
+                " start of this invocation): lower HTTP_TIMEOUT_SECONDS or raise the function's Timeout"
+            )
 
     def _dispatcher(self) -> Pipeline:
         """Cached per execution environment; rebuilt only when the URL or key parameter changed."""
@@ -196,19 +219,20 @@ class Runtime:
             check_api_url(url, variable="IMSHOP_API_URL_PARAMETER (its value)", sam_local=s.sam_local)
         key = s.api_key
         if key is None and s.api_key_parameter:
-            key = self._parameter(s.api_key_parameter, "IMSHOP_API_KEY_PARAMETER")
+            variable = "IMSHOP_API_KEY_PARAMETER"
+            key = bearer_key(
+                self._parameter(s.api_key_parameter, variable), source=f"the SSM parameter named by {variable}"
+            )
         return url, key
 
     def _parameter(self, name: str | None, variable: str) -> str:
-        from aws_lambda_powertools.utilities import parameters  # noqa: PLC0415 - imports boto3
-
         try:
-            value = parameters.get_parameter(name or "", decrypt=True, max_age=SECRET_CACHE_SECONDS)
-        except parameters.exceptions.GetParameterError as e:
+            value = self._read_parameter(name or "")
+        except ParameterUnreadableError as e:
             raise SecretsUnavailableError(f"cannot read the SSM parameter named by {variable}: {e}") from None
         if not value:
             raise SecretsUnavailableError(f"the SSM parameter named by {variable} is empty")
-        return str(value)
+        return value
 
     def _window_policy(self, worst_case_call_seconds: float) -> WindowPolicy:
         s = self.settings
@@ -223,3 +247,15 @@ class Runtime:
         if service not in self._clients:
             self._clients[service] = self._make_aws_client(service)
         return self._clients[service]
+
+
+def _warn_of_missing_dead_letter_queues(settings: Settings) -> None:
+    """A lane without a dead-letter queue of its own shares the other's (`lanes.dead_letters_by_lane`): poison
+    is dropped only when neither queue is set, and the warning says which lane's poison goes where."""
+    transactional, bulk = settings.dead_letter_queue_url, settings.bulk_dead_letter_queue_url
+    if transactional is None and bulk is None:
+        logger.warning("DEAD_LETTER_QUEUE_URL is unset: poison requests are logged and dropped")
+    elif transactional is None:
+        logger.warning(
+            "DEAD_LETTER_QUEUE_URL is unset: poison of the transactional lane goes to BULK_DEAD_LETTER_QUEUE_URL"
+        )

@@ -22,7 +22,6 @@ class DeadLetter:
         poison = [t for t in batch.tracks if t.fate is Fate.DEAD_LETTERED]
         if not poison:
             return
-        self._ctx.metric(m.DEAD_LETTERED, len(poison))
         if self._ctx.dead_letters is None:
             for t in poison:
                 logger.warning(
@@ -34,6 +33,8 @@ class DeadLetter:
         for t in poison:
             if t.message_id in failed:
                 t.give_back("could not write to the DLQ")
+        # Counted once the DLQ holds them: a record it refused comes back and is counted when it is written.
+        self._ctx.metric(m.DEAD_LETTERED, sum(t.message_id not in failed for t in poison))
 
 
 def _poison(track: Track) -> Poison:

@@ -131,11 +131,11 @@ class Pooling:
                 if track.message_id in batch.taken:
                     give_back_waiting(batch, track, "the pending pool is unavailable")
             return [pair for pair in pairs if pair[0].message_id not in batch.taken]
-        self._ctx.metric(m.REQUESTS_POOLED, len(fresh))
         wake_at = min(t.retry_at if t.retry_at is not None else self._ctx.clock() for t, _ in pairs)
         if not ensure_wake(self._ctx, group, pairs[0][0].message.event_source_arn, wake_at):
             for track, _ in pairs:
                 give_back_waiting(batch, track, "could not write the wake of its pending group")
+        self._ctx.metric(m.REQUESTS_POOLED, sum(t.fate is Fate.DEFERRED for t, _ in fresh))  # pooled and woken
         return unfit
 
 

@@ -53,7 +53,6 @@ class Settle:
     def _requeue(self, batch: Batch, deferred: list[Track]) -> None:
         if not deferred:
             return
-        self._ctx.metric(m.REQUESTS_DEFERRED, len(deferred))
         now = self._ctx.clock()
         deferrals = []
         for track in deferred:
@@ -69,6 +68,9 @@ class Settle:
         for track, _ in copies:
             if track.message_id in failed:
                 track.give_back("could not re-enqueue backlog")
+        # Counted once written (a copy in the queue or an item in the pool): what went back to SQS instead is
+        # counted when a later receive defers it.
+        self._ctx.metric(m.REQUESTS_DEFERRED, sum(t.fate is Fate.DEFERRED for t in deferred))
 
 
 def _settlement(track: Track, attempt_id: str) -> Settlement:
