@@ -11,6 +11,7 @@ import pytest
 from harness import Harness, body, msg, phones, requeued_copy
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from test_dispatch_shared_waiting import SECONDS, busy, one_recipient_each, wake_message
 from test_dispatch_supersede import DELIVERED_TEXT, PAID, T0_MS, collapsed, sent_titles
 
 from imshop_push.collapse import order_of
@@ -72,6 +73,23 @@ def test_only_a_wake_body_exactly_as_the_dispatcher_writes_it_is_a_wake(text: st
     assert wake_group(InboundMessage("m1", text)) is None
     assert h.run(msg("m1", text, **{GROUP_ATTRIBUTE: "g"})) == {"m1": Disposition.DEAD_LETTERED}
     assert wake_group(InboundMessage("w", wake_body("transactional:abc"))) == "transactional:abc"
+
+
+def test_a_wake_a_producer_forges_costs_a_read_of_the_pool_and_loses_nothing() -> None:
+    """Early (while every slot is taken) and for a group with nothing in it: the requests wait on, then go once."""
+    h = Harness(pending=True)
+    busy(h)
+    h.run(*one_recipient_each("p", phones(5)), seconds=SECONDS)
+    group = h.backlog.wakes[0][1]
+
+    forged = h.run(msg("forged", wake_body(group)), msg("stray", wake_body("bulk:" + "f" * 40)), seconds=SECONDS)
+
+    assert forged == {"forged": Disposition.DELIVERED, "stray": Disposition.DELIVERED}, "a wake is acknowledged"
+    assert h.pool.pooled(group) == 5, "taken early, the requests wait in the pool again"
+    assert not h.api.calls
+    h.clock.now += h.policy.window_seconds + 1
+    h.run(wake_message(h), seconds=SECONDS)
+    assert sorted(h.api.delivered().values()) == [1] * 5
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
