@@ -3,9 +3,15 @@ dispatcher will receive and accept."""
 
 from __future__ import annotations
 
+import http.client
 import json
+import threading
+from collections.abc import Iterator
+from dataclasses import replace
 from datetime import UTC, datetime
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
 
@@ -17,6 +23,7 @@ from imshop_push.publisher import (
     publish_notification,
     publish_notifications,
 )
+from imshop_push_local.aws_clients import make_client
 from imshop_push_local.aws_emulator import LocalAws, MotoServer, provision
 
 FAKE_API_URL = "https://imshop.invalid/api/push/secret-token"
@@ -111,4 +118,89 @@ def test_a_missing_queue_fails_the_batch_with_what_was_not_queued(aws: LocalAws)
         publish_notifications(sqs, missing, drafts)
     [failure] = caught.value.result.failed
     assert "NonExistentQueue" in failure.code or "QueueDoesNotExist" in failure.code
-    assert failure.draft is drafts[0]
+    assert failure.sender_fault, "the same call fails again as it is"
+    assert failure.draft == replace(drafts[0], idempotency_key=failure.draft.idempotency_key)
+    assert str(failure.draft.idempotency_key).startswith("auto-")
+
+
+class _AnswerLosingProxy(ThreadingHTTPServer):
+    """Forwards every request to the emulator; for the first `lose` SendMessage(Batch) calls it lets the
+    emulator store the message, then closes the connection without an answer, as a reset on the way back
+    would. botocore then retries the very same call."""
+
+    daemon_threads = True
+
+    def __init__(self, target: str, lose: int) -> None:
+        super().__init__(("127.0.0.1", 0), _ForwardingHandler)
+        self.target = urlsplit(target)
+        self.lose = lose
+        self.sends = 0
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server_address[1]}"
+
+
+class _ForwardingHandler(BaseHTTPRequestHandler):
+    server: _AnswerLosingProxy
+
+    def do_POST(self) -> None:
+        data = self.rfile.read(int(self.headers.get("Content-Length", "0")))
+        target = self.server.target
+        connection = http.client.HTTPConnection(target.hostname or "127.0.0.1", target.port, timeout=30)
+        headers = {k: v for k, v in self.headers.items() if k.lower() not in {"host", "connection"}}
+        connection.request("POST", self.path, body=data, headers=headers)
+        answer = connection.getresponse()
+        payload = answer.read()
+        connection.close()
+        sending = "SendMessage" in self.headers.get("X-Amz-Target", "") or b"Action=SendMessage" in data
+        if sending:
+            self.server.sends += 1
+            if self.server.lose > 0:
+                self.server.lose -= 1
+                self.close_connection = True
+                return  # stored, but no answer reaches the caller
+        self.send_response(answer.status)
+        for name, value in answer.getheaders():
+            if name.lower() not in {"transfer-encoding", "connection", "content-length"}:
+                self.send_header(name, value)
+        self.send_header("Content-Length", str(len(payload)))
+        self.end_headers()
+        self.wfile.write(payload)
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
+@pytest.fixture
+def answer_losing_proxy(moto_server: MotoServer) -> Iterator[_AnswerLosingProxy]:
+    proxy = _AnswerLosingProxy(moto_server.endpoint_url, lose=1)
+    thread = threading.Thread(target=proxy.serve_forever, daemon=True)
+    thread.start()
+    yield proxy
+    proxy.shutdown()
+    proxy.server_close()
+    thread.join()
+
+
+@pytest.mark.parametrize("batch", [False, True], ids=["publish_notification", "publish_notifications"])
+def test_a_keyless_publish_that_boto3_retried_after_a_lost_answer_is_one_request(
+    aws: LocalAws, answer_losing_proxy: _AnswerLosingProxy, batch: bool
+) -> None:
+    """SQS stored the first attempt, its answer never came, botocore sent the call again: two messages, two
+    message ids, and still one key, so the dispatcher pushes them once."""
+    through_proxy = make_client("sqs", answer_losing_proxy.url, aws.region)
+    if batch:
+        result = publish_notifications(
+            through_proxy, aws.queue_url, [NotificationDraft(user_ids=["79991234567"], title="Код", summary="1234")]
+        )
+        assert result.ok
+    else:
+        publish_notification(through_proxy, aws.queue_url, user_ids=["79991234567"], title="Код", summary="1234")
+
+    assert answer_losing_proxy.sends == 2, "botocore retried the call whose answer was lost"
+    received = _receive_all(aws.client("sqs"), aws.queue_url, 2)
+    assert len(received) == 2
+    keys = {parse_body(m["Body"], message_id=mid).idempotency_key for mid, m in received.items()}
+    assert len(keys) == 1
+    assert not keys & set(received), "the key is the helper's, not either message id"

@@ -476,6 +476,36 @@ def test_fingerprint_changes_with_recipients_or_content(changed: dict[str, Any])
 
 
 @given(
+    users=st.lists(st.text(min_size=1, max_size=12), min_size=1, max_size=8),
+    installs=st.lists(st.text(min_size=1, max_size=12), max_size=4),
+    data=st.data(),
+)
+def test_fingerprint_treats_recipients_as_a_set(users: list[str], installs: list[str], data: st.DataObject) -> None:
+    """A producer's retry from another process may list the same set in another order, or name one twice."""
+    given_order = {"userIds": users, "installIds": installs, "message": MESSAGE}
+    shuffled_users = data.draw(st.permutations(users + data.draw(st.lists(st.sampled_from(users), max_size=3))))
+    shuffled_installs = data.draw(st.permutations(installs + installs[:1]))
+    other_order = {"userIds": shuffled_users, "installIds": shuffled_installs, "message": MESSAGE}
+
+    assert parse(other_order).fingerprint == parse(given_order).fingerprint
+    if len(set(users)) > 1:
+        fewer = [u for u in users if u != users[0]]
+        assert parse({**given_order, "userIds": fewer}).fingerprint != parse(given_order).fingerprint
+
+
+def test_a_fingerprint_of_sorted_unique_recipients_is_what_it_was_before_recipients_were_a_set() -> None:
+    """Stored fingerprints of such requests (every single-recipient one) stay valid across the deploy."""
+    document = {"userIds": ["79990000001", "79991234567"], "installIds": ["iid-1"], "message": MESSAGE}
+    encoded = json.dumps(
+        [MESSAGE["title"], MESSAGE["summary"], None, document["userIds"], document["installIds"]],
+        ensure_ascii=False,
+        separators=(",", ":"),
+    )
+
+    assert parse(document).fingerprint == hashlib.blake2b(encoded.encode(), digest_size=20).hexdigest()
+
+
+@given(
     key=st.text(min_size=1, max_size=40),
     expires=st.datetimes(min_value=datetime(2000, 1, 1), max_value=datetime(2100, 1, 1), timezones=st.just(UTC)).map(
         lambda d: d.isoformat()

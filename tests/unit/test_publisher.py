@@ -8,12 +8,16 @@ import re
 import subprocess
 import sys
 from collections.abc import Callable
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any, cast
 
 import pytest
+from harness import Harness, msg
 
+from imshop_push.dispatcher import Disposition
+from imshop_push.inbound import InboundMessage
 from imshop_push.parsing import PoisonMessageError, parse_body
 from imshop_push.publisher import (
     InvalidNotificationError,
@@ -23,6 +27,7 @@ from imshop_push.publisher import (
     publish_notifications,
 )
 from imshop_push.sqs_batches import SQS_MAX_MESSAGE_BYTES
+from imshop_push.sqs_copies import RESERVED_ATTRIBUTES
 
 QUEUE_URL = "https://sqs.eu-central-1.amazonaws.com/123456789012/imshop-push-queue"
 ROOT = Path(__file__).resolve().parents[2]
@@ -138,10 +143,9 @@ def test_optional_fields_are_left_out_rather_than_null() -> None:
 def test_install_ids_alone_are_enough() -> None:
     fake = FakeSqs()
     publish_notification(_client(fake), QUEUE_URL, install_ids=["iid-1"], title="Скидка", summary="Только сегодня")
-    assert json.loads(fake.calls[0][1]["MessageBody"]) == {
-        "installIds": ["iid-1"],
-        "message": {"title": "Скидка", "summary": "Только сегодня"},
-    }
+    body = json.loads(fake.calls[0][1]["MessageBody"])
+    assert body.pop("idempotencyKey").startswith("auto-")
+    assert body == {"installIds": ["iid-1"], "message": {"title": "Скидка", "summary": "Только сегодня"}}
 
 
 def test_message_attributes_are_passed_through() -> None:
@@ -293,6 +297,7 @@ def test_batches_are_chunked_at_ten() -> None:
         assert len({e["Id"] for e in entries}) == len(entries)
         for entry in entries:
             body = json.loads(entry["MessageBody"])
+            assert body.pop("idempotencyKey") == result.successful[int(entry["Id"])].idempotency_key
             assert body == drafts[int(entry["Id"])].to_body()
             parse_body(entry["MessageBody"], message_id="m")
 
@@ -358,7 +363,7 @@ def test_retriable_failures_give_up_after_max_attempts_and_are_reported() -> Non
     assert [p.index for p in result.successful] == [0, 2]
     [failure] = result.failed
     assert (failure.index, failure.code, failure.sender_fault, failure.attempts) == (1, "InternalError", False, 2)
-    assert failure.draft is drafts[1]
+    assert failure.draft == replace(drafts[1], idempotency_key=failure.draft.idempotency_key)
     assert failure.message == "refused"
 
 
@@ -395,7 +400,8 @@ def test_a_call_failing_as_a_whole_tells_what_was_queued() -> None:
     result = caught.value.result
     assert [p.index for p in result.successful] == list(range(10))
     assert [f.index for f in result.failed] == list(range(10, 25))
-    assert {f.code for f in result.failed} == {"ThrottlingException"}
+    assert {(f.code, f.sender_fault, f.attempts) for f in result.failed[:10]} == {("ThrottlingException", False, 1)}
+    assert {(f.code, f.sender_fault, f.attempts) for f in result.failed[10:]} == {("NotSent", False, 0)}
     assert isinstance(caught.value.__cause__, RuntimeError)
     assert len(fake.batch_calls()) == 2  # the third chunk was not attempted
 
@@ -415,3 +421,229 @@ def test_importing_the_publisher_does_not_import_boto3() -> None:
         [sys.executable, "-c", code], env={"PYTHONPATH": env_path}, capture_output=True, text=True, check=False
     )
     assert completed.returncode == 0, completed.stderr
+
+
+# ----------------------------------------------------------------------- what the dispatcher makes of it
+
+
+def _received(fake: FakeSqs, first_sent_ms: int = 1_000) -> list[InboundMessage]:
+    """Every message the fake SQS stored, as the dispatcher receives it: SentTimestamp in the order stored."""
+    bodies = [kwargs["MessageBody"] for name, kwargs in fake.calls if name == "send_message"]
+    stored = fake.batch_stored if isinstance(fake, StoringSqs) else []
+    bodies += [entry["MessageBody"] for entries in stored for entry in entries]
+    return [
+        msg(f"sqs-{n}", text)._replace(sent_timestamp_ms=first_sent_ms + n, first_received_ms=first_sent_ms + n)
+        for n, text in enumerate(bodies)
+    ]
+
+
+class StoringSqs(FakeSqs):
+    """Keeps what SQS stored apart from what it answered: a refused entry is not stored."""
+
+    def __init__(self, answers: list[Answer] | None = None) -> None:
+        super().__init__(answers)
+        self.batch_stored: list[list[dict[str, Any]]] = []
+
+    def send_message_batch(self, **kwargs: Any) -> dict[str, Any]:
+        response = super().send_message_batch(**kwargs)
+        stored = {ok["Id"] for ok in response["Successful"]}
+        self.batch_stored.append([e for e in kwargs["Entries"] if e["Id"] in stored])
+        return response
+
+
+def test_a_keyless_publish_retried_by_boto3_after_a_lost_answer_is_pushed_once() -> None:
+    """botocore sends SendMessage again, same parameters, when the answer is lost: SQS stores two messages."""
+    fake = FakeSqs()
+    client = _client(fake)
+    publish_notification(client, QUEUE_URL, user_ids=["79991234567"], title="Код 1234", summary="Для входа")
+    fake.send_message(**fake.calls[0][1])  # the retry of the same call
+
+    first, second = _received(fake)
+    h = Harness()
+
+    assert h.run(first, second) == {"sqs-0": Disposition.DELIVERED, "sqs-1": Disposition.DUPLICATE}
+    assert len(h.api.calls) == 1
+
+
+def test_every_keyless_draft_gets_a_key_of_its_own_kept_across_the_helpers_retries() -> None:
+    fake = FakeSqs()
+    drafts = [_draft(i) for i in range(12)] + [_draft(12, idempotency_key="producers-own")]
+    flaky = {drafts[3].title: ("InternalError", False)}
+    fake._answers = [_fail(fake, flaky), fake.accept, fake.accept]
+
+    result = publish_notifications(_client(fake), QUEUE_URL, drafts, sleep=lambda _: None)
+
+    keys = [p.idempotency_key for p in result.successful]
+    assert keys[12] == "producers-own"
+    assert len(set(keys)) == 13
+    assert all(str(k).startswith("auto-") for k in keys[:12])
+    sent = [json.loads(e["MessageBody"]) for entries in fake.batch_calls() for e in entries]
+    assert [b["idempotencyKey"] for b in sent if b["message"]["title"] == drafts[3].title] == [keys[3], keys[3]]
+
+
+def test_republishing_the_failed_drafts_keeps_their_keys() -> None:
+    fake = FakeSqs()
+    drafts = [_draft(i) for i in range(3)]
+    fake._answers = [_fail(fake, {drafts[1].title: ("InternalError", False)})]
+
+    [failure] = publish_notifications(_client(fake), QUEUE_URL, drafts, max_attempts=1).failed
+    again = publish_notifications(_client(fake), QUEUE_URL, [failure.draft])
+
+    assert again.successful[0].idempotency_key == failure.draft.idempotency_key is not None
+
+
+@pytest.mark.parametrize("name", sorted(RESERVED_ATTRIBUTES))
+def test_attribute_names_the_dispatcher_reserves_are_refused_before_sqs(name: str) -> None:
+    fake = FakeSqs()
+    attributes: Any = {
+        "tenant": {"DataType": "String", "StringValue": "x"},
+        name: {"DataType": "String", "StringValue": "v"},
+    }
+
+    with pytest.raises(InvalidNotificationError, match=rf"^message_attributes: {name} is reserved"):
+        publish_notification(
+            _client(fake), QUEUE_URL, user_ids=["1"], title="t", summary="s", message_attributes=attributes
+        )
+    with pytest.raises(InvalidNotificationError, match=rf"^requests\[1\]: message_attributes: {name} is reserved"):
+        publish_notifications(_client(fake), QUEUE_URL, [_draft(0), _draft(1, message_attributes=attributes)])
+    assert fake.calls == []
+
+
+def test_an_oversize_draft_stops_the_campaign_before_any_message_is_sent() -> None:
+    fake = FakeSqs()
+    drafts = [_draft(i) for i in range(25)]
+    drafts[12] = _draft(12, user_ids=[f"7999{n:07d}" for n in range(20_000)])
+
+    with pytest.raises(InvalidNotificationError) as caught:
+        publish_notifications(_client(fake), QUEUE_URL, drafts)
+
+    assert caught.value.index == 12
+    assert re.match(
+        rf"body: \d+ bytes with its message attributes; SQS takes at most {SQS_MAX_MESSAGE_BYTES}", caught.value.reason
+    )
+    assert fake.calls == []
+
+
+def test_message_attributes_count_towards_the_size_limit() -> None:
+    users = [f"7999{n:07d}" for n in range(100)]  # a body of about 1.5 KB, far within the limit on its own
+    big: Any = {"big": {"DataType": "String", "StringValue": "x" * (SQS_MAX_MESSAGE_BYTES - 1_000)}}
+    fake = FakeSqs()
+
+    with pytest.raises(InvalidNotificationError, match="with its message attributes"):
+        publish_notification(_client(fake), QUEUE_URL, user_ids=users, title="t", summary="s", message_attributes=big)
+    publish_notification(_client(fake), QUEUE_URL, user_ids=users[:1], title="t", summary="s", message_attributes=big)
+    assert len(fake.calls) == 1
+
+
+class _ClientError(Exception):
+    def __init__(self, code: str, status: int) -> None:
+        super().__init__(f"An error occurred ({code})")
+        self.response = {"Error": {"Code": code, "Message": "..."}, "ResponseMetadata": {"HTTPStatusCode": status}}
+
+
+@pytest.mark.parametrize(
+    ("error", "sender_fault"),
+    [
+        (_ClientError("AWS.SimpleQueueService.NonExistentQueue", 400), True),
+        (_ClientError("AccessDenied", 403), True),
+        (_ClientError("ThrottlingException", 400), False),
+        (_ClientError("InternalError", 500), False),
+        (ConnectionResetError("connection reset"), False),
+    ],
+)
+def test_a_call_failing_as_a_whole_says_whose_fault_it_is_and_what_was_never_sent(
+    error: Exception, sender_fault: bool
+) -> None:
+    fake = FakeSqs()
+    drafts = [_draft(i) for i in range(25)]
+
+    def broken(entries: list[dict[str, Any]]) -> dict[str, Any]:
+        raise error
+
+    fake._answers = [fake.accept, broken]
+
+    with pytest.raises(PublishError) as caught:
+        publish_notifications(_client(fake), QUEUE_URL, drafts)
+
+    failed = caught.value.result.failed
+    assert [(f.index, f.sender_fault, f.attempts) for f in failed[:10]] == [(i, sender_fault, 1) for i in range(10, 20)]
+    assert [(f.index, f.code, f.sender_fault, f.attempts) for f in failed[10:]] == [
+        (i, "NotSent", False, 0) for i in range(20, 25)
+    ]
+
+
+def test_an_older_status_retried_after_a_newer_one_still_counts_as_the_older() -> None:
+    """The helper's own retry gives the older draft the later SentTimestamp; its createdAt keeps the order."""
+    fake = StoringSqs()
+    paid = _draft(1, user_ids=["79991234567"], title="Заказ оплачен", collapse_key="order-1-status")
+    shipped = _draft(2, user_ids=["79991234567"], title="Заказ отправлен", collapse_key="order-1-status")
+    fake._answers = [_fail(fake, {paid.title: ("ThrottlingException", False)}), fake.accept]
+
+    result = publish_notifications(_client(fake), QUEUE_URL, [paid, shipped], sleep=lambda _: None)
+
+    assert result.ok
+    received = _received(fake)
+    assert [json.loads(m.body)["message"]["title"] for m in received] == [shipped.title, paid.title]
+    h = Harness()
+    h.run(*received)
+    assert [c.payload["message"]["title"] for c in h.api.calls] == [shipped.title]
+
+
+def test_collapsed_drafts_published_one_after_the_other_are_ordered_as_published() -> None:
+    fake = FakeSqs()
+    for n in range(20):  # within a millisecond or not, each is later than the one before
+        publish_notification(
+            _client(fake), QUEUE_URL, user_ids=["u"], title=f"status {n}", summary="s", collapse_key="c"
+        )
+    stamps = [parse_body(kwargs["MessageBody"], message_id="m").created_at for _, kwargs in fake.calls]
+    ms = [int(s.timestamp() * 1000) for s in stamps if s is not None]
+
+    assert len(ms) == 20
+    assert ms == sorted(set(ms))
+
+
+def test_a_producers_created_at_is_kept() -> None:
+    fake = FakeSqs()
+    created = datetime(2026, 12, 1, 18, 0, tzinfo=UTC)
+    publish_notification(
+        _client(fake), QUEUE_URL, user_ids=["u"], title="t", summary="s", collapse_key="c", created_at=created
+    )
+
+    assert json.loads(fake.calls[0][1]["MessageBody"])["createdAt"] == "2026-12-01T18:00:00Z"
+
+
+@pytest.mark.parametrize("field", ["expires_at", "created_at", "send_at"])
+@pytest.mark.parametrize(
+    "value",
+    [
+        datetime.max.replace(tzinfo=timezone(-timedelta(hours=3))),
+        datetime.min.replace(tzinfo=timezone(timedelta(hours=1))),
+    ],
+    ids=["after 9999 in UTC", "before year 1 in UTC"],
+)
+def test_an_instant_outside_what_rfc3339_can_name_is_an_invalid_notification(field: str, value: datetime) -> None:
+    fake = FakeSqs()
+    camel = {"expires_at": "expiresAt", "created_at": "createdAt", "send_at": "sendAt"}[field]
+    instants: dict[str, Any] = {field: value}
+
+    with pytest.raises(InvalidNotificationError, match=rf"^{camel}: .* is outside years 1 to 9999 in UTC"):
+        publish_notification(
+            _client(fake), QUEUE_URL, user_ids=["u"], title="t", summary="s", collapse_key="c", **instants
+        )
+    assert fake.calls == []
+
+
+def test_the_same_recipients_in_another_order_from_another_process_are_a_duplicate() -> None:
+    fake = FakeSqs()
+    users = [f"7999{n:07d}" for n in range(5)]
+    publish_notification(_client(fake), QUEUE_URL, user_ids=users, title="t", summary="s", idempotency_key="k-1")
+    publish_notification(
+        _client(fake), QUEUE_URL, user_ids=users[::-1] + users[:1], title="t", summary="s", idempotency_key="k-1"
+    )
+
+    first, retry = _received(fake)
+    h = Harness()
+
+    assert h.run(first) == {"sqs-0": Disposition.DELIVERED}
+    assert h.run(retry) == {"sqs-1": Disposition.DUPLICATE}
+    assert len(h.api.calls) == 1

@@ -21,7 +21,7 @@ from typing import NamedTuple, Protocol
 
 from imshop_push.inbound import InboundMessage
 from imshop_push.model import NotificationRequest, Recipient
-from imshop_push.sqs_copies import CREATED_AT_ATTRIBUTE, FIRST_RECEIVED_ATTRIBUTE
+from imshop_push.sqs_copies import copy_order
 
 _MS_SINCE_YEAR_1 = 62_135_596_800_000  # 0001-01-01 to 1970-01-01: every instant of year 1 or later in UTC is >= 0
 _WIDTH = 18
@@ -68,15 +68,17 @@ def supersedes(stored: str, given: str) -> bool:
 
 
 def order_of(request: NotificationRequest, message: InboundMessage, now_ms: int) -> tuple[int, int] | None:
-    """(createdAt, first received) in epoch ms, or None without a collapseKey. A copy's attributes come first:
-    they hold what the first message of the request said."""
+    """(createdAt, first received) in epoch ms, or None without a collapseKey. The order a copy of the dispatcher
+    carries comes first: it holds what the first message of the request said. Only such a copy's: an attribute a
+    producer set, whatever its name, never decides (`sqs_copies.copy_order`)."""
     if request.collapse_key is None:
         return None
+    carried_created, carried_received = copy_order(message) or (None, None)
     if request.created_at is not None:
         created = epoch_ms(request.created_at)
     else:
-        created = _first(_attribute_ms(message, CREATED_AT_ATTRIBUTE), message.sent_timestamp_ms, now_ms)
-    received = _first(_attribute_ms(message, FIRST_RECEIVED_ATTRIBUTE), message.first_received_ms, now_ms)
+        created = _first(carried_created, message.sent_timestamp_ms, now_ms)
+    received = _first(carried_received, message.first_received_ms, now_ms)
     return created, received
 
 
@@ -89,14 +91,6 @@ def slot_id(collapse_key: str, recipient: Recipient) -> str:
     field, rid = recipient
     text = f"{collapse_key}\x1f{field}\x1f{rid}".encode("utf-8", "surrogatepass")
     return hashlib.blake2b(text, digest_size=16).hexdigest()
-
-
-def _attribute_ms(message: InboundMessage, name: str) -> int | None:
-    value = message.message_attributes.get(name, {}).get("stringValue")
-    try:
-        return int(value) if value is not None else None
-    except ValueError:
-        return None
 
 
 def _first(*values: int | None) -> int:

@@ -12,7 +12,11 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from imshop_push.cancels import CANCEL_FIELD, KEY_FIELD
+from imshop_push.model import NotificationRequest
 from imshop_push.parsing import PoisonMessageError, parse_body, parse_message
+from imshop_push.send_time import SendTime
+from imshop_push.sqs_batches import SQS_MAX_MESSAGE_BYTES, payload_size
+from imshop_push.sqs_copies import RESERVED_ATTRIBUTES
 
 if TYPE_CHECKING:
     from mypy_boto3_sqs.type_defs import MessageAttributeValueTypeDef
@@ -83,8 +87,12 @@ class NotificationDraft:
 
     def to_json(self) -> str:
         """The validated message body; raises `InvalidNotificationError` for what the dispatcher would reject."""
+        return self._validated()[0]
+
+    def _validated(self) -> tuple[str, NotificationRequest]:
+        document = self.to_body()
         try:
-            text = json.dumps(self.to_body(), ensure_ascii=False, separators=(",", ":"))
+            text = json.dumps(document, ensure_ascii=False, separators=(",", ":"))
         except (TypeError, ValueError) as e:
             raise InvalidNotificationError(f"body: cannot be serialized as JSON ({e})") from None
         if _SQS_FORBIDDEN_CHARACTERS.search(text):
@@ -93,15 +101,37 @@ class NotificationDraft:
             except UnicodeEncodeError:
                 # A lone surrogate is no text at all: neither SQS nor IMSHOP (UTF-8 JSON) could carry it.
                 raise InvalidNotificationError(
-                    f"{_path_of_invalid_text(self.to_body())}: contains a lone surrogate, which is not valid Unicode"
+                    f"{_path_of_invalid_text(document)}: contains a lone surrogate, which is not valid Unicode"
                 ) from None
             # SQS refuses a few valid code points (U+FFFE, U+FFFF) in a body; \u escapes carry them as JSON.
-            text = json.dumps(self.to_body(), ensure_ascii=True, separators=(",", ":"))
+            text = json.dumps(document, ensure_ascii=True, separators=(",", ":"))
         try:
-            parse_body(text, message_id="local")
+            return text, parse_body(text, message_id="local")
         except PoisonMessageError as e:
             raise InvalidNotificationError(e.reason) from None
-        return text
+
+
+def checked_message(draft: NotificationDraft, *, now: float, send_time: SendTime) -> str:
+    """The body of `draft` once every rule is checked that would make the message poison or SQS refuse it: the
+    dispatcher's schema and rules, its `sendAt` horizon (`send_time`, the stack's state TTL), SQS's size limit for
+    the body with its attributes, and no attribute name the dispatcher reserves. Raises `InvalidNotificationError`.
+    """
+    reserved = sorted(RESERVED_ATTRIBUTES.intersection(draft.message_attributes or {}))
+    if reserved:
+        raise InvalidNotificationError(
+            f"message_attributes: {', '.join(reserved)} is reserved: the dispatcher writes these names on its own"
+            " copies and reads them back (give the key as idempotency_key)"
+        )
+    body, request = draft._validated()
+    if (problem := send_time.horizon_problem(now, request.send_at)) is not None:
+        raise InvalidNotificationError(problem)
+    size = payload_size({"MessageBody": body, "MessageAttributes": draft.message_attributes or {}})
+    if size > SQS_MAX_MESSAGE_BYTES:
+        raise InvalidNotificationError(
+            f"body: {size} bytes with its message attributes; SQS takes at most {SQS_MAX_MESSAGE_BYTES} in one message"
+            f" (split the {len(request.recipients)} recipients over several requests)"
+        )
+    return body
 
 
 def cancel_body(idempotency_key: str) -> str:
@@ -155,4 +185,10 @@ def _format_instant(value: datetime | str, name: str) -> str:
             f"{name}: must be a timezone-aware datetime (a naive one has no defined instant), "
             "e.g. datetime.now(UTC) + timedelta(hours=6)"
         )
-    return value.astimezone(UTC).isoformat().removesuffix("+00:00") + "Z"
+    try:
+        utc = value.astimezone(UTC)
+    except OverflowError:  # e.g. 9999-12-31 23:00 at -03:00: past year 9999 in UTC, where no timestamp reaches
+        raise InvalidNotificationError(
+            f"{name}: {value.isoformat()} is outside years 1 to 9999 in UTC, all that an RFC 3339 timestamp can name"
+        ) from None
+    return utc.isoformat().removesuffix("+00:00") + "Z"

@@ -18,6 +18,7 @@ import json
 import re
 from collections.abc import Sequence
 from datetime import datetime
+from itertools import pairwise
 from typing import Any
 
 from aws_lambda_powertools.utilities.validation.exceptions import SchemaValidationError
@@ -222,13 +223,22 @@ def _inbox(request: dict[str, Any]) -> Inbox | None:
 
 
 def _fingerprint(content: Content, user_ids: Sequence[str], install_ids: Sequence[str]) -> str:
-    """Identifies what is forwarded (content and recipients as given), not the extensions.
+    """Identifies what is forwarded (the content and the set of recipients of each kind), not the extensions.
 
+    Recipients are a set, as IMSHOP is sent them: the same recipients in another order, or one named twice, is the
+    same request (a producer's retry from another process may list a set in another order). Sorted and unique
+    lists hash exactly as they did when the order counted, so such requests keep their stored fingerprints.
     A JSON array of the fields is unambiguous and the C encoder makes it cheap: hashing the canonical JSON of the
     whole request (sorted keys) was a tenth of the handler's time per record (make bench).
     """
-    text = _ENCODE([content.title, content.summary, content.deeplink, user_ids, install_ids])
+    text = _ENCODE([content.title, content.summary, content.deeplink, _as_set(user_ids), _as_set(install_ids)])
     return hashlib.blake2b(text.encode(), digest_size=20).hexdigest()
+
+
+def _as_set(ids: Sequence[str]) -> Sequence[str]:
+    if all(a < b for a, b in pairwise(ids)):  # the common case: one id, or already in order
+        return ids
+    return sorted(set(ids))
 
 
 def _parse_expiry(value: str, field: str) -> datetime:

@@ -28,7 +28,11 @@ from imshop_push.lanes import Lane
 from imshop_push.model import Content
 
 GROUP_ATTRIBUTE = "pendingGroup"
-"""Marks a wake message: its value names the group whose pooled requests it releases."""
+"""Written on a wake for whoever reads the queue (the console, a DLQ listing); never read back: a producer can set
+any attribute, so a wake is known by its body alone (`wake_group`)."""
+_WAKE_FIELD = "pendingWake"
+_WAKE_ABOUT = "releases requests of one content waiting for rate budget"
+_WAKE_PREFIX = f'{{"{_WAKE_FIELD}": '
 VIRTUAL_PREFIX = "pending:"
 """Message ids of requests taken out of the pool: never an SQS message id, so never in a batch response."""
 TAKE_MAX_ITEMS = 2_000
@@ -100,13 +104,25 @@ def is_virtual(message: InboundMessage) -> bool:
 
 
 def wake_group(message: InboundMessage) -> str | None:
-    value = message.message_attributes.get(GROUP_ATTRIBUTE, {}).get("stringValue")
-    return value if isinstance(value, str) and value else None
+    """The group a wake releases, or None for any other message.
+
+    A wake is a body that is exactly `wake_body(group)`: never a valid request (no `message`, and a request
+    refuses any other field), so no producer's request can be taken for one, whatever attributes it carries. A
+    producer who writes such a body by hand costs one read of the pool: the group's requests are sent or
+    pooled again as usual."""
+    body = message.body
+    if not body.startswith(_WAKE_PREFIX):  # every other record: no JSON decoding
+        return None
+    try:
+        group = json.loads(body).get(_WAKE_FIELD)
+    except (ValueError, RecursionError):
+        return None
+    return group if isinstance(group, str) and group and body == wake_body(group) else None
 
 
 def wake_body(group: str) -> str:
     """Readable in the console or a DLQ listing: a wake holds no request and no recipient."""
-    return json.dumps({"pendingWake": group, "about": "releases requests of one content waiting for rate budget"})
+    return json.dumps({_WAKE_FIELD: group, "about": _WAKE_ABOUT})
 
 
 def encode_copy(copy: PendingCopy) -> str:

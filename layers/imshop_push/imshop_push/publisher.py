@@ -53,15 +53,19 @@ producer that bundles its own boto3 (or a stub in its tests) is never forced to 
 
 from __future__ import annotations
 
+import threading
 import time
+import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Literal
 
-from imshop_push.drafts import InvalidNotificationError, NotificationDraft, cancel_body
+from imshop_push.config import DEFAULT_STATE_TTL_SECONDS
+from imshop_push.drafts import InvalidNotificationError, NotificationDraft, cancel_body, checked_message
 from imshop_push.lanes import Lane
 from imshop_push.publish_results import FailedMessage, PublishedMessage, PublishError, PublishResult, Tally
+from imshop_push.send_time import SendTime
 from imshop_push.sqs_batches import batches
 
 if TYPE_CHECKING:
@@ -86,6 +90,8 @@ __all__ = [
 
 DEFAULT_MAX_ATTEMPTS = 3
 RETRY_BASE_DELAY_SECONDS = 0.2
+OWN_KEY_PREFIX = "auto-"
+"""Keys the helper gives drafts that have none: `auto-` and a random UUID."""
 
 type LaneName = Literal["transactional", "bulk"] | Lane
 
@@ -122,11 +128,17 @@ def publish_notification(
     collapse_key: str | None = None,
     created_at: datetime | str | None = None,
     message_attributes: Mapping[str, MessageAttributeValueTypeDef] | None = None,
+    state_ttl_seconds: float = DEFAULT_STATE_TTL_SECONDS,
 ) -> str:
     """Validate and queue one notification request; return its SQS MessageId.
 
-    Raises `InvalidNotificationError` without calling SQS when the dispatcher would reject the request, and lets
-    boto3's own errors through (they already carry boto3's retries).
+    Raises `InvalidNotificationError` without calling SQS when the dispatcher would reject the request (or SQS
+    refuse it), and lets boto3's own errors through (they already carry boto3's retries). Without
+    `idempotency_key` the request gets a key of its own (`auto-` and a UUID), the same on every retry boto3 makes
+    of this call: a retry whose first answer was lost is a duplicate, not a second push. Give a key to be able to
+    cancel the request or publish it again from another process. Without `created_at`, a request with a
+    `collapse_key` is stamped with the current time, later than any this process stamped before.
+    `state_ttl_seconds` is the stack's STATE_TTL_SECONDS: how far ahead `send_at` may be.
     """
     draft = NotificationDraft(
         user_ids=user_ids,
@@ -141,7 +153,8 @@ def publish_notification(
         created_at=created_at,
         message_attributes=message_attributes,
     )
-    body = draft.to_json()
+    draft = _own_key_and_order(draft)
+    body = checked_message(draft, now=time.time(), send_time=SendTime(max_ahead_seconds=state_ttl_seconds))
     queue_url = _queue_url(queue_url, lane)
     if draft.message_attributes:
         response = sqs_client.send_message(
@@ -161,26 +174,36 @@ def publish_notifications(
     max_attempts: int = DEFAULT_MAX_ATTEMPTS,
     sleep: Callable[[float], None] = time.sleep,
     send_at: datetime | str | None = None,
+    state_ttl_seconds: float = DEFAULT_STATE_TTL_SECONDS,
 ) -> PublishResult:
     """Validate all drafts, then queue them with SendMessageBatch (10 per call, within SQS's batch size).
 
-    All drafts are validated first, so one bad draft stops the whole publication before any message exists:
-    a half-published campaign is harder to repair than one that never started. Entries SQS refuses on its own
-    side (`SenderFault` false: throttling, internal errors) are retried up to `max_attempts` in all, with a
-    short backoff; entries refused for what they are are reported at once. A call that fails as a whole (no
-    such queue, no permission, network gone after boto3's retries) raises `PublishError`; messages of earlier
-    calls have been queued by then, so the `PublishError` raised carries which drafts were and were not queued.
+    All drafts are validated first (the dispatcher's rules, the `send_at` horizon, SQS's size limit), so one bad
+    draft stops the whole publication before any message exists: a half-published campaign is harder to repair
+    than one that never started. Entries SQS refuses on its own side (`SenderFault` false: throttling, internal
+    errors) are retried up to `max_attempts` in all, with a short backoff; entries refused for what they are are
+    reported at once. A call that fails as a whole (no such queue, no permission, network gone after boto3's
+    retries) raises `PublishError`; messages of earlier calls have been queued by then, so the `PublishError`
+    raised carries, draft by draft, which were queued, which that call carried, and which were not sent at all.
     `send_at` schedules every draft that has no `send_at` of its own.
+
+    Drafts without a key get one of their own, and collapsed drafts without `created_at` are stamped in the
+    order given, before anything is sent: retries (boto3's, these attempts', or republishing
+    `[f.draft for f in result.failed]`) keep both, so they are duplicates, never second pushes, and a draft
+    retried after a later one of its `collapse_key` still counts as the older.
     """
     if max_attempts < 1:
         raise ValueError("max_attempts must be at least 1")
     if send_at is not None:
         requests = [d if d.send_at is not None else replace(d, send_at=send_at) for d in requests]
     queue_url = _queue_url(queue_url, lane)
+    requests = [_own_key_and_order(d) for d in requests]
+    send_time = SendTime(max_ahead_seconds=state_ttl_seconds)
+    now = time.time()
     bodies = []
     for index, draft in enumerate(requests):
         try:
-            bodies.append(draft.to_json())
+            bodies.append(checked_message(draft, now=now, send_time=send_time))
         except InvalidNotificationError as e:
             raise InvalidNotificationError(e.reason, index=index) from None
 
@@ -196,7 +219,8 @@ def publish_notifications(
             try:
                 response = sqs_client.send_message_batch(QueueUrl=queue_url, Entries=[entries[i] for i in chunk])
             except Exception as e:
-                tally.fail_all([i for c in chunks[position:] for i in c], e, attempt)
+                tally.fail_call(chunk, e, attempt)
+                tally.not_sent([i for c in chunks[position + 1 :] for i in c], e, attempt)
                 raise PublishError(tally.result()) from e
             retry += tally.record(response, attempt)
         if not retry:
@@ -208,13 +232,42 @@ def publish_notifications(
 def cancel_notification(
     sqs_client: SQSClient, queue_url: str | LaneQueues, idempotency_key: str, *, lane: LaneName = "transactional"
 ) -> str:
-    """Cancel the request with this idempotency key (the key it was published with, or the default key the
-    dispatcher gave it); return the cancel's SQS MessageId. Whatever of the request is not yet sent is never
-    sent, also when the cancel is queued first; a fully sent request is left as it is. The transactional lane
-    by default: a cancel should not wait behind a bulk backlog. Raises `InvalidNotificationError` without
-    calling SQS for a key the dispatcher would reject."""
+    """Cancel the request with this idempotency key (the key it was published with: a draft this helper published
+    without one has a key of its own, `PublishedMessage.idempotency_key`; a message sent otherwise without one, the
+    default key the dispatcher gave it); return the cancel's SQS MessageId. Whatever of the request is not yet
+    sent is never sent, also when the cancel is queued first; a fully sent request is left as it is. The
+    transactional lane by default: a cancel should not wait behind a bulk backlog. Raises
+    `InvalidNotificationError` without calling SQS for a key the dispatcher would reject."""
     body = cancel_body(idempotency_key)
     return sqs_client.send_message(QueueUrl=_queue_url(queue_url, lane), MessageBody=body)["MessageId"]
+
+
+class _CreatedAtClock:
+    """Stamps for collapsed drafts: the current time, and always later than the last stamp of this process, so
+    drafts published one after the other are ordered as they were published, even within one millisecond."""
+
+    def __init__(self) -> None:
+        self._last_ms = 0
+        self._lock = threading.Lock()
+
+    def stamp(self) -> datetime:
+        with self._lock:
+            self._last_ms = max(int(time.time() * 1000), self._last_ms + 1)
+            ms = self._last_ms
+        # The middle of the millisecond: the dispatcher's float conversion to epoch ms lands on `ms` exactly.
+        return datetime(1970, 1, 1, tzinfo=UTC) + timedelta(milliseconds=ms, microseconds=500)
+
+
+_created_at_clock = _CreatedAtClock()
+
+
+def _own_key_and_order(draft: NotificationDraft) -> NotificationDraft:
+    """The key and the createdAt a draft keeps across every retry of it, where the producer gave none."""
+    if draft.idempotency_key is None:
+        draft = replace(draft, idempotency_key=f"{OWN_KEY_PREFIX}{uuid.uuid4()}")
+    if draft.collapse_key is not None and draft.created_at is None:
+        draft = replace(draft, created_at=_created_at_clock.stamp())
+    return draft
 
 
 def _batch_entry(index: int, body: str, draft: NotificationDraft) -> SendMessageBatchRequestEntryTypeDef:

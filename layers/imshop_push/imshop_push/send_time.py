@@ -76,6 +76,16 @@ class SendTime:
     def too_far(self, now: float, send_at: datetime | None) -> bool:
         return send_at is not None and send_at.timestamp() > now + self.max_ahead_seconds
 
+    def horizon_problem(self, now: float, send_at: datetime | None) -> str | None:
+        """Why a request with this sendAt is poison, or None: the dispatcher's reason and the publishing helper's
+        refusal alike, so the helper refuses exactly what the dispatcher would dead-letter."""
+        if not self.too_far(now, send_at):
+            return None
+        return (
+            f"sendAt: is more than {self.max_ahead_seconds:.0f} s ahead (the state TTL, STATE_TTL_SECONDS): a cancel"
+            " or a duplicate would be forgotten before it is sent; schedule it closer"
+        )
+
 
 def rfc3339(at: float) -> str:
     return datetime.fromtimestamp(at, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")

@@ -10,12 +10,14 @@ Values only, no I/O: the attribute names are also what the intake reads back and
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from collections.abc import Sequence
 from typing import Any
 
 from imshop_push.inbound import InboundMessage, to_send_attributes
 from imshop_push.model import Deferral, Poison
+from imshop_push.pending import GROUP_ATTRIBUTE
 from imshop_push.sqs_batches import SQS_MAX_MESSAGE_BYTES, attribute_size, attributes_size, utf8_size
 
 SQS_MAX_ATTRIBUTES = 10
@@ -26,10 +28,16 @@ MIN_REASON_BYTES = 200
 KEY_ATTRIBUTE = "idempotencyKey"
 REASON_ATTRIBUTE = "error"
 SOURCE_ID_ATTRIBUTE = "sourceMessageId"
-CREATED_AT_ATTRIBUTE = "createdAt"
-"""Epoch ms: a collapsed request's createdAt (explicit, or its first SentTimestamp), carried by its copies."""
-FIRST_RECEIVED_ATTRIBUTE = "firstReceivedAt"
-"""Epoch ms: when SQS first handed a collapsed request over, carried by its copies (`collapse.py`)."""
+ORDER_ATTRIBUTE = "collapseOrder"
+"""A collapsed request's order, carried by its copies (`collapse.py`): `<createdAt>:<first received>:<digest>`,
+epoch ms, the digest binding both to the copy's body (`order_value`)."""
+RESERVED_ATTRIBUTES = frozenset(
+    {KEY_ATTRIBUTE, REASON_ATTRIBUTE, SOURCE_ID_ATTRIBUTE, ORDER_ATTRIBUTE, GROUP_ATTRIBUTE}
+)
+"""Names the dispatcher writes on what it puts on a queue; the publishing helper refuses them on a draft."""
+MIN_ORDER_MS = -62_135_596_800_000  # 0001-01-01T00:00:00Z
+MAX_ORDER_MS = 253_402_300_799_999  # 9999-12-31T23:59:59.999Z: the instants a createdAt can name
+_ORDER_DIGEST_BYTES = 16
 TRUNCATED = "…"
 
 type Attributes = dict[str, dict[str, Any]]
@@ -50,8 +58,7 @@ def requeue_entry(deferral: Deferral) -> dict[str, Any]:
     message = deferral.message
     ours = {KEY_ATTRIBUTE: _text_attribute(deferral.idempotency_key)} if deferral.key_is_message_id else {}
     if deferral.order is not None:
-        ours[CREATED_AT_ATTRIBUTE] = _number_attribute(deferral.order[0])
-        ours[FIRST_RECEIVED_ATTRIBUTE] = _number_attribute(deferral.order[1])
+        ours[ORDER_ATTRIBUTE] = _text_attribute(order_value(message.body, *deferral.order))
     ours, theirs = _split_attributes(message, ours)
     room = SQS_MAX_MESSAGE_BYTES - utf8_size(message.body) - attributes_size(ours)
     if room < 0:
@@ -67,6 +74,40 @@ def requeue_entry(deferral: Deferral) -> dict[str, Any]:
     if kept or ours:
         entry["MessageAttributes"] = kept | ours
     return entry
+
+
+def order_value(body: str, created_ms: int, received_ms: int) -> str:
+    """The order attribute of a copy of `body`. The digest is what tells the dispatcher's copies from a producer's
+    message: an attribute a producer set for its own ends (another meaning, epoch seconds, copied from another
+    message) never matches it. It is not a secret: a producer who computes it on purpose can only state the order
+    of its own request, which its body's `createdAt` states anyway, within the instants a `createdAt` can name."""
+    return f"{created_ms}:{received_ms}:{_order_digest(body, created_ms, received_ms)}"
+
+
+def copy_order(message: InboundMessage) -> tuple[int, int] | None:
+    """(createdAt, first received) in epoch ms as the dispatcher's copy of this body carries it; None for any
+    message that is not such a copy, whatever attributes it has."""
+    value = message.message_attributes.get(ORDER_ATTRIBUTE, {}).get("stringValue")
+    if not isinstance(value, str):
+        return None
+    parts = value.split(":")
+    if len(parts) != 3:  # created, received, digest
+        return None
+    try:
+        created, received = int(parts[0]), int(parts[1])
+    except ValueError:
+        return None
+    if not (MIN_ORDER_MS <= created <= MAX_ORDER_MS and MIN_ORDER_MS <= received <= MAX_ORDER_MS):
+        return None
+    return (created, received) if parts[2] == _order_digest(message.body, created, received) else None
+
+
+def _order_digest(body: str, created_ms: int, received_ms: int) -> str:
+    digest = hashlib.blake2b(
+        f"{created_ms}:{received_ms}:".encode(), digest_size=_ORDER_DIGEST_BYTES, person=b"imshop-order"
+    )
+    digest.update(body.encode("utf-8", "surrogatepass"))
+    return digest.hexdigest()
 
 
 def dead_letter_entry(poison: Poison) -> dict[str, Any]:
@@ -159,10 +200,6 @@ def _cut(text: str, max_bytes: int) -> str:
 
 def _text_attribute(value: str) -> dict[str, str]:
     return {"DataType": "String", "StringValue": value}
-
-
-def _number_attribute(value: int) -> dict[str, str]:
-    return {"DataType": "Number", "StringValue": str(value)}
 
 
 def _printable(text: str) -> str:

@@ -51,8 +51,8 @@ class Hold:
         for track in batch.parsed():
             if track.fate is not Fate.RECEIVED:
                 continue
-            if self._ctx.send_time.too_far(now, track.req.send_at):
-                self._too_far(track)
+            if (problem := self._ctx.send_time.horizon_problem(now, track.req.send_at)) is not None:
+                track.dead_letter(problem)
                 continue
             due = self._due(track, now)
             if due - now >= INLINE_WAIT_SECONDS:
@@ -92,13 +92,6 @@ class Hold:
     def _due(self, track: Track, now: float) -> float:
         bulk = self._ctx.lanes.of(track.message.event_source_arn) is Lane.BULK
         return self._ctx.send_time.due(now, track.req.send_at, bulk=bulk)
-
-    def _too_far(self, track: Track) -> None:
-        ahead = self._ctx.send_time.max_ahead_seconds
-        track.dead_letter(
-            f"sendAt: is more than {ahead:.0f} s ahead (the state TTL, STATE_TTL_SECONDS): a cancel or a duplicate"
-            " would be forgotten before it is sent; schedule it closer"
-        )
 
     def _requeue(self, held: list[Track], now: float) -> None:
         deferrals = [
