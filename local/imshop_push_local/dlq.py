@@ -30,14 +30,13 @@ from imshop_push_local.dlq_names import (
     describe_client_error,
     dlq_arn,
     dlq_url,
-    queue_url_of,
     session,
 )
 from imshop_push_local.dlq_queue import (
     from_millis,
     peek,
+    redrive_destination,
     require_listable,
-    source_queue_arns,
     to_dead_letter,
 )
 
@@ -196,7 +195,7 @@ def _redrive(args: argparse.Namespace) -> int:
     aws = session(args.region)
     arn = dlq_arn(args, aws)
     sqs: SQSClient = client(aws, "sqs", hint=arn)
-    destination = _destination(sqs, arn, args.destination_arn)
+    destination = redrive_destination(sqs, arn, args.destination_arn)
     request: dict[str, Any] = {"SourceArn": arn}
     if destination:
         request["DestinationArn"] = destination
@@ -209,26 +208,6 @@ def _redrive(args: argparse.Namespace) -> int:
     print(f"  task handle {response['TaskHandle']}")
     print(f"Follow it with: python -m imshop_push_local.dlq status --dlq-arn {arn}")
     return 0
-
-
-def _destination(sqs: SQSClient, arn: str, requested: str) -> str:
-    """Where the messages go: a queue that feeds this DLQ, so that one lane's poison never lands in another's queue
-    (bulk dead letters in the transactional lane would compete with order statuses).
-
-    Named explicitly even when it is the only one: the dispatcher dead-letters with SendMessage, and SQS records an
-    "original source queue" only for messages it dead-lettered itself through the redrive policy.
-    """
-    sources = source_queue_arns(sqs, queue_url_of(sqs, arn))
-    if not sources:
-        raise CliError(f"{arn} is not a dead-letter queue: no queue names it in its redrive policy")
-    if requested and requested not in sources:
-        raise CliError(
-            f"{requested} does not feed {arn} (its redrive policy does not name it): redrive moves dead letters "
-            f"only back to a queue they came from; this DLQ's: {', '.join(sources)}"
-        )
-    if requested:
-        return requested
-    return sources[0] if len(sources) == 1 else ""
 
 
 def _status(args: argparse.Namespace) -> int:

@@ -19,7 +19,7 @@ from botocore.exceptions import ClientError
 
 from imshop_push.sqs_copies import REASON_ATTRIBUTE, SOURCE_ID_ATTRIBUTE
 from imshop_push_local.dlq_masking import DEFAULT_PREVIEW_CHARS, mask_text, preview_body
-from imshop_push_local.dlq_names import CliError, describe_client_error
+from imshop_push_local.dlq_names import CliError, describe_client_error, queue_url_of
 
 if TYPE_CHECKING:
     from mypy_boto3_sqs import SQSClient
@@ -74,6 +74,26 @@ def source_queue_arns(sqs: SQSClient, url: str) -> list[str]:
         attributes = sqs.get_queue_attributes(QueueUrl=source, AttributeNames=["QueueArn"]).get("Attributes", {})
         arns.append(attributes["QueueArn"])
     return arns
+
+
+def redrive_destination(sqs: SQSClient, arn: str, requested: str) -> str:
+    """Where the messages go: a queue that feeds this DLQ, so that one lane's poison never lands in another's queue
+    (bulk dead letters in the transactional lane would compete with order statuses).
+
+    Named explicitly even when it is the only one: the dispatcher dead-letters with SendMessage, and SQS records an
+    "original source queue" only for messages it dead-lettered itself through the redrive policy.
+    """
+    sources = source_queue_arns(sqs, queue_url_of(sqs, arn))
+    if not sources:
+        raise CliError(f"{arn} is not a dead-letter queue: no queue names it in its redrive policy")
+    if requested and requested not in sources:
+        raise CliError(
+            f"{requested} does not feed {arn} (its redrive policy does not name it): redrive moves dead letters "
+            f"only back to a queue they came from; this DLQ's: {', '.join(sources)}"
+        )
+    if requested:
+        return requested
+    return sources[0] if len(sources) == 1 else ""
 
 
 def require_listable(sqs: SQSClient, url: str, *, force: bool) -> None:

@@ -18,31 +18,24 @@ import argparse
 import json
 import sys
 import tempfile
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
-from imshop_push_local import cfn_template
 from imshop_push_local.dlq_queue import peek, to_dead_letter
 from imshop_push_local.function_output import FunctionOutput
+from imshop_push_local.invoke_env import FUNCTION, UsageError, function_env, load_variables, settings_for
 from imshop_push_local.invoke_once import run_once
 from imshop_push_local.invoke_report import Outcome, print_outcome
-from imshop_push_local.provisioning import TEMPLATE_PATH
-from imshop_push_local.stack import REPO_ROOT, LocalStack, StackSettings
+from imshop_push_local.stack import REPO_ROOT, LocalStack
 from imshop_push_local.stack_model import LocalAws, LocalQueue
 
 EVENTS_DIR = REPO_ROOT / "events"
 ENV_FILE = EVENTS_DIR / "env.json"
-FUNCTION = "SendNotificationsFunction"
 DEPLOYED_STACK_NAME = "imshop-push"
 """The stack name the sample events' ARNs assume (`imshop-push-requests`): samconfig.toml's."""
-LOCAL_API_KEY = "local-invoke-key"
 EXIT_FUNCTION_ERROR = 1
 EXIT_USAGE = 2
-
-
-class UsageError(Exception):
-    """The event or environment file cannot be used; printed as one line."""
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -100,90 +93,6 @@ def load_event(path: Path) -> dict[str, Any]:
     if not isinstance(event, dict) or not isinstance(event.get("Records"), list):
         raise UsageError(f"{path} is not an SQS event: it has no Records list")
     return event
-
-
-def load_variables(path: Path) -> dict[str, str]:
-    try:
-        document = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as e:
-        raise UsageError(f"cannot read the environment file {path}: {e}") from None
-    variables = document.get(FUNCTION) if isinstance(document, dict) else None
-    if not isinstance(variables, dict):
-        raise UsageError(f"{path} has no {FUNCTION} object of variables")
-    return {str(k): str(v) for k, v in variables.items()}
-
-
-def settings_for(variables: Mapping[str, str]) -> StackSettings:
-    """Real time (the vendor's 60 s window, the template's timeouts); the sandbox enforces the limits the
-    function is configured with, and wants a key only when the environment names one."""
-
-    def number(name: str) -> float | None:
-        return float(variables[name]) if variables.get(name, "").strip() else None
-
-    requests, window, recipients = (
-        number(n) for n in ("RATE_LIMIT_REQUESTS", "RATE_LIMIT_WINDOW_SECONDS", "MAX_RECIPIENTS_PER_REQUEST")
-    )
-    return StackSettings(
-        time_scale=1.0,
-        rate_limit_requests=int(requests) if requests else None,
-        rate_limit_window_seconds=window,
-        max_recipients=int(recipients) if recipients else None,
-        http_timeout_seconds=None,
-        function_timeout_seconds=None,
-        visibility_timeout_seconds=None,
-        batching_window_seconds=None,
-        api_key=LOCAL_API_KEY if variables.get("IMSHOP_API_KEY_PARAMETER", "").strip() else None,
-        log_level=variables.get("POWERTOOLS_LOG_LEVEL") or "INFO",
-    )
-
-
-def resource_variables(template: Path = TEMPLATE_PATH) -> frozenset[str]:
-    """The function's variables the template sets from a resource (`!Ref StateTable`, `!GetAtt BulkQueue.Arn`)."""
-    document = cfn_template.load(template)
-    resources = document["Resources"]
-    variables = resources[FUNCTION]["Properties"]["Environment"]["Variables"]
-    return frozenset(name for name, value in variables.items() if _refers_to(value, resources))
-
-
-def _refers_to(value: Any, resources: Mapping[str, Any]) -> bool:
-    if isinstance(value, dict):
-        if value.get("Ref") in resources:
-            return True
-        target = value.get("Fn::GetAtt")
-        if isinstance(target, list) and target and target[0] in resources:
-            return True
-        return any(_refers_to(v, resources) for v in value.values())
-    if isinstance(value, list):
-        return any(_refers_to(v, resources) for v in value)
-    return False
-
-
-def function_env(stack: LocalStack, variables: Mapping[str, str]) -> dict[str, str]:
-    """The template's environment resolved in the local world, with env.json's values on top, except:
-
-    - a variable the template sets from a resource (tables, queues, the DLQs) names the local one: env.json's
-      value names a deployed resource or, empty, none (`sam local invoke` reaches no AWS), and the local world
-      has them all;
-    - IMSHOP_API_URL, when set, is the loopback sandbox (env.json's points at one on the Docker host);
-    - a `*_PARAMETER` naming an SSM parameter of the deployed account names the local one holding the same
-      secret; empty stays empty.
-    """
-    env = stack.function_env()
-    local_resources = resource_variables(stack.settings.template)
-    parameters = {
-        "IMSHOP_API_URL_PARAMETER": stack.aws.api_url_parameter,
-        "IMSHOP_API_KEY_PARAMETER": stack.aws.api_key_parameter or "",
-    }
-    for name, value in variables.items():
-        if name in local_resources:
-            continue
-        if name == "IMSHOP_API_URL" and value.strip():
-            env[name] = stack.sandbox.url
-        elif name in parameters:
-            env[name] = parameters[name] if value.strip() else ""
-        else:
-            env[name] = value
-    return env
 
 
 def local_event(event: dict[str, Any], aws: LocalAws) -> tuple[dict[str, Any], list[str]]:
