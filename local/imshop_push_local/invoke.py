@@ -131,7 +131,10 @@ def invoke(event_path: Path, env_path: Path = ENV_FILE, *, out: TextIO) -> Outco
         )
         for note in notes:
             print(f"  {note}", file=out)
-        invocation = run_once(stack.function, function_env(stack, variables), local, output_path=output.path)
+        env = function_env(stack, variables)
+        stand_ins = sorted(name for name, value in variables.items() if env.get(name) != value)
+        print(f"  environment of {_shown(env_path)}; local stand-ins for {', '.join(stand_ins) or 'nothing'}", file=out)
+        invocation = run_once(stack.function, env, local, output_path=output.path)
         metrics, _ = output.metrics_since_last_read()
         outcome = Outcome(
             invocation=invocation,
@@ -144,6 +147,11 @@ def invoke(event_path: Path, env_path: Path = ENV_FILE, *, out: TextIO) -> Outco
         )
     print_outcome(outcome, out=out, output_path=output.path)
     return outcome
+
+
+def _shown(path: Path) -> str:
+    absolute = path.resolve()
+    return str(absolute.relative_to(REPO_ROOT)) if absolute.is_relative_to(REPO_ROOT) else str(path)
 
 
 def _sqs(stack: LocalStack) -> Any:

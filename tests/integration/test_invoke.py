@@ -61,6 +61,10 @@ def test_every_sample_event_runs_once_through_the_real_handler(event_path: Path)
     assert all(letter.reason for letter in dead)
 
     assert '"batchItemFailures": []' in text
+    assert (
+        "environment of events/env.json; local stand-ins for DEAD_LETTER_QUEUE_URL, IMSHOP_API_URL, STATE_TABLE_NAME"
+        in text
+    )
     assert f"IMSHOP received {len(outcome.calls)} call(s)" in text
     assert f"Dead-lettered: {len(poison)} message(s)" in text
     for letter in dead:
@@ -69,6 +73,31 @@ def test_every_sample_event_runs_once_through_the_real_handler(event_path: Path)
     for _, recipient in wanted:
         assert recipient not in text
     assert not re.search(r"79\d{9}", text)  # no phone number of the event in full, poison's included
+
+
+def test_parameters_of_the_deployed_account_are_mapped_to_the_local_ones(tmp_path: Path) -> None:
+    """An env.json that reads the URL and key from SSM, as the deployed function does: the local parameters hold
+    the sandbox's URL and the key it then requires."""
+    variables = json.loads(ENV_FILE.read_text(encoding="utf-8"))
+    variables["SendNotificationsFunction"].update(
+        {
+            "IMSHOP_API_URL": "",
+            "IMSHOP_API_URL_PARAMETER": "/imshop-push/imshop-api-url",
+            "IMSHOP_API_KEY_PARAMETER": "/imshop-push/imshop-api-key",
+        }
+    )
+    env_file = tmp_path / "env.json"
+    env_file.write_text(json.dumps(variables))
+    printed = io.StringIO()
+    outcome = invoke(sample_events()[-1], env_file, out=printed)
+
+    assert outcome.invocation.failed_ids == [], printed.getvalue()
+    assert [call.status for call in outcome.calls] == [200]
+    assert [call.authorization for call in outcome.calls] == ["Bearer local-invoke-key"]
+    assert (
+        "local stand-ins for DEAD_LETTER_QUEUE_URL, IMSHOP_API_KEY_PARAMETER, IMSHOP_API_URL_PARAMETER"
+        in printed.getvalue()
+    )
 
 
 def test_the_environment_file_is_refused_as_an_event(capsys: pytest.CaptureFixture[str]) -> None:

@@ -179,6 +179,8 @@ def bodies(draw: st.DrawFn) -> tuple[str, list[str]]:
         max_leaves=12,
     )
     value = draw(values)
+    if draw(st.booleans()) and draw(st.booleans()):  # any JSON at all: a bare string, number, list, object
+        return json.dumps(value, ensure_ascii=False), tokens
     # Every token drawn is in the body somewhere.
     value = {"message": {"title": f"номер {tokens[0]}", "summary": value}, "userIds": tokens, "x": value}
     envelope = draw(st.sampled_from(["request", "eventbridge", "sns", "str", "text", "deep"]))
