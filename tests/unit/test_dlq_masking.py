@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import re
 import string
+from pathlib import Path
 from typing import Any
 
 from hypothesis import HealthCheck, given, settings
@@ -113,12 +114,10 @@ def test_known_fields_stay_readable_in_every_envelope() -> None:
 
 def test_every_field_of_the_request_schema_is_known_or_a_recipient_field() -> None:
     """A field added to the schema must be classified here, or its values are masked like unknown ones."""
-    schema = json.loads(
-        (
-            __import__("pathlib").Path(__file__).resolve().parents[2]
-            / "layers/imshop_push/imshop_push/schemas/notification_request.json"
-        ).read_text()
+    schema_path = (
+        Path(__file__).resolve().parents[2] / "layers/imshop_push/imshop_push/schemas/notification_request.json"
     )
+    schema = json.loads(schema_path.read_text(encoding="utf-8"))
     for name, spec in schema["properties"].items():
         assert name in REQUEST_FIELDS or name in RECIPIENT_FIELDS
         known = REQUEST_FIELDS.get(name)
