@@ -108,7 +108,7 @@ invoke: $(STAMP) ## run the handler once on an event, no Docker (EVENT=events/or
 	$(BIN)/python -m imshop_push_local.invoke $(EVENT) $(if $(ENV_VARS),--env-vars $(ENV_VARS))
 
 dlq: $(STAMP) ## list dead-lettered messages with reasons (DLQ_URL=... or LANE=bulk, does not delete)
-	$(BIN)/python -m imshop_push_local.dlq list $(if $(DLQ_URL),--dlq-url $(DLQ_URL)) $(if $(LANE),--lane $(LANE))
+	$(BIN)/python -m imshop_push_local.dlq list $(if $(DLQ_URL),--dlq-url $(DLQ_URL)) $(if $(LANE),--lane $(LANE)) $(if $(FORCE),--force)
 
 redrive: $(STAMP) ## move dead-lettered messages back to the source queue (DLQ_ARN=... or LANE=bulk [QUEUE_ARN=...])
 	$(BIN)/python -m imshop_push_local.dlq redrive --dlq-arn "$(DLQ_ARN)" $(if $(QUEUE_ARN),--destination-arn $(QUEUE_ARN)) $(if $(LANE),--lane $(LANE))
