@@ -49,7 +49,7 @@ in_lock $(DEV_REQUIREMENTS) $(DEV_LOCK) && in_lock $(LAYER_REQUIREMENTS) $(LAYER
 in_lock <(grep -E '^[a-z0-9]' $(LAYER_LOCK) | cut -d' ' -f1) $(DEV_LOCK)
 endef
 
-.PHONY: help setup lock lint typecheck template-check unit integration test demo bench dlq redrive build clean
+.PHONY: help setup lock lint typecheck template-check unit integration test demo bench invoke dlq redrive build clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -104,8 +104,11 @@ demo: $(STAMP) ## run the dispatcher locally against the sandbox and a local AWS
 bench: $(STAMP) ## the benchmark (figures vs baselines; bench/, one module per figure)
 	$(BIN)/python -m bench
 
+invoke: $(STAMP) ## run the handler once on an event, no Docker (EVENT=events/order_status.json; no EVENT: list them)
+	$(BIN)/python -m imshop_push_local.invoke $(EVENT) $(if $(ENV_VARS),--env-vars $(ENV_VARS))
+
 dlq: $(STAMP) ## list dead-lettered messages with reasons (DLQ_URL=... or LANE=bulk, does not delete)
-	$(BIN)/python -m imshop_push_local.dlq list $(if $(DLQ_URL),--dlq-url $(DLQ_URL)) $(if $(LANE),--lane $(LANE))
+	$(BIN)/python -m imshop_push_local.dlq list $(if $(DLQ_URL),--dlq-url $(DLQ_URL)) $(if $(LANE),--lane $(LANE)) $(if $(FORCE),--force)
 
 redrive: $(STAMP) ## move dead-lettered messages back to the source queue (DLQ_ARN=... or LANE=bulk [QUEUE_ARN=...])
 	$(BIN)/python -m imshop_push_local.dlq redrive --dlq-arn "$(DLQ_ARN)" $(if $(QUEUE_ARN),--destination-arn $(QUEUE_ARN)) $(if $(LANE),--lane $(LANE))

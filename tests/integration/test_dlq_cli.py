@@ -11,7 +11,9 @@ from typing import Any
 import pytest
 
 from imshop_push_local.aws_emulator import LocalAws, MotoServer, provision
-from imshop_push_local.dlq import main, mask_document, preview_body
+from imshop_push_local.dlq import main
+from imshop_push_local.dlq_masking import mask_document, preview_body
+from imshop_push_local.dlq_queue import source_queue_arns
 
 FAKE_API_URL = "https://imshop.invalid/api/push/secret-token"
 PHONE = "79991234567"
@@ -281,9 +283,162 @@ def test_masking_leaves_content_readable() -> None:
     }
 
 
-def test_redrive_names_the_dlqs_only_source_queue_as_destination(aws: LocalAws) -> None:
-    """The dispatcher dead-letters with SendMessage, so SQS knows no "original source" for those messages."""
-    from imshop_push_local.dlq import _single_source_queue_arn
+def test_each_dlqs_source_queue_is_its_own_lanes_queue(aws: LocalAws) -> None:
+    """What redrive names as destination: the dispatcher dead-letters with SendMessage, so SQS knows no "original
+    source" for those messages."""
+    sqs = aws.client("sqs")
+    assert source_queue_arns(sqs, aws.dead_letter_queue.url) == [aws.queue.arn]
+    assert source_queue_arns(sqs, aws.bulk_dead_letter_queue.url) == [aws.bulk_queue.arn]
 
-    assert _single_source_queue_arn(aws.client("sqs"), aws.dead_letter_queue.arn) == aws.queue.arn
-    assert _single_source_queue_arn(aws.client("sqs"), aws.bulk_dead_letter_queue.arn) == aws.bulk_queue.arn
+
+# --------------------------------------------------------------------------- what listing may read, and how often
+
+
+def _receive_counts(aws: LocalAws, queue_url: str) -> dict[str, int]:
+    """Each message's receives before this look (which receives each once more, then lets it go)."""
+    sqs = aws.client("sqs")
+    found: dict[str, Any] = {}
+    for _ in range(3):
+        response = sqs.receive_message(
+            QueueUrl=queue_url, MaxNumberOfMessages=10, VisibilityTimeout=30, MessageSystemAttributeNames=["All"]
+        )
+        found.update((m["MessageId"], m) for m in response.get("Messages", []))
+    for message in found.values():
+        sqs.change_message_visibility(QueueUrl=queue_url, ReceiptHandle=message["ReceiptHandle"], VisibilityTimeout=0)
+    return {i: int(m["Attributes"]["ApproximateReceiveCount"]) - 1 for i, m in found.items()}
+
+
+def test_listing_receives_each_dead_letter_once_and_leaves_it_visible(
+    two_dead_letters: LocalAws, capsys: pytest.CaptureFixture[str]
+) -> None:
+    aws = two_dead_letters
+    for listing in (1, 2):
+        assert main(["list", "--dlq-url", aws.dlq_url, "--json"]) == 0
+        assert [e["receiveCount"] for e in json.loads(capsys.readouterr().out)] == [listing, listing]
+    assert set(_receive_counts(aws, aws.dlq_url).values()) == {2}
+    assert _messages_in(aws, aws.dlq_url) == 2
+
+
+def test_listing_refuses_a_request_queue_and_receives_nothing_from_it(
+    aws: LocalAws, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Pointed at the request queue, listings would push a live request past maxReceiveCount into the DLQ."""
+    aws.client("sqs").send_message(QueueUrl=aws.queue_url, MessageBody=SUMMARY_MISSING)
+    codes = [main(["list", "--dlq-url", aws.queue_url]) for _ in range(2)]
+    codes.append(main(["list", "--dlq-url", aws.queue_url, "--force"]))
+
+    assert _messages_in(aws, aws.dlq_url) == 0
+    assert list(_receive_counts(aws, aws.queue_url).values()) == [0]
+    assert codes == [2, 2, 2]
+    err = capsys.readouterr().err
+    assert "has a redrive policy of its own (maxReceiveCount 5)" in err
+    assert "Traceback" not in err
+
+
+def test_listing_refuses_a_queue_no_redrive_policy_names_unless_forced(
+    aws: LocalAws, capsys: pytest.CaptureFixture[str]
+) -> None:
+    sqs = aws.client("sqs")
+    orphan = sqs.create_queue(QueueName=f"dlq-cli-orphan-{uuid.uuid4().hex[:8]}")["QueueUrl"]
+    sqs.send_message(QueueUrl=orphan, MessageBody="{", MessageAttributes=_attributes("source-1"))
+
+    assert main(["list", "--dlq-url", orphan]) == 2
+    assert "is not a dead-letter queue: no queue names it in its redrive policy" in capsys.readouterr().err
+    assert list(_receive_counts(aws, orphan).values()) == [0]
+
+    assert main(["list", "--dlq-url", orphan, "--force", "--json"]) == 0
+    assert [e["sourceMessageId"] for e in json.loads(capsys.readouterr().out)] == ["source-1"]
+
+
+def test_a_dead_letter_nested_beyond_the_json_decoders_stack_is_listed(
+    two_dead_letters: LocalAws, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The dispatcher dead-letters such a body as the contract says; the listing shows it with the others."""
+    aws = two_dead_letters
+    deep = "[" * 100_000 + json.dumps(PHONE) + "]" * 100_000
+    aws.client("sqs").send_message(
+        QueueUrl=aws.dlq_url,
+        MessageBody=deep,
+        MessageAttributes={
+            "error": {"DataType": "String", "StringValue": "body: JSON nested too deeply"},
+            "sourceMessageId": {"DataType": "String", "StringValue": "source-deep"},
+        },
+    )
+    assert main(["list", "--dlq-url", aws.dlq_url]) == 0
+    out = capsys.readouterr().out
+    assert "3 message(s) listed" in out
+    assert "source-deep" in out
+    assert PHONE not in out
+
+
+# --------------------------------------------------------------------------- where redrive may send
+
+
+def _move_tasks_requested(moto_server: MotoServer) -> int:
+    return sum(
+        n for (_, _, operation), n in moto_server.requests.snapshot().items() if operation == "StartMessageMoveTask"
+    )
+
+
+def test_redrive_refuses_a_destination_that_does_not_feed_the_dlq(
+    two_dead_letters: LocalAws, moto_server: MotoServer, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Bulk poison moved into the transactional queue would compete with order statuses."""
+    aws = two_dead_letters
+    before = _move_tasks_requested(moto_server)
+    code = main(["redrive", "--dlq-arn", aws.bulk_dead_letter_queue.arn, "--destination-arn", aws.queue.arn])
+
+    err = capsys.readouterr().err
+    assert code == 2
+    assert f"{aws.queue.arn} does not feed {aws.bulk_dead_letter_queue.arn}" in err
+    assert aws.bulk_queue.arn in err  # the destination it would accept
+    assert _move_tasks_requested(moto_server) == before
+
+
+def test_redrive_refuses_a_queue_that_is_not_a_dlq(
+    two_dead_letters: LocalAws, moto_server: MotoServer, capsys: pytest.CaptureFixture[str]
+) -> None:
+    before = _move_tasks_requested(moto_server)
+    assert main(["redrive", "--dlq-arn", two_dead_letters.queue.arn]) == 2
+    assert "is not a dead-letter queue" in capsys.readouterr().err
+    assert _move_tasks_requested(moto_server) == before
+
+
+def test_redrive_to_the_dlqs_own_source_queue_is_asked_of_sqs(
+    two_dead_letters: LocalAws, moto_server: MotoServer, capsys: pytest.CaptureFixture[str]
+) -> None:
+    aws = two_dead_letters
+    before = _move_tasks_requested(moto_server)
+    assert main(["redrive", "--dlq-arn", aws.bulk_dead_letter_queue.arn, "--destination-arn", aws.bulk_queue.arn]) == 2
+    assert "StartMessageMoveTask" in capsys.readouterr().err  # moto's answer: not implemented
+    assert _move_tasks_requested(moto_server) == before + 1
+
+
+def test_access_denied_listing_the_source_queues_is_a_clear_error(
+    two_dead_letters: LocalAws, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """An operator whose role lacks sqs:ListDeadLetterSourceQueues learns so, instead of a redrive to wherever."""
+    from moto.core.authorization import enable_iam_authentication
+
+    aws = two_dead_letters
+    iam = aws.client("iam")
+    user = f"dlq-operator-{uuid.uuid4().hex[:8]}"
+    iam.create_user(UserName=user)
+    allowed = ["sqs:GetQueueUrl", "sqs:GetQueueAttributes", "sqs:StartMessageMoveTask", "sqs:ReceiveMessage"]
+    policy = {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": allowed, "Resource": "*"}]}
+    iam.put_user_policy(UserName=user, PolicyName="dlq", PolicyDocument=json.dumps(policy))
+    key = iam.create_access_key(UserName=user)["AccessKey"]
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", key["AccessKeyId"])
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", key["SecretAccessKey"])
+
+    with enable_iam_authentication():
+        redrive = main(["redrive", "--dlq-arn", aws.dead_letter_queue.arn])
+        redrive_err = capsys.readouterr().err
+        listing = main(["list", "--dlq-url", aws.dlq_url])
+        listing_err = capsys.readouterr().err
+
+    for code, err in ((redrive, redrive_err), (listing, listing_err)):
+        assert code == 2
+        assert "AccessDenied" in err
+        assert "sqs:ListDeadLetterSourceQueues" in err
+        assert "StartMessageMoveTask" not in err
