@@ -63,7 +63,11 @@ class History:
 
 def entries_of(call: PlannedCall, owners: list[Track], confirmed_at: float) -> list[HistoryEntry]:
     """One entry per user id of the call. A user asked for by several requests of one merged call got one push,
-    so gets one entry: that of the first request (by message id) that named them, whose `inbox` it shows."""
+    so gets one entry: that of the first request (by message id) that carried them, whose `inbox` it shows.
+
+    Carried, not merely named: a request that a newer one of its collapseKey superseded for this user, or whose
+    earlier attempt already reached them, did not bring them into this call. Its entry would be the wrong one
+    (and its collapse version, older than the newer request's, would have the table refuse it)."""
     users = [rid for field, rid in call.recipients if field == "userIds"]
     if not users:
         return []
@@ -72,10 +76,22 @@ def entries_of(call: PlannedCall, owners: list[Track], confirmed_at: float) -> l
     if len(ordered) == 1:
         owner_of = dict.fromkeys(users, ordered[0])
     else:
+        in_call = set(users)
+        # Best first: carried (left to send, not superseded); then named and not superseded; then named at all,
+        # so a user always has an owner even if the call was planned from what a later check no longer shows.
+        ranked: dict[str, tuple[int, Track]] = {}
         for track in ordered:
-            for field, rid in track.req.recipients:
-                if field == "userIds":
-                    owner_of.setdefault(rid, track)
+            left = set(track.remaining)
+            for recipient in track.req.recipients:
+                field, rid = recipient
+                if field != "userIds" or rid not in in_call:
+                    continue
+                superseded = recipient in track.superseded
+                rank = 0 if recipient in left and not superseded else 1 if not superseded else 2
+                best = ranked.get(rid)
+                if best is None or rank < best[0]:
+                    ranked[rid] = (rank, track)
+        owner_of = {rid: track for rid, (_, track) in ranked.items()}
     at_ms = int(confirmed_at * 1000)
     content = call.content
     id_of = {t.message_id: _identity(t) for t in ordered}
