@@ -199,12 +199,28 @@ def backlog_phase(
         " back as new SQS messages, hence more records handled than requests)"
     )
     problems = _exactly_once(stack, requests)
+    problems += _history_of_backlog(metrics, users=sum(len(r["userIds"]) for r in requests))
     dead = stack.dead_letters()
     print(f"   dead-letter queue: {len(dead)} message(s)")
     if dead:
         problems.append(f"{len(dead)} backlog requests were dead-lettered")
     if stack.sandbox.violations:
         problems.append(f"{stack.sandbox.violations} calls over the limit")
+    return problems
+
+
+def _history_of_backlog(metrics: Counter[str], *, users: int) -> list[str]:
+    """Every confirmed push gets its entry, in its invocation or, kept, in a later one: none is lost."""
+    written, kept, lost = (metrics[f"HistoryEntries{n}"] for n in ("Written", "Kept", "NotWritten"))
+    print(
+        f"   history: HistoryEntriesWritten {written:g} of {users} userIds recipients"
+        f" ({kept:g} kept by their invocation and written by a later one) · HistoryEntriesNotWritten {lost:g}"
+    )
+    problems = []
+    if lost:
+        problems.append(f"{lost:g} history entries of the backlog were not written")
+    if written < users:
+        problems.append(f"only {written:g} of {users} history entries of the backlog were written")
     return problems
 
 

@@ -2,29 +2,105 @@
 
 After Send and before Settle, from what this attempt already holds (no extra receive, no read of the queue).
 The push is out and recorded as sent before this stage runs, so nothing here can make a request be sent
-again: a write the table refuses is retried once, and what still is not written is counted
-(`HistoryEntriesNotWritten`) and logged without recipient ids. The stage spends at most the time a last
-IMSHOP call would have had (`Deadline.last_call_start` + the call's worst case): settling keeps its reserve.
+again. The stage has a time of its own: `ReserveHistoryTime`, first, makes the last call start earlier by
+`Deadline.history_seconds`, so waiting for rate budget cannot use it up, and writes stop at the last call's
+worst case plus that time: settling keeps its reserve.
+
+What the table refuses (after one retry) or what that time does not cover is not dropped: `History` keeps it
+in the state table and writes a *history copy* to the queue of a request it belongs to (`HistoryEntriesKept`);
+`WriteKeptHistory`, early in the invocation that receives the copy, writes the entries and forgets them, or
+hands the copy back to SQS. Only what cannot even be kept is counted lost (`HistoryEntriesNotWritten`). A copy
+holds a random token, never an entry: one written by hand finds nothing to write.
 
 A request with a collapseKey writes the entry of its key (`collapsed_entry_id`) with its collapse version, so a
 newer request of the key replaces the user's entry in place and an older one, confirmed late, changes nothing.
+Writing an entry again (a copy received twice) is harmless: the same entry, or an equal version left as is.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
+from dataclasses import replace
 
 from imshop_push import observability as m
 from imshop_push.batch import Batch
-from imshop_push.fate import Track
-from imshop_push.history import HistoryEntry, HistoryWriter, collapsed_entry_id, entry_id
+from imshop_push.fate import Fate, Track
+from imshop_push.history import (
+    HistoryEntry,
+    HistoryWriter,
+    collapsed_entry_id,
+    entry_id,
+    history_copy_token,
+    kept_parts,
+)
 from imshop_push.model import StoreError
 from imshop_push.planning import PlannedCall
 from imshop_push.ports import Context
+from imshop_push.threads import map_in_threads
 
 logger = logging.getLogger(__name__)
 
 WRITE_TRIES = 2
+HISTORY_RESERVE_SECONDS = 2.0
+HISTORY_RESERVE_FRACTION = 0.2
+"""The History stage's own time: this fraction of the time calls have, at most HISTORY_RESERVE_SECONDS (a few
+BatchWriteItem rounds for thousands of entries). What it does not cover is kept, not lost."""
+
+
+class ReserveHistoryTime:
+    """First: the calls give up a little of their time so that the history of the last one has some."""
+
+    def __init__(self, ctx: Context) -> None:
+        self._ctx = ctx
+
+    def __call__(self, batch: Batch) -> None:
+        if self._ctx.history is None:
+            return
+        deadline = batch.deadline
+        room = max(0.0, deadline.last_call_start - self._ctx.clock())
+        seconds = min(HISTORY_RESERVE_SECONDS, room * HISTORY_RESERVE_FRACTION)
+        batch.deadline = replace(deadline, last_call_start=deadline.last_call_start - seconds, history_seconds=seconds)
+
+
+class WriteKeptHistory:
+    """Early, before any budget is spent: the history copies of the batch have their kept entries written."""
+
+    def __init__(self, ctx: Context) -> None:
+        self._ctx = ctx
+
+    def __call__(self, batch: Batch) -> None:
+        copies = [
+            (t, token) for t in batch.tracks if t.fate is Fate.RECEIVED and (token := history_copy_token(t.message))
+        ]
+        if not copies:
+            return
+        writer = self._ctx.history
+        written = 0
+        for track, token in copies:
+            if writer is None:
+                logger.warning("a history copy, but the history is not enabled: its entries are not written")
+                track.history_copy("the history is not enabled")
+                continue
+            try:
+                entries = writer.kept(token)
+            except StoreError as e:
+                logger.warning("cannot read kept history entries; the copy goes back to SQS: %s", e)
+                track.retry("state store unavailable")
+                continue
+            if entries is None:
+                track.history_copy("nothing is kept under its token (written already, or not the dispatcher's)")
+                continue
+            if not write(self._ctx, writer, entries, batch.deadline.last_call_start):
+                track.retry("the history table did not take the kept entries")
+                continue
+            try:
+                writer.forget(token)
+            except StoreError as e:  # written: a copy received again writes the same entries again, harmlessly
+                logger.warning("kept history entries written but not forgotten: %s", e)
+            written += len(entries)
+            track.history_copy(f"wrote {len(entries)} kept history entries")
+        self._ctx.metric(m.HISTORY_ENTRIES_WRITTEN, written)
 
 
 class History:
@@ -35,30 +111,65 @@ class History:
         writer = self._ctx.history
         if writer is None or not batch.attempt.confirmed:
             return
-        until = batch.deadline.last_call_start + self._ctx.api.worst_case_seconds
-        written = not_written = 0
+        deadline = batch.deadline
+        until = deadline.last_call_start + self._ctx.api.worst_case_seconds + deadline.history_seconds
+        written = 0
+        later: dict[str, list[HistoryEntry]] = {}  # by the queue its history copy goes to
         for call, confirmed_at in batch.attempt.confirmed:
-            entries = entries_of(call, batch.owners(call), confirmed_at)
-            if entries and self._write(writer, entries, until):
+            owners = batch.owners(call)
+            entries = entries_of(call, owners, confirmed_at)
+            if not entries:
+                continue
+            if write(self._ctx, writer, entries, until):
                 written += len(entries)
             else:
-                not_written += len(entries)
+                queue = min(owners, key=lambda t: t.message_id).message.event_source_arn
+                later.setdefault(queue, []).extend(entries)
+        kept, not_written = self._keep(writer, later)
         self._ctx.metric(m.HISTORY_ENTRIES_WRITTEN, written)
+        self._ctx.metric(m.HISTORY_ENTRIES_KEPT, kept)
         self._ctx.metric(m.HISTORY_ENTRIES_NOT_WRITTEN, not_written)
+        if kept:
+            logger.info("history entries kept for a later invocation", extra={"entries": kept, "written": written})
         if not_written:
-            logger.warning("history entries not written", extra={"entries": not_written, "written": written})
+            logger.error("history entries lost: neither written nor kept", extra={"entries": not_written})
 
-    def _write(self, writer: HistoryWriter, entries: list[HistoryEntry], until: float) -> bool:
-        for _ in range(WRITE_TRIES):
-            if self._ctx.clock() >= until:
-                return False
+    def _keep(self, writer: HistoryWriter, later: dict[str, list[HistoryEntry]]) -> tuple[int, int]:
+        """Each part in the state table, then its copy on the queue; (entries kept, entries lost)."""
+        parts = [(queue, part) for queue, entries in later.items() for part in kept_parts(entries)]
+
+        def keep(item: tuple[str, list[HistoryEntry]]) -> bool:
+            queue, part = item
             try:
-                writer.put(entries)
+                token = writer.keep(part)
             except StoreError as e:
-                logger.warning("the history table refused a write: %s", e)
-                continue
-            return True
-        return False
+                logger.error("cannot keep history entries for later: %s", e)
+                return False
+            if self._ctx.backlog.history_copy(queue, token):
+                return True
+            try:
+                writer.forget(token)  # nothing names it: let it not wait for the TTL
+            except StoreError:
+                logger.warning("kept history entries that no copy names stay until the state TTL")
+            return False
+
+        results = map_in_threads(keep, parts)
+        kept = sum(len(part) for (_, part), ok in zip(parts, results, strict=True) if ok)
+        return kept, sum(len(part) for _, part in parts) - kept
+
+
+def write(ctx: Context, writer: HistoryWriter, entries: Sequence[HistoryEntry], until: float) -> bool:
+    """At most WRITE_TRIES tries, each started before `until`."""
+    for _ in range(WRITE_TRIES):
+        if ctx.clock() >= until:
+            return False
+        try:
+            writer.put(entries)
+        except StoreError as e:
+            logger.warning("the history table refused a write: %s", e)
+            continue
+        return True
+    return False
 
 
 def entries_of(call: PlannedCall, owners: list[Track], confirmed_at: float) -> list[HistoryEntry]:
