@@ -8,6 +8,7 @@ The stores fail the way their DynamoDB adapters do: with the store's own error (
 from __future__ import annotations
 
 import json
+import uuid
 from collections import Counter
 from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
@@ -279,7 +280,7 @@ class FakeHistory:
     def keep(self, entries: Sequence[HistoryEntry]) -> str:
         if self.keep_unavailable:
             raise HistoryStoreError("keeping history entries refused: InternalServerError")
-        token = f"{len(self.kept_entries) + len(self.forgotten):032x}"
+        token = uuid.uuid4().hex  # random, as the adapter's (keep runs in threads)
         self.kept_entries[token] = decode_kept(encode_kept(entries))  # what the table would hand back
         return token
 

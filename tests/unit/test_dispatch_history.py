@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 from fakes import WORST_CASE
-from harness import AMBIGUOUS, BONUS, FAILED, SHIPPED, Harness, body, msg
+from harness import AMBIGUOUS, BONUS, FAILED, SHIPPED, Harness, body, msg, phones
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
@@ -142,6 +142,30 @@ def test_a_history_copy_written_by_hand_writes_nothing() -> None:
     for n, text in enumerate(near_misses):  # anything but the exact body is a request, here poison
         assert h.run(msg(f"p{n}", text)) == {f"p{n}": Disposition.DEAD_LETTERED}
     assert not h.history.puts
+
+
+def test_copies_there_is_no_history_time_left_for_are_passed_on_not_handed_back() -> None:
+    """A call to 600 users the table refused: kept in parts of 250, a copy each. An invocation has 2 s of history
+    time and the table takes 5 s a write: each invocation writes one part and passes the other copies on (a new
+    copy, not a receive more), until all are written."""
+    h = Harness(history=True)
+    h.history.failures = 99
+    h.run(msg("m1", body(users=phones(600), key="big")))
+    assert (h.metrics["HistoryEntriesKept"], len(h.backlog.history_copies)) == (600, 3)
+    assert sorted(len(e) for e in h.history.kept_entries.values()) == [100, 250, 250]
+    h.history.failures, h.history.duration = 0, 5.0
+    first = h.backlog.history_copies[:]
+    assert set(h.run(*first).values()) == {Disposition.DELIVERED}  # none handed back to SQS
+    passed_on = h.backlog.history_copies[3:]
+    assert len(passed_on) == 2
+    assert {c.body for c in passed_on} < {c.body for c in first}  # the same tokens, on the same queue
+    assert len(h.history.entries) in (100, 250)
+    assert set(h.run(*passed_on).values()) == {Disposition.DELIVERED}  # one more written, one passed on again
+    assert set(h.run(h.backlog.history_copies[-1]).values()) == {Disposition.DELIVERED}
+    assert len(h.history.entries) == 600
+    assert len(h.backlog.history_copies) == 3 + 2 + 1
+    assert h.history.written == 600
+    assert not h.history.kept_entries
 
 
 def test_history_writes_stop_where_a_last_call_would_have_ended_and_the_rest_is_kept() -> None:

@@ -32,6 +32,9 @@ DAY_SECONDS = 86_400
 KEPT_ITEM_MAX_BYTES = 350_000
 """Entries kept for later are stored compressed, at most this much an item: below DynamoDB's 400 KB with room for
 the item's key and attributes."""
+WRITE_PART_ENTRIES = 250
+"""Entries written (and kept) at a time: ten BatchWriteItem requests, side by side. Small enough that a write
+started just before the history's time is up ends soon after, large enough to cost little."""
 _COPY_FIELD = "historyCopy"
 _COPY_ABOUT = "writes in-app history entries that were kept for later"
 _COPY_PREFIX = f'{{"{_COPY_FIELD}": '
@@ -166,8 +169,15 @@ def decode_kept(data: bytes) -> list[HistoryEntry]:
     return [HistoryEntry(*row) for row in rows]
 
 
+def write_parts(entries: Sequence[HistoryEntry]) -> list[list[HistoryEntry]]:
+    """At most WRITE_PART_ENTRIES entries a part, in order."""
+    return [list(entries[start : start + WRITE_PART_ENTRIES]) for start in range(0, len(entries), WRITE_PART_ENTRIES)]
+
+
 def kept_parts(entries: Sequence[HistoryEntry]) -> list[list[HistoryEntry]]:
-    """The entries in as few parts as fit one kept item each (halved until they do)."""
+    """Parts of at most WRITE_PART_ENTRIES entries that fit one kept item each (halved until they do)."""
+    if len(entries) > WRITE_PART_ENTRIES:
+        return [kept for part in write_parts(entries) for kept in kept_parts(part)]
     if len(entries) <= 1 or len(encode_kept(entries)) <= KEPT_ITEM_MAX_BYTES:
         return [list(entries)] if entries else []
     middle = len(entries) // 2

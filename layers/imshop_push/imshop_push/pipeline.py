@@ -42,7 +42,8 @@ from imshop_push.stages import Stage
 from imshop_push.stages.cancel import RecordCancels
 from imshop_push.stages.claim import Claim
 from imshop_push.stages.dead_letter import DeadLetter
-from imshop_push.stages.history import History, ReserveHistoryTime, WriteKeptHistory
+from imshop_push.stages.history import History, ReserveHistoryTime
+from imshop_push.stages.history_copies import WriteKeptHistory
 from imshop_push.stages.hold import Hold
 from imshop_push.stages.intake import DropExpired, Parse
 from imshop_push.stages.keys_kept import KeysKept

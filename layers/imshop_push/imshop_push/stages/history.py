@@ -6,11 +6,11 @@ again. The stage has a time of its own: `ReserveHistoryTime`, first, makes the l
 `Deadline.history_seconds`, so waiting for rate budget cannot use it up, and writes stop at the last call's
 worst case plus that time: settling keeps its reserve.
 
-What the table refuses (after one retry) or what that time does not cover is not dropped: `History` keeps it
-in the state table and writes a *history copy* to the queue of a request it belongs to (`HistoryEntriesKept`);
-`WriteKeptHistory`, early in the invocation that receives the copy, writes the entries and forgets them, or
-hands the copy back to SQS. Only what cannot even be kept is counted lost (`HistoryEntriesNotWritten`). A copy
-holds a random token, never an entry: one written by hand finds nothing to write.
+Entries are written WRITE_PART_ENTRIES at a time, so a write started just before the time is up ends soon after.
+What the table refuses (after one retry; the rest is then not tried) or what the time does not cover is not
+dropped: it is kept in the state table, and a *history copy* goes to the queue of a request it belongs to
+(`HistoryEntriesKept`); the invocation that receives it writes the entries (`stages/history_copies.py`). Only
+what cannot even be kept is counted lost (`HistoryEntriesNotWritten`).
 
 A request with a collapseKey writes the entry of its key (`collapsed_entry_id`) with its collapse version, so a
 newer request of the key replaces the user's entry in place and an older one, confirmed late, changes nothing.
@@ -25,14 +25,14 @@ from dataclasses import replace
 
 from imshop_push import observability as m
 from imshop_push.batch import Batch
-from imshop_push.fate import Fate, Track
+from imshop_push.fate import Track
 from imshop_push.history import (
     HistoryEntry,
     HistoryWriter,
     collapsed_entry_id,
     entry_id,
-    history_copy_token,
     kept_parts,
+    write_parts,
 )
 from imshop_push.model import StoreError
 from imshop_push.planning import PlannedCall
@@ -63,46 +63,6 @@ class ReserveHistoryTime:
         batch.deadline = replace(deadline, last_call_start=deadline.last_call_start - seconds, history_seconds=seconds)
 
 
-class WriteKeptHistory:
-    """Early, before any budget is spent: the history copies of the batch have their kept entries written."""
-
-    def __init__(self, ctx: Context) -> None:
-        self._ctx = ctx
-
-    def __call__(self, batch: Batch) -> None:
-        copies = [
-            (t, token) for t in batch.tracks if t.fate is Fate.RECEIVED and (token := history_copy_token(t.message))
-        ]
-        if not copies:
-            return
-        writer = self._ctx.history
-        written = 0
-        for track, token in copies:
-            if writer is None:
-                logger.warning("a history copy, but the history is not enabled: its entries are not written")
-                track.history_copy("the history is not enabled")
-                continue
-            try:
-                entries = writer.kept(token)
-            except StoreError as e:
-                logger.warning("cannot read kept history entries; the copy goes back to SQS: %s", e)
-                track.retry("state store unavailable")
-                continue
-            if entries is None:
-                track.history_copy("nothing is kept under its token (written already, or not the dispatcher's)")
-                continue
-            if not write(self._ctx, writer, entries, batch.deadline.last_call_start):
-                track.retry("the history table did not take the kept entries")
-                continue
-            try:
-                writer.forget(token)
-            except StoreError as e:  # written: a copy received again writes the same entries again, harmlessly
-                logger.warning("kept history entries written but not forgotten: %s", e)
-            written += len(entries)
-            track.history_copy(f"wrote {len(entries)} kept history entries")
-        self._ctx.metric(m.HISTORY_ENTRIES_WRITTEN, written)
-
-
 class History:
     def __init__(self, ctx: Context) -> None:
         self._ctx = ctx
@@ -113,18 +73,17 @@ class History:
             return
         deadline = batch.deadline
         until = deadline.last_call_start + self._ctx.api.worst_case_seconds + deadline.history_seconds
-        written = 0
+        written, refused = 0, False
         later: dict[str, list[HistoryEntry]] = {}  # by the queue its history copy goes to
         for call, confirmed_at in batch.attempt.confirmed:
             owners = batch.owners(call)
-            entries = entries_of(call, owners, confirmed_at)
-            if not entries:
-                continue
-            if write(self._ctx, writer, entries, until):
-                written += len(entries)
-            else:
-                queue = min(owners, key=lambda t: t.message_id).message.event_source_arn
-                later.setdefault(queue, []).extend(entries)
+            queue = min(owners, key=lambda t: t.message_id).message.event_source_arn
+            for part in write_parts(entries_of(call, owners, confirmed_at)):
+                if not refused and write(self._ctx, writer, part, until):
+                    written += len(part)
+                    continue
+                refused = refused or self._ctx.clock() < until  # refused in time: the rest is not tried
+                later.setdefault(queue, []).extend(part)
         kept, not_written = self._keep(writer, later)
         self._ctx.metric(m.HISTORY_ENTRIES_WRITTEN, written)
         self._ctx.metric(m.HISTORY_ENTRIES_KEPT, kept)
