@@ -175,9 +175,8 @@ def write_parts(entries: Sequence[HistoryEntry]) -> list[list[HistoryEntry]]:
 
 
 def kept_parts(entries: Sequence[HistoryEntry]) -> list[list[HistoryEntry]]:
-    """Parts of at most WRITE_PART_ENTRIES entries that fit one kept item each (halved until they do)."""
-    if len(entries) > WRITE_PART_ENTRIES:
-        return [kept for part in write_parts(entries) for kept in kept_parts(part)]
+    """As few parts as fit one kept item each (halved until they do): usually one, so keeping what an invocation
+    could not write is one item and one copy, two requests, whatever their number."""
     if len(entries) <= 1 or len(encode_kept(entries)) <= KEPT_ITEM_MAX_BYTES:
         return [list(entries)] if entries else []
     middle = len(entries) // 2

@@ -3,8 +3,8 @@
 After Send and before Settle, from what this attempt already holds (no extra receive, no read of the queue).
 The push is out and recorded as sent before this stage runs, so nothing here can make a request be sent
 again. The stage has a time of its own: `ReserveHistoryTime`, first, makes the last call start earlier by
-`Deadline.history_seconds`, so waiting for rate budget cannot use it up, and writes stop at the last call's
-worst case plus that time: settling keeps its reserve.
+`Deadline.history_seconds`, so waiting for rate budget cannot use it up. Writes stop at the last call's worst
+case plus half that time, and keeping what they did not write takes the other half: settling keeps its reserve.
 
 Entries are written WRITE_PART_ENTRIES at a time, so a write started just before the time is up ends soon after.
 What the table refuses (after one retry; the rest is then not tried) or what the time does not cover is not
@@ -46,6 +46,8 @@ HISTORY_RESERVE_SECONDS = 2.0
 HISTORY_RESERVE_FRACTION = 0.2
 """The History stage's own time: this fraction of the time calls have, at most HISTORY_RESERVE_SECONDS (a few
 BatchWriteItem rounds for thousands of entries). What it does not cover is kept, not lost."""
+KEEP_SHARE = 0.5
+"""Of the history's time, what writing leaves for keeping what it did not write (one item, one message)."""
 
 
 class ReserveHistoryTime:
@@ -72,7 +74,9 @@ class History:
         if writer is None or not batch.attempt.confirmed:
             return
         deadline = batch.deadline
-        until = deadline.last_call_start + self._ctx.api.worst_case_seconds + deadline.history_seconds
+        until = (
+            deadline.last_call_start + self._ctx.api.worst_case_seconds + deadline.history_seconds * (1 - KEEP_SHARE)
+        )
         written, refused = 0, False
         later: dict[str, list[HistoryEntry]] = {}  # by the queue its history copy goes to
         for call, confirmed_at in batch.attempt.confirmed:
