@@ -146,7 +146,7 @@ def test_a_history_copy_written_by_hand_writes_nothing() -> None:
 
 def test_what_a_copy_has_no_history_time_left_for_is_passed_on_not_handed_back() -> None:
     """A call to 600 users the table refused: kept as one item, one copy. An invocation has 2 s of history time
-    and the table takes 2.5 s a write of 250: each invocation writes what its time allows and passes the rest on
+    and the table takes 2.5 s a write of 200: each invocation writes what its time allows and passes the rest on
     (a new item and copy, not a receive more), until all are written, each once."""
     h = Harness(history=True)
     h.history.failures = 99
@@ -160,7 +160,7 @@ def test_what_a_copy_has_no_history_time_left_for_is_passed_on_not_handed_back()
         rests.append(sum(len(e) for e in h.history.kept_entries.values()))
         if not h.history.kept_entries:
             break
-    assert rests == [350, 100, 0]
+    assert rests == [400, 200, 0]
     assert len(h.history.entries) == h.history.written == 600
     assert len(h.backlog.history_copies) == 3
 
@@ -170,16 +170,16 @@ def test_history_writes_stop_where_a_last_call_would_have_ended_and_the_rest_is_
     stage's own time; what they do not cover is kept, and written by the invocation that gets its copy."""
     h = Harness(history=True)
     h.history.duration = 30.0  # a very slow table: the first write eats the budget
-    a, b = body(users=["u-1"], message=SHIPPED), body(users=["u-2"], message=BONUS)
+    a, b = body(users=phones(200), message=SHIPPED), body(users=["u-2"], message=BONUS)  # two parts: 200 and 1
     assert h.run(msg("m1", a), msg("m2", b), seconds=20.0) == {
         "m1": Disposition.DELIVERED,
         "m2": Disposition.DELIVERED,
     }
-    assert (h.metrics["HistoryEntriesWritten"], h.metrics["HistoryEntriesKept"]) == (1, 1)
+    assert (h.metrics["HistoryEntriesWritten"], h.metrics["HistoryEntriesKept"]) == (200, 1)
     h.history.duration = 0.0
     (copy,) = h.backlog.history_copies
     assert h.run(copy) == {copy.message_id: Disposition.DELIVERED}
-    assert {e.user_id for e in h.history.entries.values()} == {"u-1", "u-2"}
+    assert {e.user_id for e in h.history.entries.values()} == {*phones(200), "u-2"}
     assert h.metrics["HistoryEntriesNotWritten"] == 0
 
 

@@ -32,9 +32,9 @@ DAY_SECONDS = 86_400
 KEPT_ITEM_MAX_BYTES = 350_000
 """Entries kept for later are stored compressed, at most this much an item: below DynamoDB's 400 KB with room for
 the item's key and attributes."""
-WRITE_PART_ENTRIES = 250
-"""Entries written (and kept) at a time: ten BatchWriteItem requests, side by side. Small enough that a write
-started just before the history's time is up ends soon after, large enough to cost little."""
+WRITE_PART_ENTRIES = 200
+"""Entries written at a time: eight BatchWriteItem requests, side by side (`threads.AWS_THREADS`), so one round
+trip. Small enough that a write started just before the history's time is up ends soon after."""
 _COPY_FIELD = "historyCopy"
 _COPY_ABOUT = "writes in-app history entries that were kept for later"
 _COPY_PREFIX = f'{{"{_COPY_FIELD}": '

@@ -77,17 +77,23 @@ class History:
         until = (
             deadline.last_call_start + self._ctx.api.worst_case_seconds + deadline.history_seconds * (1 - KEEP_SHARE)
         )
-        written, refused = 0, False
-        later: dict[str, list[HistoryEntry]] = {}  # by the queue its history copy goes to
+        queue_of: dict[int, str] = {}  # by id(entry): the queue its history copy would go to
+        entries: list[HistoryEntry] = []
         for call, confirmed_at in batch.attempt.confirmed:
             owners = batch.owners(call)
             queue = min(owners, key=lambda t: t.message_id).message.event_source_arn
-            for part in write_parts(entries_of(call, owners, confirmed_at)):
-                if not refused and write(self._ctx, writer, part, until):
-                    written += len(part)
-                    continue
-                refused = refused or self._ctx.clock() < until  # refused in time: the rest is not tried
-                later.setdefault(queue, []).extend(part)
+            for entry in entries_of(call, owners, confirmed_at):
+                queue_of[id(entry)] = queue
+                entries.append(entry)
+        written, refused = 0, False
+        later: dict[str, list[HistoryEntry]] = {}
+        for part in write_parts(entries):
+            if not refused and write(self._ctx, writer, part, until):
+                written += len(part)
+                continue
+            refused = refused or self._ctx.clock() < until  # refused in time: the rest is not tried
+            for entry in part:
+                later.setdefault(queue_of[id(entry)], []).append(entry)
         kept, not_written = self._keep(writer, later)
         self._ctx.metric(m.HISTORY_ENTRIES_WRITTEN, written)
         self._ctx.metric(m.HISTORY_ENTRIES_KEPT, kept)
