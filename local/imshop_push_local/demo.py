@@ -22,6 +22,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from imshop_push.history import entry_id, user_key
 from imshop_push.masking import mask_recipients
 from imshop_push.parsing import PoisonMessageError, parse_body
 from imshop_push_local.demo_history import history_phase
@@ -173,7 +174,7 @@ def backlog_phase(
         f"\n2) backlog: {len(requests)} requests = {notifications} distinct notifications"
         f" x {requests_per_notification} requests x {recipients_per_request} recipients"
     )
-    stack.publish(requests)
+    ids = stack.publish(requests)
     started = time.monotonic()
     if not stack.source.drain(timeout=300):
         return ["the backlog did not drain within 300 s"]
@@ -199,6 +200,8 @@ def backlog_phase(
         " back as new SQS messages, hence more records handled than requests)"
     )
     problems = _exactly_once(stack, requests)
+    expected = {(user_key(u), entry_id(mid)) for mid, r in zip(ids, requests, strict=True) for u in r["userIds"]}
+    problems += _history_of_backlog(stack, metrics, expected)
     dead = stack.dead_letters()
     print(f"   dead-letter queue: {len(dead)} message(s)")
     if dead:
@@ -206,6 +209,36 @@ def backlog_phase(
     if stack.sandbox.violations:
         problems.append(f"{stack.sandbox.violations} calls over the limit")
     return problems
+
+
+def _history_of_backlog(stack: LocalStack, metrics: Counter[str], expected: set[tuple[str, str]]) -> list[str]:
+    """Every confirmed push has its entry in the table, written in its invocation or, kept, by a later one."""
+    written, kept, lost = (metrics[f"HistoryEntries{n}"] for n in ("Written", "Kept", "NotWritten"))
+    present = expected & _history_keys(stack)
+    print(
+        f"   history: {len(present)} of {len(expected)} entries in the table · HistoryEntriesWritten {written:g}"
+        f" ({kept:g} kept by their invocation and written by a later one) · HistoryEntriesNotWritten {lost:g}"
+    )
+    problems = []
+    if lost:
+        problems.append(f"{lost:g} history entries of the backlog were not written")
+    if len(present) < len(expected):
+        problems.append(f"{len(expected) - len(present)} history entries of the backlog are missing")
+    return problems
+
+
+def _history_keys(stack: LocalStack) -> set[tuple[str, str]]:
+    client = stack.aws.client("dynamodb")
+    table = stack.history_function.environment["HISTORY_TABLE_NAME"]
+    keys: set[tuple[str, str]] = set()
+    scan: dict[str, Any] = {"TableName": table, "ProjectionExpression": "#u, #i"}
+    scan["ExpressionAttributeNames"] = {"#u": "user", "#i": "id"}
+    while True:
+        page = client.scan(**scan)
+        keys.update((item["user"]["S"], item["id"]["S"]) for item in page.get("Items", []))
+        if "LastEvaluatedKey" not in page:
+            return keys
+        scan["ExclusiveStartKey"] = page["LastEvaluatedKey"]
 
 
 def _sample_bodies() -> tuple[list[str], list[dict[str, Any]], list[int]]:

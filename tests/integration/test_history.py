@@ -6,14 +6,21 @@ from __future__ import annotations
 
 import json
 import time
+from collections import Counter
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
 from imshop_push.collapse import version
-from imshop_push.history import HistoryEntry, collapsed_entry_id, entry_id, user_key
+from imshop_push.history import HistoryEntry, collapsed_entry_id, entry_id, history_copy_token, user_key
 from imshop_push.history_dynamodb import DynamoDBHistoryReader, DynamoDBHistoryWriter
+from imshop_push.inbound import InboundMessage
+from imshop_push.model import CallOutcome, CallResult, Deadline, Disposition
+from imshop_push.pipeline import Dispatcher
+from imshop_push.rate_limit import InProcessRateLimiter, WindowPolicy
+from imshop_push.sqs_outbox import SourceQueue
+from imshop_push.state_dynamodb import DynamoDBStateStore
 from imshop_push_local.aws_emulator import LocalAws, MotoServer, provision
 from imshop_push_local.stack import LocalStack, StackSettings
 
@@ -150,3 +157,82 @@ def test_a_newer_version_of_a_collapse_key_replaces_the_entry_in_place_and_an_ol
     writer.put([late, shipped._replace(updated_on=now_ms + 40)])  # and the same version again
     assert reader.newest(USER, limit=10, not_before_ms=0) == [expected, other]
     assert [e.title for e in reader.newest("79990000002", limit=10, not_before_ms=0)] == ["Отправлен"]
+
+
+class _Confirming:
+    """IMSHOP confirming every call: what is under test is what happens to the history after it."""
+
+    worst_case_seconds = 1.0
+
+    def send(self, payload: dict[str, object]) -> CallOutcome:
+        return CallOutcome(CallResult.SENT, "success", 200)
+
+
+def _dispatcher(aws: LocalAws, history_table: str, metrics: Counter[str]) -> Dispatcher:
+    dynamodb = aws.client("dynamodb")
+    state_table = aws.function.environment["STATE_TABLE_NAME"]
+    return Dispatcher(
+        api=_Confirming(),
+        limiter=InProcessRateLimiter(WindowPolicy(10, 60.0, 0.0, 1.0)),
+        state=DynamoDBStateStore(dynamodb, state_table, ttl_seconds=3600),
+        dead_letters=None,
+        backlog=SourceQueue(lambda: aws.client("sqs")),
+        metric=lambda name, value: metrics.update({name: value}),
+        max_recipients=1000,
+        rate_limit_requests=10,
+        rate_limit_window_seconds=60.0,
+        history=DynamoDBHistoryWriter(
+            dynamodb, history_table, retention_days=90, kept_table=state_table, kept_ttl_seconds=3600
+        ),
+    )
+
+
+def test_entries_the_table_refuses_are_kept_and_written_from_a_history_copy_on_the_queue(aws: LocalAws) -> None:
+    """The real adapters: a history table that refuses (here: not there) keeps the entries in the state table
+    and writes a history copy to the request's queue; the invocation that receives the copy writes them."""
+    table = aws.function.environment["HISTORY_TABLE_NAME"]
+    queue, sqs = aws.queue, aws.client("sqs")
+    users = [f"7990{n:07d}" for n in range(1000)]
+    request = {
+        "userIds": users,
+        "message": {"title": "Бонусы сгорают", "summary": "Потратьте бонусы до конца недели"},
+        "idempotencyKey": "kept-history",
+        "inbox": {"url": "https://shop.example/bonus", "promocode": "B0NUS"},
+    }
+    refused: Counter[str] = Counter()
+    now = time.time()
+    message = InboundMessage("m1", json.dumps(request), queue.arn)
+    results = _dispatcher(aws, f"{table}-missing", refused).dispatch([message], deadline=Deadline(now + 60, now + 30))
+    assert results["m1"].disposition is Disposition.DELIVERED
+    assert (refused["HistoryEntriesKept"], refused["HistoryEntriesNotWritten"]) == (1000, 0)
+
+    written: Counter[str] = Counter()
+    delivered: list[InboundMessage] = []
+    for _ in range(10):  # what one invocation's history time does not cover is passed on to the next
+        received = sqs.receive_message(QueueUrl=queue.url, MaxNumberOfMessages=10).get("Messages", [])
+        if not received:
+            break
+        (copy,) = received
+        assert not any(u in copy["Body"] for u in users)  # a token; the entries stay in the state table
+        inbound = InboundMessage(copy["MessageId"], copy["Body"], queue.arn)
+        assert history_copy_token(inbound) is not None
+        now = time.time()
+        results = _dispatcher(aws, table, written).dispatch([inbound], deadline=Deadline(now + 60, now + 30))
+        assert results[inbound.message_id].disposition is Disposition.DELIVERED
+        sqs.delete_message(QueueUrl=queue.url, ReceiptHandle=copy["ReceiptHandle"])
+        delivered.append(inbound)
+    assert delivered
+    assert written["HistoryEntriesWritten"] == 1000
+    reader = DynamoDBHistoryReader(aws.client("dynamodb"), table)
+    for user in (users[0], users[-1]):
+        (entry,) = reader.newest(user, limit=10, not_before_ms=0)
+        assert (entry.id, entry.promocode, entry.url) == (
+            entry_id("kept-history"),
+            "B0NUS",
+            "https://shop.example/bonus",
+        )
+    again: Counter[str] = Counter()  # SQS delivers at least once: a copy received again finds nothing kept
+    now = time.time()
+    results = _dispatcher(aws, table, again).dispatch(delivered, deadline=Deadline(now + 60, now + 30))
+    assert {r.disposition for r in results.values()} == {Disposition.DELIVERED}
+    assert again["HistoryEntriesWritten"] == 0

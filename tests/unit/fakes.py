@@ -8,13 +8,15 @@ The stores fail the way their DynamoDB adapters do: with the store's own error (
 from __future__ import annotations
 
 import json
+import uuid
 from collections import Counter
 from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from fake_clock import FakeClock
-from imshop_push.history import HistoryEntry, HistoryStoreError
+from imshop_push.history import HistoryEntry, HistoryStoreError, decode_kept, encode_kept, history_copy_body
+from imshop_push.inbound import InboundMessage
 from imshop_push.lanes import Lane
 from imshop_push.model import CallOutcome, CallResult, Deferral, Poison
 from imshop_push.pending import InProcessPendingPool, PendingCopy
@@ -125,6 +127,8 @@ class FakeBacklog(RecordingSink[Deferral]):
         super().__init__(received)
         self.wakes: list[tuple[str, str, int]] = []  # (queue ARN, group, delay seconds)
         self.fail_wakes = False
+        self.history_copies: list[InboundMessage] = []  # as SQS would hand them to a later invocation
+        self.fail_history_copies = False
 
     def requeue(self, deferrals: Sequence[Deferral]) -> set[str]:
         return self.take(deferrals)
@@ -133,6 +137,12 @@ class FakeBacklog(RecordingSink[Deferral]):
         if self.fail_wakes:
             return False
         self.wakes.append((event_source_arn, group, delay_seconds))
+        return True
+
+    def history_copy(self, event_source_arn: str, token: str) -> bool:
+        if self.fail_history_copies:
+            return False
+        self.history_copies.append(InboundMessage(f"history-copy-{token}", history_copy_body(token), event_source_arn))
         return True
 
 
@@ -245,6 +255,10 @@ class FakeHistory:
         self.duration = 0.0
         self.unavailable = False
         self.queries: list[tuple[str, int, int]] = []
+        self.written = 0  # entries taken by `put`, each time it took them
+        self.kept_entries: dict[str, list[HistoryEntry]] = {}  # by token: what the state table keeps for later
+        self.forgotten: set[str] = set()
+        self.keep_unavailable = False
 
     def put(self, entries: Sequence[HistoryEntry]) -> None:
         if self.clock is not None:
@@ -252,6 +266,7 @@ class FakeHistory:
         if self.failures:
             self.failures -= 1
             raise HistoryStoreError("history write refused: ProvisionedThroughputExceededException")
+        self.written += len(entries)
         self.puts.append(list(entries))
         for entry in entries:
             key = (entry.user_id, entry.id)
@@ -261,6 +276,22 @@ class FakeHistory:
             elif stored.version < entry.version:  # the table's conditional update: keeps createdOn, drops readOn
                 self.entries[key] = entry._replace(created_on=stored.created_on)
                 self.read_on.pop(key, None)
+
+    def keep(self, entries: Sequence[HistoryEntry]) -> str:
+        if self.keep_unavailable:
+            raise HistoryStoreError("keeping history entries refused: InternalServerError")
+        token = uuid.uuid4().hex  # random, as the adapter's (keep runs in threads)
+        self.kept_entries[token] = decode_kept(encode_kept(entries))  # what the table would hand back
+        return token
+
+    def kept(self, token: str) -> list[HistoryEntry] | None:
+        if self.keep_unavailable:
+            raise HistoryStoreError("reading kept history entries refused: InternalServerError")
+        return self.kept_entries.get(token)
+
+    def forget(self, token: str) -> None:
+        if self.kept_entries.pop(token, None) is not None:
+            self.forgotten.add(token)
 
     def of(self, user_id: str) -> list[HistoryEntry]:
         return [e for (user, _), e in self.entries.items() if user == user_id]

@@ -13,6 +13,8 @@ from typing import Any, cast
 import pytest
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from fakes import FakeHistory
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from test_handler import FakeContext
 
 from imshop_push import history_handler
@@ -268,6 +270,60 @@ def test_other_methods_are_405_without_data(method: str) -> None:
 def test_bad_input_is_400_with_the_reason(raw: str, reason: str) -> None:
     answer = Webhook().call(raw=raw)
     assert (answer["statusCode"], payload(answer)) == (400, {"message": reason})
+
+
+def test_a_number_past_pythons_conversion_limit_is_400_not_5xx() -> None:
+    """json.loads refuses an integer of more than 4,300 digits with a plain ValueError, not a JSONDecodeError."""
+    for raw in ('{"userId": ' + "1" * 4301 + "}", '{"userId": "u", "ids": [' + "9" * 5000 + "]}", "7" * 4301):
+        for path in ("/history", "/history/read"):
+            answer = Webhook().call(path, raw=raw)
+            assert (answer["statusCode"], payload(answer)) == (400, {"message": "body: is not valid JSON"})
+
+
+def _json_ish() -> st.SearchStrategy[str]:
+    """Text shaped like JSON and often not quite: numbers of any length (past the 4,300-digit conversion limit
+    too), floats past the double range, escapes, the fields the webhook reads, nesting, and truncation."""
+    lengths = st.one_of(st.integers(1, 30), st.integers(4290, 4310), st.integers(4311, 6000))
+    digits = st.builds(lambda n, d: d * n, lengths, st.sampled_from("123456789"))
+    scalar = st.one_of(
+        st.sampled_from(["null", "true", "false", "1e999", "-0", "NaN", "Infinity", '"\\ud800"', '"\\u00"']),
+        digits,
+        st.builds("-{}.{}e{}".format, digits, digits, st.integers(-400, 400)),
+        st.text(max_size=20).map(json.dumps),
+        st.text(max_size=20),
+    )
+    key = st.one_of(st.sampled_from(['"userId"', '"ids"']), st.text(max_size=8).map(json.dumps))
+    value = st.recursive(
+        scalar,
+        lambda inner: st.one_of(
+            st.lists(inner, max_size=4).map(lambda xs: "[" + ",".join(xs) + "]"),
+            st.lists(st.tuples(key, inner), max_size=4).map(
+                lambda kvs: "{" + ",".join(f"{k}:{v}" for k, v in kvs) + "}"
+            ),
+        ),
+        max_leaves=12,
+    )
+    return st.one_of(value, st.tuples(value, st.integers(min_value=0)).map(lambda t: t[0][: t[1] % (len(t[0]) + 1)]))
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    body=st.one_of(
+        _json_ish().map(lambda text: (text, False)),
+        st.binary(max_size=64).map(lambda raw: (base64.b64encode(raw).decode(), True)),
+        _json_ish().map(lambda text: (base64.b64encode(text.encode("utf-8", "surrogatepass")).decode(), True)),
+        st.text(max_size=64).map(lambda text: (text, True)),
+    ),
+    path=st.sampled_from(["/history", "/history/read"]),
+)
+def test_any_body_is_answered_200_or_400_never_an_error(body: tuple[str, bool], path: str) -> None:
+    text, base64_encoded = body
+    request = event(path, None, raw=text)
+    request["isBase64Encoded"] = base64_encoded
+    answer = Webhook().api.handle(request)
+    assert answer["statusCode"] in (200, 400)
+    if answer["statusCode"] == 400:
+        assert payload(answer)["message"]
 
 
 def test_a_base64_body_is_decoded_and_bad_base64_is_400() -> None:

@@ -53,7 +53,11 @@ def dynamodb_history_or_none(settings: Settings, aws: AwsClients) -> HistoryWrit
     from imshop_push.history_dynamodb import DynamoDBHistoryWriter  # noqa: PLC0415
 
     return DynamoDBHistoryWriter(
-        aws("dynamodb"), settings.history_table_name, retention_days=settings.history_retention_days
+        aws("dynamodb"),
+        settings.history_table_name,
+        retention_days=settings.history_retention_days,
+        kept_table=settings.state_table_name,  # entries not written yet wait there for a later invocation
+        kept_ttl_seconds=settings.state_ttl_seconds,
     )
 
 

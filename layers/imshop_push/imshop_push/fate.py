@@ -10,6 +10,7 @@
        │                 (and from retry, see below)   │
        ├──► expired (before any claim)                 │
        ├──► woken (a wake of the pending pool)         │
+       ├──► history copy (its kept entries written)    │
        ├──► held (not due: re-enqueued, never claimed) │
        ├──► cancelled (the store says so at the claim) │
        ├──► cancel recorded (the record was a cancel)  │
@@ -47,6 +48,7 @@ class Fate(enum.StrEnum):
     REQUEUED = "requeued"  # a retry sent back as a copy that carries its key
     SUPERSEDED = "superseded"  # done without sending: a newer request of its collapseKey took every recipient left
     WOKEN = "woken"  # a wake message: its group's pooled requests joined the batch (`pending.py`)
+    HISTORY_COPY = "history_copy"  # a history copy: the entries kept under its token are written (or gone)
     HELD = "held"  # not due yet (sendAt, quiet hours): re-enqueued unclaimed until it is (`Track.retry_at`)
     CANCELLED = "cancelled"  # its request was cancelled: what it had not sent is never sent
     CANCEL_RECORDED = "cancel_recorded"  # the record was a cancel (`Track.cancel_key`), now in the state store
@@ -66,6 +68,7 @@ _FROM: dict[str, frozenset[Fate]] = {  # transition: the states it may leave
     "requeue": frozenset({Fate.RETRY}),
     "supersede": frozenset({Fate.CLAIMED, Fate.PLANNED}),
     "wake": frozenset({Fate.RECEIVED}),
+    "history_copy": frozenset({Fate.RECEIVED}),
     "hold": frozenset({Fate.RECEIVED}),
     "cancelled": frozenset({Fate.RECEIVED, Fate.CLAIMED, Fate.PLANNED, Fate.RETRY}),
     "cancel_recorded": frozenset({Fate.RECEIVED}),
@@ -81,6 +84,7 @@ _DISPOSITIONS = {
     Fate.REQUEUED: Disposition.REQUEUED,
     Fate.SUPERSEDED: Disposition.SUPERSEDED,
     Fate.WOKEN: Disposition.DELIVERED,
+    Fate.HISTORY_COPY: Disposition.DELIVERED,
     Fate.HELD: Disposition.HELD,
     Fate.CANCELLED: Disposition.CANCELLED,
     Fate.CANCEL_RECORDED: Disposition.CANCEL_RECORDED,
@@ -172,6 +176,9 @@ class Track:
 
     def wake(self, reason: str) -> None:
         self._go("wake", Fate.WOKEN, reason)
+
+    def history_copy(self, reason: str) -> None:
+        self._go("history_copy", Fate.HISTORY_COPY, reason)
 
     def hold(self, until: float, reason: str) -> None:
         """Not due before `until`: it goes back to the queue as a new message, never claimed meanwhile."""

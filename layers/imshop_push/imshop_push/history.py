@@ -12,9 +12,13 @@ request superseded while its call was in flight never overwrites what its succes
 from __future__ import annotations
 
 import hashlib
+import json
+import re
+import zlib
 from collections.abc import Sequence
 from typing import NamedTuple, Protocol
 
+from imshop_push.inbound import InboundMessage
 from imshop_push.model import StoreError
 
 USER_KEY = "user"
@@ -25,6 +29,16 @@ EXPIRATION = "expiration"
 DEFAULT_RETENTION_DAYS = 90
 DEFAULT_MAX_ITEMS = 100
 DAY_SECONDS = 86_400
+KEPT_ITEM_MAX_BYTES = 350_000
+"""Entries kept for later are stored compressed, at most this much an item: below DynamoDB's 400 KB with room for
+the item's key and attributes."""
+WRITE_PART_ENTRIES = 200
+"""Entries written at a time: eight BatchWriteItem requests, side by side (`threads.AWS_THREADS`), so one round
+trip. Small enough that a write started just before the history's time is up ends soon after."""
+_COPY_FIELD = "historyCopy"
+_COPY_ABOUT = "writes in-app history entries that were kept for later"
+_COPY_PREFIX = f'{{"{_COPY_FIELD}": '
+_TOKEN = re.compile(r"[0-9a-f]{32}")
 
 
 class HistoryStoreError(StoreError):
@@ -85,12 +99,26 @@ def expiration(updated_on_ms: int, retention_days: int) -> int:
 
 
 class HistoryWriter(Protocol):
-    """Where the dispatcher writes entries."""
+    """Where the dispatcher writes entries, and keeps those it could not write yet (HistoryStoreError when the
+    store will not do what is asked)."""
 
     def put(self, entries: Sequence[HistoryEntry]) -> None:
         """Write the entries, retrying what the store leaves unprocessed; HistoryStoreError when it will not.
         An entry with a `version` replaces the stored one of its id only if that one has an older version (or
         none): it keeps `createdOn`, takes the rest from the entry (absent fields removed) and loses `readOn`."""
+        ...
+
+    def keep(self, entries: Sequence[HistoryEntry]) -> str:
+        """Store the entries durably where only the dispatcher writes, under a new random token (returned) that a
+        history copy (`history_copy_body`) names; at most `KEPT_ITEM_MAX_BYTES` encoded (`kept_parts`)."""
+        ...
+
+    def kept(self, token: str) -> list[HistoryEntry] | None:
+        """The entries kept under the token; None when there are none (written and forgotten, or never kept)."""
+        ...
+
+    def forget(self, token: str) -> None:
+        """The kept entries are written: remove them."""
         ...
 
 
@@ -104,3 +132,52 @@ class HistoryReader(Protocol):
     def mark_read(self, user_id: str, ids: Sequence[str], *, read_on_ms: int) -> int:
         """Set `readOn` on the user's entries among `ids`; unknown ids are ignored. Returns how many were marked."""
         ...
+
+
+def history_copy_body(token: str) -> str:
+    """The message that has a later invocation write kept entries: a token, never an entry or a user id."""
+    return json.dumps({_COPY_FIELD: token, "about": _COPY_ABOUT})
+
+
+def history_copy_token(message: InboundMessage) -> str | None:
+    """The token of a history copy, or None for any other message.
+
+    Known by its body alone, exactly as `history_copy_body` writes it: never a valid request (no `message`, and a
+    request refuses other fields), so no producer's request is ever taken for one, whatever it carries. What it
+    writes comes from the dispatcher's own table, never from the message: a copy written by hand names nothing
+    there (the token is random) and writes nothing."""
+    body = message.body
+    if not body.startswith(_COPY_PREFIX):  # every other record: no JSON decoding
+        return None
+    try:
+        token = json.loads(body).get(_COPY_FIELD)
+    except (ValueError, RecursionError, AttributeError):
+        return None
+    if not isinstance(token, str) or not _TOKEN.fullmatch(token) or body != history_copy_body(token):
+        return None
+    return token
+
+
+def encode_kept(entries: Sequence[HistoryEntry]) -> bytes:
+    """Compressed: the entries of one call share their text, so they shrink to little more than the user ids."""
+    rows = [list(e) for e in entries]
+    return zlib.compress(json.dumps(rows, ensure_ascii=False, separators=(",", ":")).encode("utf-8", "surrogatepass"))
+
+
+def decode_kept(data: bytes) -> list[HistoryEntry]:
+    rows = json.loads(zlib.decompress(data).decode("utf-8", "surrogatepass"))
+    return [HistoryEntry(*row) for row in rows]
+
+
+def write_parts(entries: Sequence[HistoryEntry]) -> list[list[HistoryEntry]]:
+    """At most WRITE_PART_ENTRIES entries a part, in order."""
+    return [list(entries[start : start + WRITE_PART_ENTRIES]) for start in range(0, len(entries), WRITE_PART_ENTRIES)]
+
+
+def kept_parts(entries: Sequence[HistoryEntry]) -> list[list[HistoryEntry]]:
+    """As few parts as fit one kept item each (halved until they do): usually one, so keeping what an invocation
+    could not write is one item and one copy, two requests, whatever their number."""
+    if len(entries) <= 1 or len(encode_kept(entries)) <= KEPT_ITEM_MAX_BYTES:
+        return [list(entries)] if entries else []
+    middle = len(entries) // 2
+    return kept_parts(entries[:middle]) + kept_parts(entries[middle:])

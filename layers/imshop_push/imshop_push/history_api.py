@@ -138,7 +138,9 @@ def _json_object(event: Event) -> dict[str, Any]:
         raise BadRequestError("body: a JSON object is required")
     try:
         document = json.loads(raw)
-    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError):
+    except (ValueError, RecursionError):
+        # ValueError is every way the body fails to parse, not only JSONDecodeError: UnicodeDecodeError, and the
+        # plain ValueError of an integer longer than Python's conversion limit (4,300 digits). All are the caller's.
         raise BadRequestError("body: is not valid JSON") from None
     if not isinstance(document, dict):
         raise BadRequestError("body: must be a JSON object")

@@ -3,14 +3,18 @@ attribute `expiration`); `imshop_push.history` says why the keys are these.
 
 The dispatcher writes with BatchWriteItem (25 entries a request, in parallel, unprocessed items retried), except
 entries of a collapseKey: each is one UpdateItem (in parallel too), conditional on the stored collapse version
-being older, which keeps `createdOn` and removes `readOn` and the optional fields the new content lacks. The
-webhook reads with one Query and marks with one conditional UpdateItem per id. Every error of the client leaves
-this module as a `HistoryStoreError`.
+being older, which keeps `createdOn` and removes `readOn` and the optional fields the new content lacks. Entries
+it keeps for later go to the state table (`history#<token>`, compressed, with the state TTL): a table no
+producer writes to, and not the history table, which may be the one refusing. The webhook reads with one Query
+and marks with one conditional UpdateItem per id. Every error of the client leaves this module as a
+`HistoryStoreError`.
 """
 
 from __future__ import annotations
 
 import logging
+import time
+import uuid
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -21,11 +25,14 @@ from imshop_push.dynamodb_batches import BatchedTable
 from imshop_push.history import (
     ENTRY_KEY,
     EXPIRATION,
+    KEPT_ITEM_MAX_BYTES,
     NEWEST_INDEX,
     UPDATED_ON,
     USER_KEY,
     HistoryEntry,
     HistoryStoreError,
+    decode_kept,
+    encode_kept,
     expiration,
     user_key,
 )
@@ -41,12 +48,73 @@ _OPTIONAL = (("text", "text"), ("deepLink", "deep_link"), ("url", "url"), ("prom
 VERSION = "collapseVersion"
 
 
+KEPT_PREFIX = "history#"
+KEPT_ENTRIES = "entries"
+
+
 class DynamoDBHistoryWriter:
-    def __init__(self, client: DynamoDBClient, table_name: str, *, retention_days: int) -> None:
+    def __init__(
+        self,
+        client: DynamoDBClient,
+        table_name: str,
+        *,
+        retention_days: int,
+        kept_table: str | None = None,
+        kept_ttl_seconds: int = 0,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        """`kept_table`: the state table, where entries not written yet are kept for the state TTL (None: they
+        cannot be kept, `keep` refuses)."""
         self._client = client
         self._table = table_name
         self._batches = BatchedTable(client, table_name)
         self._retention_days = retention_days
+        self._kept_table = kept_table
+        self._kept_ttl = kept_ttl_seconds
+        self._clock = clock
+
+    def keep(self, entries: Sequence[HistoryEntry]) -> str:
+        if self._kept_table is None:
+            raise HistoryStoreError("no state table to keep history entries in")
+        data = encode_kept(entries)
+        if len(data) > KEPT_ITEM_MAX_BYTES:
+            raise HistoryStoreError(f"kept history entries too large for one item ({len(data)} bytes)")
+        token = uuid.uuid4().hex
+        try:
+            self._client.put_item(
+                TableName=self._kept_table,
+                Item={
+                    "id": {"S": KEPT_PREFIX + token},
+                    KEPT_ENTRIES: {"B": data},
+                    EXPIRATION: {"N": str(int(self._clock()) + self._kept_ttl)},
+                },
+            )
+        except (ClientError, BotoCoreError) as e:
+            raise HistoryStoreError(f"keeping history entries refused: {error_code(e)}") from None
+        return token
+
+    def kept(self, token: str) -> list[HistoryEntry] | None:
+        if self._kept_table is None:
+            return None
+        try:
+            item = self._client.get_item(
+                TableName=self._kept_table, Key={"id": {"S": KEPT_PREFIX + token}}, ConsistentRead=True
+            ).get("Item")
+        except (ClientError, BotoCoreError) as e:
+            raise HistoryStoreError(f"reading kept history entries refused: {error_code(e)}") from None
+        if item is None or KEPT_ENTRIES not in item:
+            return None
+        return decode_kept(item[KEPT_ENTRIES]["B"])
+
+    def forget(self, token: str) -> None:
+        """A BatchWriteItem delete: the role may write the state table in batches but not DeleteItem."""
+        if self._kept_table is None:
+            return
+        try:
+            key = {"id": {"S": KEPT_PREFIX + token}}
+            BatchedTable(self._client, self._kept_table).write([{"DeleteRequest": {"Key": key}}])
+        except (StateStoreError, ClientError, BotoCoreError) as e:
+            raise HistoryStoreError(f"forgetting kept history entries refused: {error_code(e)}") from None
 
     def put(self, entries: Sequence[HistoryEntry]) -> None:
         """All or, as far as the caller can tell, nothing: a chunk refused after retries fails the whole put (a

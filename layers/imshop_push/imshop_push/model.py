@@ -112,6 +112,7 @@ class Deadline:
 
     hard: float  # the function times out here; leases end here
     last_call_start: float  # a call started later could outlive the invocation
+    history_seconds: float = 0.0  # after a last call's worst case, for the history of the calls (`stages/history.py`)
 
 
 class CallResult(enum.StrEnum):

@@ -42,7 +42,8 @@ def per_lane(suffix: str, lane: Lane) -> str:
 
 
 HISTORY_ENTRIES_WRITTEN = "HistoryEntriesWritten"
-HISTORY_ENTRIES_NOT_WRITTEN = "HistoryEntriesNotWritten"
+HISTORY_ENTRIES_NOT_WRITTEN = "HistoryEntriesNotWritten"  # neither written nor kept for later: lost
+HISTORY_ENTRIES_KEPT = "HistoryEntriesKept"  # not written in their invocation, kept for a later one
 HISTORY_READS = "HistoryReads"
 HISTORY_READ_MARKS = "HistoryReadMarks"
 HISTORY_UNAUTHORIZED = "HistoryUnauthorized"
@@ -72,6 +73,7 @@ METRIC_NAMES: frozenset[str] = frozenset(
         *LANE_METRICS,
         HISTORY_ENTRIES_WRITTEN,
         HISTORY_ENTRIES_NOT_WRITTEN,
+        HISTORY_ENTRIES_KEPT,
         HISTORY_READS,
         HISTORY_READ_MARKS,
         HISTORY_UNAUTHORIZED,

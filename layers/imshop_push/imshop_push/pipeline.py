@@ -3,14 +3,17 @@
 Each stage moves the fate of the batch's records (`fate.py`) by named transitions; the batch (`batch.py`)
 owns them, and its results are read once, at the end. The order, and why:
 
-0. a wake of the pending pool brings in the requests of its content that wait for budget (shared waiting);
+0. a wake of the pending pool brings in the requests of its content that wait for budget (shared waiting); a
+   history copy has the history entries an earlier invocation kept written (the History stage's time is set
+   aside first, so that waiting for budget cannot use it);
 1. parse and validate every record (poison is known before any budget is spent), remember cancels, drop
    expired requests, and hold (re-enqueue, unclaimed) those not due yet: sendAt, the bulk lane's quiet hours;
 2. resolve idempotency keys inside the batch, claim each key (duplicates of delivered requests stop here);
 3. subtract what earlier attempts of the same request already delivered;
 4. plan the fewest calls (merge equal content, split at the recipient limit);
 5. send call by call, each through the shared rate limiter, recording progress before and after;
-6. write the in-app history of what IMSHOP confirmed (when enabled; a failure here is counted, never resent);
+6. write the in-app history of what IMSHOP confirmed (when enabled; what is not written is kept for a later
+   invocation, never resent);
 7. settle state and re-enqueue the backlog (a group of one content waits in the pending pool, with one wake);
    dead-letter poison; retry keyless requests as keyed copies; release from the pool what is finished.
 Whatever could not be written goes back to SQS as a batch item failure, so nothing is dropped silently.
@@ -39,7 +42,8 @@ from imshop_push.stages import Stage
 from imshop_push.stages.cancel import RecordCancels
 from imshop_push.stages.claim import Claim
 from imshop_push.stages.dead_letter import DeadLetter
-from imshop_push.stages.history import History
+from imshop_push.stages.history import History, ReserveHistoryTime
+from imshop_push.stages.history_copies import WriteKeptHistory
 from imshop_push.stages.hold import Hold
 from imshop_push.stages.intake import DropExpired, Parse
 from imshop_push.stages.keys_kept import KeysKept
@@ -52,7 +56,9 @@ from imshop_push.stages.supersede import Supersede
 from imshop_push.state import StateStore
 
 STAGES: tuple[Callable[[Context], Stage], ...] = (
+    ReserveHistoryTime,
     TakePending,
+    WriteKeptHistory,
     Parse,
     RecordCancels,
     DropExpired,

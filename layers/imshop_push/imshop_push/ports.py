@@ -44,6 +44,11 @@ class BacklogSink(Protocol):
         """A wake message of the pending pool to that queue (`pending.py`); False if it was not written."""
         ...
 
+    def history_copy(self, event_source_arn: str, token: str) -> bool:
+        """A history copy to that queue: a later invocation writes the entries kept under `token`
+        (`history.history_copy_body`); False if it was not written."""
+        ...
+
 
 @dataclass(frozen=True, slots=True)
 class Limits:

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
+from imshop_push.history import history_copy_body
 from imshop_push.model import Deferral, Poison
 from imshop_push.pending import GROUP_ATTRIBUTE, wake_body
 from imshop_push.sqs_batches import batches
@@ -72,6 +73,17 @@ class SourceQueue:
             )
         except (ClientError, BotoCoreError, ValueError):
             logger.exception("cannot write the wake of a pending group")
+            return False
+        return True
+
+    def history_copy(self, event_source_arn: str, token: str) -> bool:
+        """History entries kept for later (`stages/history.py`): the next invocation that receives it writes them."""
+        try:
+            self._client().send_message(
+                QueueUrl=self._queue_url(event_source_arn), MessageBody=history_copy_body(token)
+            )
+        except (ClientError, BotoCoreError, ValueError):
+            logger.exception("cannot write a history copy")
             return False
         return True
 
