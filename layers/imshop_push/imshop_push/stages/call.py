@@ -1,4 +1,7 @@
-"""One IMSHOP call: wait for a slot, record it, send it, and say what its answer means for its requests."""
+"""One IMSHOP call: wait for a slot, record it, send it, and say what its answer means for its requests.
+
+Right before the call, with nothing slow left between the look and the call, the permit is checked again: it must
+still cover a worst-case call started now (`Permit.start_by`); else a slot is taken again."""
 
 from __future__ import annotations
 
@@ -13,7 +16,7 @@ from imshop_push.masking import mask_recipients
 from imshop_push.model import CallOutcome, CallResult, StoreError
 from imshop_push.planning import PlannedCall
 from imshop_push.ports import Context
-from imshop_push.rate_limit import PRE_CALL_ALLOWANCE_SECONDS, Denied, Permit, wait_for_permit
+from imshop_push.rate_limit import Denied, Permit, wait_for_permit
 from imshop_push.stages.cancel import NotCancelled
 from imshop_push.stages.records import CallRecords
 from imshop_push.stages.supersede import LatestOnly
@@ -55,7 +58,6 @@ class CallSender:
             permit = self._permit(batch, lane, wait)
             if isinstance(permit, Denied):
                 return permit
-            permit_at = ctx.clock()
             if (live_call := self._still_wanted(call, owners, attempt, permit)) is None:
                 _done(owners, index)
                 return []
@@ -70,9 +72,11 @@ class CallSender:
                 return []
             for t in owners:
                 t.recorded_in_attempt = True
-            if ctx.clock() - permit_at > PRE_CALL_ALLOWANCE_SECONDS:  # a stalled host: the slot's reservation
-                blocked_until = ctx.clock()  # no longer covers a whole call from now; take a slot again
-                self._records.release(permit, blocked_until)
+            starts_at = ctx.clock()  # the last look before the call: nothing slow may come between it and the call
+            if starts_at > permit.start_by:  # a slow acquire or a stalled host: the slot's reservation no longer
+                blocked_until = starts_at  # covers a worst-case call from now; take a slot again
+                logger.warning("a rate-limit permit came %.3f s too late to cover a call", starts_at - permit.start_by)
+                self._records.release(permit, starts_at)
                 self._records.not_delivered(cid, digests)
                 continue
             outcome = ctx.api.send(call.payload())
