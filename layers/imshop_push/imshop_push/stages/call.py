@@ -1,11 +1,13 @@
 """One IMSHOP call: wait for a slot, record it, send it, and say what its answer means for its requests.
 
-Right before the call, with nothing slow left between the look and the call, the permit is checked again: it must
-still cover a worst-case call started now (`Permit.start_by`); else a slot is taken again."""
+Right before the call, with nothing slow left between the look and the call, two things are checked again: that
+the permit still covers a worst-case call started now (`Permit.start_by`; else a slot is taken again), and, for
+a bulk call, that the quiet hours have not begun while it waited (else it is deferred to their end)."""
 
 from __future__ import annotations
 
 import logging
+import math
 from datetime import UTC, datetime
 
 from imshop_push import observability as m
@@ -79,6 +81,10 @@ class CallSender:
                 self._records.release(permit, starts_at)
                 self._records.not_delivered(cid, digests)
                 continue
+            if (quiet_until := self._quiet_until(lane, starts_at)) is not None:
+                self._records.release(permit, starts_at)
+                self._records.not_delivered(cid, digests)
+                return Denied(quiet_until)
             outcome = ctx.api.send(call.payload())
             finished_at = ctx.clock()
             ctx.metric(CALL_METRIC[outcome.result], 1)
@@ -99,19 +105,36 @@ class CallSender:
         return Denied(blocked_until)
 
     def _permit(self, batch: Batch, lane: Lane, wait: bool) -> Permit | Denied:
+        """A permit, or when to try again. A bulk call neither waits into the quiet hours nor is deferred to a
+        moment inside them: it is deferred to their end."""
         ctx = self._ctx
-        latest_start = batch.deadline.last_call_start
+        bulk = lane is Lane.BULK
+        now = ctx.clock()
+        if (quiet_until := self._quiet_until(lane, now)) is not None:
+            return Denied(quiet_until)
+        quiet_from = ctx.send_time.quiet_from(now) if bulk else math.inf  # inside them from that very instant
+        latest_start = min(batch.deadline.last_call_start, math.nextafter(quiet_from, -math.inf))
         if not wait:  # a slot now, or none
-            now = ctx.clock()
-            return Denied(now) if now > latest_start else ctx.limiter.try_acquire(now, lane)
-        return wait_for_permit(
-            ctx.limiter,
-            latest_start=latest_start,
-            clock=ctx.clock,
-            sleep=ctx.sleep,
-            on_wait=lambda _s: ctx.metric(m.RATE_LIMIT_WAITS, 1),
-            lane=lane,
-        )
+            outcome = Denied(now) if now > latest_start else ctx.limiter.try_acquire(now, lane)
+        else:
+            outcome = wait_for_permit(
+                ctx.limiter,
+                latest_start=latest_start,
+                clock=ctx.clock,
+                sleep=ctx.sleep,
+                on_wait=lambda _s: ctx.metric(m.RATE_LIMIT_WAITS, 1),
+                lane=lane,
+            )
+        if isinstance(outcome, Denied):
+            return Denied(ctx.send_time.due(outcome.retry_at, None, bulk=bulk))
+        return outcome
+
+    def _quiet_until(self, lane: Lane, at: float) -> float | None:
+        """The end of the quiet hours a bulk call starting `at` would fall in; None when it may start."""
+        quiet_hours = self._ctx.send_time.quiet_hours
+        if lane is not Lane.BULK or quiet_hours is None:
+            return None
+        return quiet_hours.release(at)
 
     def _still_wanted(
         self, call: PlannedCall, owners: list[Track], attempt: Attempt, permit: Permit
