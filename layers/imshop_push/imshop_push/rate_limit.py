@@ -77,7 +77,8 @@ class WindowPolicy:
     worst_case_call_seconds: float
     """What a slot is reserved for from the instant it is taken: `start_allowance_seconds`, then the call."""
     start_allowance_seconds: float = 0.0
-    """How long after the slot was taken its call may still start (`Permit.start_by`)."""
+    """How long after the slot was taken its call may still start (`Permit.start_by`). 0 only on a clock that
+    stands still between a permit and its call (the tests' fake one): on a real one no permit would be used."""
 
     def reserved_until(self, now: float) -> float:
         return now + self.worst_case_call_seconds + self.window_seconds + self.margin_seconds
