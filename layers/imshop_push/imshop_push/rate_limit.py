@@ -29,8 +29,8 @@ from imshop_push.lanes import Lane
 from imshop_push.model import StoreError
 
 PRE_CALL_ALLOWANCE_SECONDS = 1.0
-"""What a slot's reservation covers between the instant it starts and the call: the rest of the acquire's own
-round trip (a conflict or a throttled retry), the last supersede and cancel checks, the call record. Part of
+"""What a slot's reservation covers between the instant it starts and the call: the rest of the acquire (its
+write's round trip, throttled retries included), the last supersede and cancel checks, the call record. Part of
 the worst case the limiter reserves for. A call not started by then is not sent on that permit
 (`Permit.start_by`, checked in `stages/call.py`): it could arrive after the reservation ended."""
 

@@ -43,7 +43,7 @@ class QuietHours:
             return at
         day = datetime.fromtimestamp(at, self.zone).date()
         starts = (datetime.combine(day + timedelta(days=n), self.start, self.zone).timestamp() for n in range(3))
-        return next(start for start in starts if start > at)
+        return next((start for start in starts if start > at), at + 24 * 3600)
 
 
 def parse_window(hours: str) -> tuple[time, time] | None:
