@@ -16,6 +16,7 @@ from hypothesis import strategies as st
 from fake_clock import T0
 from imshop_push.dispatcher import Disposition
 from imshop_push.inbound import InboundMessage
+from imshop_push.pending import GROUP_ATTRIBUTE, wake_body
 from imshop_push.rate_limit import PRE_CALL_ALLOWANCE_SECONDS, InProcessRateLimiter, WindowPolicy
 from imshop_push.send_time import QuietHours, SendTime, parse_window
 from imshop_push.sqs_copies import SQS_MAX_DELAY_SECONDS
@@ -36,20 +37,24 @@ def bulk(message_id: str, text: str) -> InboundMessage:
 
 
 def deliver_until_done(h: Harness, messages: list[InboundMessage], *, rounds: int = 100) -> None:
-    """Invoke on what SQS hands over, in the order it would: each copy (deferred or held) comes back after its
-    delay, at most SQS's 15 minutes, as a new message."""
+    """Invoke on what SQS hands over, in the order it would: each copy (deferred or held) and each wake of the
+    pending pool comes back after its delay, at most SQS's 15 minutes, as a new message of the bulk queue."""
     waiting = [(h.clock(), m) for m in messages]
     for round_ in range(rounds):
         if not waiting:
             return
         h.clock.now = max(h.clock(), min(at for at, _ in waiting))
         due, waiting = [m for at, m in waiting if at <= h.clock()], [(at, m) for at, m in waiting if at > h.clock()]
-        before = len(h.backlog.received)
+        before, wakes_before = len(h.backlog.received), len(h.backlog.wakes)
         results = h.results(*due, seconds=120)
         assert not any(r.disposition.is_failure for r in results.values()), results
         for n, copy in enumerate(h.backlog.received[before:]):
             at = h.clock() + min(copy.delay_seconds, SQS_MAX_DELAY_SECONDS)
             waiting.append((at, requeued_copy(copy, f"{copy.message.message_id.split('/')[0]}/{round_}.{n}")))
+        for n, (_, group, delay) in enumerate(h.backlog.wakes[wakes_before:]):
+            attributes = {GROUP_ATTRIBUTE: {"dataType": "String", "stringValue": group}}
+            wake = bulk(f"wake/{round_}.{n}", wake_body(group))._replace(message_attributes=attributes)
+            waiting.append((h.clock() + min(delay, SQS_MAX_DELAY_SECONDS), wake))
     raise AssertionError("the backlog never drained")
 
 
@@ -95,25 +100,35 @@ def test_a_bulk_call_does_not_wait_in_process_past_the_start_of_the_quiet_hours(
     quiet_in=st.one_of(st.sampled_from([1.0, 13.0, 60.0, 61.2, 75.0]), st.floats(min_value=0.5, max_value=400)),
     quiet_minutes=st.integers(min_value=1, max_value=120),
     limit=st.integers(min_value=1, max_value=3),
-    recipients=st.integers(min_value=1, max_value=7),
+    requests=st.integers(min_value=1, max_value=7),
     call_seconds=st.sampled_from([0.0, 0.5, 13.0]),
     transactional_too=st.booleans(),
+    pending=st.booleans(),
 )
 def test_no_bulk_call_starts_inside_the_quiet_hours_and_every_recipient_gets_one_push(
-    *, quiet_in: float, quiet_minutes: int, limit: int, recipients: int, call_seconds: float, transactional_too: bool
+    *,
+    quiet_in: float,
+    quiet_minutes: int,
+    limit: int,
+    requests: int,
+    call_seconds: float,
+    transactional_too: bool,
+    pending: bool,
 ) -> None:
     """Bulk requests received before the quiet hours begin (at any distance), with more calls than the limit
-    allows before they begin: whatever the waits, no bulk call starts inside them, and after the backlog drains
-    every recipient got exactly one push."""
+    allows before they begin, waiting as copies or together in the pending pool: whatever the waits, no bulk
+    call starts inside them, and after the backlog drains every recipient got exactly one push."""
     start = T0 + quiet_in
     hours = QuietHours(
         datetime.fromtimestamp(start, UTC).time(),
         datetime.fromtimestamp(start + quiet_minutes * 60, UTC).time(),
         ZoneInfo("UTC"),
     )
-    h = Harness(limit=limit, max_recipients=1, bulk_queue_arn=BULK_ARN, send_time=SendTime(TTL, hours))
+    h = Harness(limit=limit, max_recipients=3, pending=pending, bulk_queue_arn=BULK_ARN, send_time=SendTime(TTL, hours))
     h.api.duration = call_seconds
-    messages = [bulk("b1", body(users=phones(recipients))), bulk("b2", body(users=["x"], message=BONUS))]
+    users = phones(requests)
+    messages = [bulk(f"b{n}", body(users=[user], key=f"b{n}")) for n, user in enumerate(users)]
+    messages.append(bulk("x", body(users=["x"], message=BONUS)))
     if transactional_too:
         messages.append(msg("t", body(users=phones(2, start=50), message={"title": "order", "summary": "s"})))
 
@@ -123,8 +138,7 @@ def test_no_bulk_call_starts_inside_the_quiet_hours_and_every_recipient_gets_one
         if call.payload["message"]["title"] in {SHIPPED["title"], BONUS["title"]}:
             assert hours.release(call.at) is None, f"a bulk call at {utc(call.at)} inside the quiet hours"
     delivered = Counter(r for c in h.api.calls for _, r in c.recipients)
-    wanted = phones(recipients) + ["x"] + (phones(2, start=50) if transactional_too else [])
-    assert delivered == Counter(wanted)
+    assert delivered == Counter([*users, "x", *(phones(2, start=50) if transactional_too else [])])
 
 
 class RuntimeLimiter(InProcessRateLimiter):
@@ -159,3 +173,19 @@ def test_a_bulk_call_whose_last_checks_run_into_the_quiet_hours_is_not_sent() ->
     assert h.api.calls == []
     [deferral] = h.backlog.received
     assert T0 + 2 * 3600 <= h.clock() + deferral.delay_seconds < T0 + 2 * 3600 + 1, "deferred to their end"
+
+
+def test_bulk_requests_waiting_together_in_the_pending_pool_are_not_sent_inside_the_quiet_hours() -> None:
+    """Shared waiting: one text, three requests, every slot taken until after the quiet hours (08:00:30-10:00)
+    have begun. They wait (in the pool, then held) for the end of the quiet hours, and leave together then."""
+    hours = QuietHours(time(8, 0, 30), time(10), ZoneInfo("UTC"))
+    h = Harness(limit=1, pending=True, bulk_queue_arn=BULK_ARN, send_time=SendTime(TTL, hours))
+    h.limiter.try_acquire(h.clock())  # another execution's call
+    requests = [bulk(f"b{n}", body(users=[f"u{n}"], key=f"b{n}")) for n in range(3)]
+
+    deliver_until_done(h, requests)
+
+    assert h.metrics["RequestsPooled"] == 3, "they waited in the pool first"
+
+    assert [utc(c.at) for c in h.api.calls] == ["10:00:00"]
+    assert sorted(r for _, r in h.api.calls[0].recipients) == ["u0", "u1", "u2"]
