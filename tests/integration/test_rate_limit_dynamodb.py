@@ -129,3 +129,16 @@ def test_a_rotated_url_counts_in_the_same_window(aws: LocalAws) -> None:
         assert second.arrived_at - first.arrived_at >= window
     items = aws.client("dynamodb").scan(TableName=aws.table_name)["Items"]
     assert [i["id"]["S"] for i in items if i["id"]["S"].startswith("ratelimit")] == [LIMITER_ITEM_ID]
+
+
+def test_a_permit_given_back_unused_frees_its_slot_at_once(aws: LocalAws) -> None:
+    policy = dataclasses.replace(POLICY, limit=1)
+    limiter = DynamoDBRateLimiter(aws.client("dynamodb"), aws.table_name, LIMITER_ITEM_ID, policy, clock=Clock())
+    permit = limiter.try_acquire(T0)
+    assert isinstance(permit, Permit)
+    assert not isinstance(limiter.try_acquire(T0 + 5), Permit)
+
+    limiter.give_back(permit)
+
+    assert isinstance(limiter.try_acquire(T0 + 5), Permit), "no call was made on it: nothing to keep a window from"
+    limiter.give_back(permit)  # twice, or after the slot was reused: harmless

@@ -181,11 +181,13 @@ def test_a_deferred_request_keeps_only_attempts_that_started_a_call_for_it() -> 
 
 def test_a_call_whose_checks_stalled_past_the_reserved_allowance_takes_a_slot_again() -> None:
     """Between a permit and its call the host may stall (a slow record write); the slot's reservation covers
-    only PRE_CALL_ALLOWANCE_SECONDS of that, so a later call could arrive less than a window after another."""
-    from imshop_push.rate_limit import PRE_CALL_ALLOWANCE_SECONDS
+    only the allowance of that, so a later call could arrive less than a window after another. The stale permit
+    is given back unused and the call goes out on a slot taken again."""
     from imshop_push.state import CallStatus
 
-    h = Harness(limit=1, window=10.0, margin=0.0)
+    h = Harness(limit=1, window=10.0, margin=0.0, limiter_class=SlowAcquireLimiter)
+    limiter = h.limiter
+    assert isinstance(limiter, SlowAcquireLimiter)
     stall = PRE_CALL_ALLOWANCE_SECONDS + 5.0
     original = h.state.mark_call
     stalls = [stall]
@@ -198,7 +200,9 @@ def test_a_call_whose_checks_stalled_past_the_reserved_allowance_takes_a_slot_ag
     h.state.mark_call = slow_pending  # type: ignore[method-assign]
     assert h.run(msg("m1", body(users=phones(1))), seconds=90) == {"m1": Disposition.DELIVERED}
     [call] = h.api.calls
-    assert call.at >= T0 + stall + h.policy.window_seconds, "not sent on the stale permit: it waited for a slot"
+    stale, fresh = limiter.issued
+    assert limiter.given_back == [stale], "not sent on the stale permit"
+    assert stale.start_by < call.at <= fresh.start_by, "sent on a permit that covers it"
 
 
 # --- a slow acquire: the permit must cover the call from the moment it is used ---------------------------
@@ -219,12 +223,20 @@ class SlowAcquireLimiter(InProcessRateLimiter):
         )
         self.clock = FakeClock()
         self.durations: list[float] = []
+        self.issued: list[Permit] = []
+        self.given_back: list[Permit] = []
 
     def try_acquire(self, now: float, lane: Lane = Lane.TRANSACTIONAL, waiter: str | None = None) -> Permit | Denied:
         outcome = super().try_acquire(now, lane, waiter)
+        if isinstance(outcome, Permit):
+            self.issued.append(outcome)
         if self.durations:
             self.clock.now += self.durations.pop(0)
         return outcome
+
+    def give_back(self, permit: Permit) -> None:
+        self.given_back.append(permit)
+        super().give_back(permit)
 
 
 def slow_acquire_harness(*, limit: int, durations: list[float]) -> tuple[Harness, SlowAcquireLimiter]:
@@ -298,12 +310,14 @@ def test_a_permit_used_within_its_allowance_is_used_and_one_past_it_is_not() -> 
     assert h.run(msg("m1", body(users=["u1"]))) == {"m1": Disposition.DELIVERED}
     [first] = h.api.calls
     assert first.at == T0 + PRE_CALL_ALLOWANCE_SECONDS, "an acquire within the allowance: its permit is used"
+    assert limiter.given_back == []
 
     h.clock.now += 120
-    resumed = h.clock()
     assert h.run(msg("m2", body(users=["u2"], message=BONUS))) == {"m2": Disposition.DELIVERED}
     [_, second] = h.api.calls
-    assert second.at >= resumed + 60.0, "the late permit was given back: the call waited for the slot's next turn"
+    _, late, retaken = limiter.issued
+    assert limiter.given_back == [late], "the late permit was given back unused"
+    assert late.start_by < second.at <= retaken.start_by, "the call went out on the slot taken again"
     assert not limiter.durations
 
 

@@ -331,6 +331,18 @@ def test_window_policy_reservations() -> None:
 # --- a permit is used by its start_by, or not at all ---------------------------------------------------------
 
 
+def test_a_permit_given_back_unused_frees_its_slot_at_once() -> None:
+    limiter = InProcessRateLimiter(policy(limit=1, window=60, margin=1.2, worst=13))
+    permit = limiter.try_acquire(T0)
+    assert isinstance(permit, Permit)
+    assert isinstance(limiter.try_acquire(T0 + 5), Denied)
+
+    limiter.give_back(permit)
+
+    assert isinstance(limiter.try_acquire(T0 + 5), Permit), "no call was made on it: nothing to keep a window from"
+    limiter.give_back(permit)  # twice, or after the slot was reused: harmless
+
+
 def test_a_permit_says_until_when_its_call_may_start() -> None:
     p = replace(policy(limit=1, window=60, margin=1.2, worst=14), start_allowance_seconds=1.0)
     limiter = InProcessRateLimiter(p)

@@ -66,6 +66,10 @@ class RateLimiter(Protocol):
 
     def release(self, permit: Permit, finished_at: float) -> None: ...
 
+    def give_back(self, permit: Permit) -> None:
+        """No call was made on this permit (none will be): its slot is free at once."""
+        ...
+
     def block_until(self, until: float) -> None: ...
 
 
@@ -185,6 +189,10 @@ class InProcessRateLimiter:
         with self._lock:
             if permit.token in self._slots:
                 self._slots[permit.token] = self._policy.free_after(finished_at)
+
+    def give_back(self, permit: Permit) -> None:
+        with self._lock:
+            self._slots.pop(permit.token, None)
 
     def block_until(self, until: float) -> None:
         with self._lock:

@@ -117,6 +117,21 @@ class DynamoDBRateLimiter:
             if not _conditional_failure(e):
                 raise
 
+    def give_back(self, permit: Permit) -> None:
+        with _translated("give_back"):
+            try:
+                self._client.update_item(
+                    TableName=self._table,
+                    Key=self._key,
+                    UpdateExpression="REMOVE slots.#t SET version = version + :one",
+                    ConditionExpression="attribute_exists(slots.#t)",
+                    ExpressionAttributeNames={"#t": permit.token},
+                    ExpressionAttributeValues={":one": {"N": "1"}},
+                )
+            except ClientError as e:
+                if not _conditional_failure(e):  # already gone: its reservation ran out and the slot was reused
+                    raise
+
     def block_until(self, until: float) -> None:
         with _translated("block_until"):
             self._block_until(until)

@@ -1,25 +1,24 @@
 """One IMSHOP call: wait for a slot, record it, send it, and say what its answer means for its requests.
 
-Right before the call, with nothing slow left between the look and the call, two things are checked again: that
-the permit still covers a worst-case call started now (`Permit.start_by`; else a slot is taken again), and, for
-a bulk call, that the quiet hours have not begun while it waited (else it is deferred to their end)."""
+Right before the call, with nothing slow left between the look and the call, the slot is looked at again
+(`stages/permits.py`): it must cover a worst-case call started now, and a bulk call must not start inside the
+quiet hours."""
 
 from __future__ import annotations
 
 import logging
-import math
 from datetime import UTC, datetime
 
 from imshop_push import observability as m
 from imshop_push.batch import Attempt, Batch
 from imshop_push.fate import Fate, Track
-from imshop_push.lanes import Lane
 from imshop_push.masking import mask_recipients
 from imshop_push.model import CallOutcome, CallResult, StoreError
 from imshop_push.planning import PlannedCall
 from imshop_push.ports import Context
-from imshop_push.rate_limit import Denied, Permit, wait_for_permit
+from imshop_push.rate_limit import Denied, Permit
 from imshop_push.stages.cancel import NotCancelled
+from imshop_push.stages.permits import Permits
 from imshop_push.stages.records import CallRecords
 from imshop_push.stages.supersede import LatestOnly
 from imshop_push.state import call_id, delivery_digests, pack_digests
@@ -41,6 +40,7 @@ class CallSender:
     def __init__(self, ctx: Context) -> None:
         self._ctx = ctx
         self._records = CallRecords(ctx)
+        self._permits = Permits(ctx, self._records)
         self._latest = LatestOnly(ctx)
         self._not_cancelled = NotCancelled(ctx)
 
@@ -57,7 +57,7 @@ class CallSender:
             if (live_call := self._live_part(call, owners, attempt)) is None:
                 _done(owners, index)
                 return []
-            permit = self._permit(batch, lane, wait)
+            permit = self._permits.take(batch, lane, wait=wait)
             if isinstance(permit, Denied):
                 return permit
             if (live_call := self._still_wanted(call, owners, attempt, permit)) is None:
@@ -74,15 +74,14 @@ class CallSender:
                 return []
             for t in owners:
                 t.recorded_in_attempt = True
-            starts_at = ctx.clock()  # the last look before the call: nothing slow may come between it and the call
-            if starts_at > permit.start_by:  # a slow acquire or a stalled host: the slot's reservation no longer
-                blocked_until = starts_at  # covers a worst-case call from now; take a slot again
-                logger.warning("a rate-limit permit came %.3f s too late to cover a call", starts_at - permit.start_by)
-                self._records.release(permit, starts_at)
+            permit = self._permits.covering(permit, batch, lane)  # the last look: nothing slow comes after it
+            starts_at = ctx.clock()
+            if isinstance(permit, Denied):  # no slot covers the call now: the whole way again (slot, checks, record)
+                blocked_until = permit.retry_at
                 self._records.not_delivered(cid, digests)
                 continue
-            if (quiet_until := self._quiet_until(lane, starts_at)) is not None:
-                self._records.release(permit, starts_at)
+            if (quiet_until := self._permits.quiet_until(lane, starts_at)) is not None:
+                self._records.give_back(permit)
                 self._records.not_delivered(cid, digests)
                 return Denied(quiet_until)
             outcome = ctx.api.send(call.payload())
@@ -103,38 +102,6 @@ class CallSender:
             return splits
         # IMSHOP keeps throttling: that is waiting for budget, not a failure; the requests wait in the queue.
         return Denied(blocked_until)
-
-    def _permit(self, batch: Batch, lane: Lane, wait: bool) -> Permit | Denied:
-        """A permit, or when to try again. A bulk call neither waits into the quiet hours nor is deferred to a
-        moment inside them: it is deferred to their end."""
-        ctx = self._ctx
-        bulk = lane is Lane.BULK
-        now = ctx.clock()
-        if (quiet_until := self._quiet_until(lane, now)) is not None:
-            return Denied(quiet_until)
-        quiet_from = ctx.send_time.quiet_from(now) if bulk else math.inf  # inside them from that very instant
-        latest_start = min(batch.deadline.last_call_start, math.nextafter(quiet_from, -math.inf))
-        if not wait:  # a slot now, or none
-            outcome = Denied(now) if now > latest_start else ctx.limiter.try_acquire(now, lane)
-        else:
-            outcome = wait_for_permit(
-                ctx.limiter,
-                latest_start=latest_start,
-                clock=ctx.clock,
-                sleep=ctx.sleep,
-                on_wait=lambda _s: ctx.metric(m.RATE_LIMIT_WAITS, 1),
-                lane=lane,
-            )
-        if isinstance(outcome, Denied):
-            return Denied(ctx.send_time.due(outcome.retry_at, None, bulk=bulk))
-        return outcome
-
-    def _quiet_until(self, lane: Lane, at: float) -> float | None:
-        """The end of the quiet hours a bulk call starting `at` would fall in; None when it may start."""
-        quiet_hours = self._ctx.send_time.quiet_hours
-        if lane is not Lane.BULK or quiet_hours is None:
-            return None
-        return quiet_hours.release(at)
 
     def _still_wanted(
         self, call: PlannedCall, owners: list[Track], attempt: Attempt, permit: Permit
