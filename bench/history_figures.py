@@ -157,13 +157,15 @@ def _write_figure(client: Any, table: str) -> Figure:
     from imshop_push.inbound import InboundMessage
     from imshop_push.model import Deadline
     from imshop_push.pipeline import Dispatcher
-    from imshop_push.rate_limit import InProcessRateLimiter, WindowPolicy
+    from imshop_push.rate_limit import PRE_CALL_ALLOWANCE_SECONDS, InProcessRateLimiter, WindowPolicy
     from imshop_push.state import InProcessStateStore
 
     metrics: dict[str, int] = {}
     dispatcher = Dispatcher(
         api=_Confirming(),
-        limiter=InProcessRateLimiter(WindowPolicy(10, 60.0, 0.0, 1.0)),
+        limiter=InProcessRateLimiter(  # as Runtime builds it: on a real clock a call starts a little after its permit
+            WindowPolicy(10, 60.0, 0.0, 1.0 + PRE_CALL_ALLOWANCE_SECONDS, PRE_CALL_ALLOWANCE_SECONDS)
+        ),
         state=InProcessStateStore(),
         dead_letters=None,
         backlog=_NoBacklog(),

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from imshop_push.rate_limit import Permit, WindowPolicy, wait_for_permit
-from imshop_push.rate_limit_dynamodb import DynamoDBRateLimiter, limiter_item_id
+from imshop_push.rate_limit_dynamodb import LIMITER_ITEM_ID, DynamoDBRateLimiter
 from imshop_push.state import CallStatus, ClaimStatus, Settlement, call_id
 from imshop_push.state_dynamodb import DynamoDBStateStore
 from imshop_push_local.aws_emulator import LocalAws, MotoServer, provision
@@ -95,7 +95,7 @@ def test_the_shared_window_holds_across_racing_executions(aws: LocalAws, moto_se
     generous for the same reason: the reservation must also cover a thread paused between its permit and its
     call (in Lambda the HTTP timeout bounds the call; here the scheduler bounds the pause)."""
     policy = WindowPolicy(limit=3, window_seconds=0.3, margin_seconds=0.006, worst_case_call_seconds=2.0)
-    item = limiter_item_id("https://imshop.example/push/token")
+    item = LIMITER_ITEM_ID
     calls: list[tuple[float, float]] = []
     lock = threading.Lock()
     wanted = 12

@@ -13,7 +13,7 @@ from collections.abc import Iterator
 import pytest
 
 from imshop_push.rate_limit import Permit, WindowPolicy
-from imshop_push.rate_limit_dynamodb import DynamoDBRateLimiter, limiter_item_id
+from imshop_push.rate_limit_dynamodb import LIMITER_ITEM_ID, DynamoDBRateLimiter
 from imshop_push_local.aws_emulator import MotoServer
 from imshop_push_local.stack import LocalStack, StackSettings
 
@@ -46,7 +46,7 @@ class OtherExecutions:
         self._limiter = DynamoDBRateLimiter(
             stack.aws.client("dynamodb"),
             stack.aws.table_name,
-            limiter_item_id(stack.sandbox.url),
+            LIMITER_ITEM_ID,
             WindowPolicy(limit=LIMIT, window_seconds=WINDOW, margin_seconds=0.0, worst_case_call_seconds=1.0),
         )
         self._stop = threading.Event()

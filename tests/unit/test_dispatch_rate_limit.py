@@ -3,14 +3,25 @@ spread over the windows in which their turn comes."""
 
 from __future__ import annotations
 
+import contextlib
 from collections import Counter
+from dataclasses import replace
+from typing import Any
 
+from fakes import WORST_CASE, ExecutionCrashError, FakeImshopClient
 from harness import BONUS, SHIPPED, Harness, body, drain, msg, phones
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from test_rate_limit import violations
 
-from fake_clock import T0
+from fake_clock import T0, FakeClock
+from imshop_push.config import Settings
 from imshop_push.dispatcher import Disposition
+from imshop_push.lanes import Lane
 from imshop_push.model import CallOutcome, CallResult
 from imshop_push.parsing import parse_body
+from imshop_push.rate_limit import PRE_CALL_ALLOWANCE_SECONDS, Denied, InProcessRateLimiter, Permit, WindowPolicy
+from imshop_push.runtime import Runtime
 
 
 def test_429_blocks_the_limiter_until_retry_after_and_the_call_is_retried() -> None:
@@ -170,11 +181,13 @@ def test_a_deferred_request_keeps_only_attempts_that_started_a_call_for_it() -> 
 
 def test_a_call_whose_checks_stalled_past_the_reserved_allowance_takes_a_slot_again() -> None:
     """Between a permit and its call the host may stall (a slow record write); the slot's reservation covers
-    only PRE_CALL_ALLOWANCE_SECONDS of that, so a later call could arrive less than a window after another."""
-    from imshop_push.rate_limit import PRE_CALL_ALLOWANCE_SECONDS
+    only the allowance of that, so a later call could arrive less than a window after another. The stale permit
+    is given back unused and the call goes out on a slot taken again."""
     from imshop_push.state import CallStatus
 
-    h = Harness(limit=1, window=10.0, margin=0.0)
+    h = Harness(limit=1, window=10.0, margin=0.0, limiter_class=SlowAcquireLimiter)
+    limiter = h.limiter
+    assert isinstance(limiter, SlowAcquireLimiter)
     stall = PRE_CALL_ALLOWANCE_SECONDS + 5.0
     original = h.state.mark_call
     stalls = [stall]
@@ -187,4 +200,154 @@ def test_a_call_whose_checks_stalled_past_the_reserved_allowance_takes_a_slot_ag
     h.state.mark_call = slow_pending  # type: ignore[method-assign]
     assert h.run(msg("m1", body(users=phones(1))), seconds=90) == {"m1": Disposition.DELIVERED}
     [call] = h.api.calls
-    assert call.at >= T0 + stall + h.policy.window_seconds, "not sent on the stale permit: it waited for a slot"
+    stale, fresh = limiter.issued
+    assert limiter.given_back == [stale], "not sent on the stale permit"
+    assert stale.start_by < call.at <= fresh.start_by, "sent on a permit that covers it"
+
+
+# --- a slow acquire: the permit must cover the call from the moment it is used ---------------------------
+
+
+class SlowAcquireLimiter(InProcessRateLimiter):
+    """The shared limiter whose acquire returns `durations[n]` seconds after it decided (the n-th acquire): the
+    round trips of a DynamoDB acquire that met conflicts or throttling. Its policy is what `Runtime` builds: the
+    call's worst case plus the pre-call allowance, of which a call may start within the allowance."""
+
+    def __init__(self, policy: WindowPolicy) -> None:
+        super().__init__(
+            replace(
+                policy,
+                worst_case_call_seconds=policy.worst_case_call_seconds + PRE_CALL_ALLOWANCE_SECONDS,
+                start_allowance_seconds=PRE_CALL_ALLOWANCE_SECONDS,
+            )
+        )
+        self.clock = FakeClock()
+        self.durations: list[float] = []
+        self.issued: list[Permit] = []
+        self.given_back: list[Permit] = []
+
+    def try_acquire(self, now: float, lane: Lane = Lane.TRANSACTIONAL, waiter: str | None = None) -> Permit | Denied:
+        outcome = super().try_acquire(now, lane, waiter)
+        if isinstance(outcome, Permit):
+            self.issued.append(outcome)
+        if self.durations:
+            self.clock.now += self.durations.pop(0)
+        return outcome
+
+    def give_back(self, permit: Permit) -> None:
+        self.given_back.append(permit)
+        super().give_back(permit)
+
+
+def slow_acquire_harness(*, limit: int, durations: list[float]) -> tuple[Harness, SlowAcquireLimiter]:
+    h = Harness(limit=limit, window=60.0, margin=1.2, max_recipients=1, limiter_class=SlowAcquireLimiter)
+    limiter = h.limiter
+    assert isinstance(limiter, SlowAcquireLimiter)
+    limiter.clock = h.clock
+    limiter.durations = list(durations)
+    return h, limiter
+
+
+def run_executions(h: Harness, crashes: list[bool]) -> list[tuple[float, float]]:
+    """One execution per entry, one message of two recipients each (two calls); an execution that crashes dies
+    in its first call. Returns each call's interval of possible arrival: a call whose execution died may arrive
+    as late as its worst case."""
+    intervals: list[tuple[float, float]] = []
+    for n, crash in enumerate(crashes):
+        h.api.script = [ExecutionCrashError("Task timed out")] if crash else []
+        before = len(h.api.calls)
+        text = {"title": f"t{n}", "summary": "s"}
+        with contextlib.suppress(ExecutionCrashError):
+            h.run(msg(f"m{n}", body(users=phones(2, start=10 * n), message=text)), seconds=300)
+        for i, call in enumerate(h.api.calls[before:]):
+            died = crash and i == 0
+            intervals.append((call.at, call.at + (WORST_CASE if died else h.api.duration)))
+    return intervals
+
+
+def test_a_call_after_a_slow_acquire_and_a_death_mid_call_is_a_window_before_the_slots_next_call() -> None:
+    """The review's sequence: limit 1 per 60 s, a 3 s acquire, a worst-case call, a death mid-call. On the
+    permit of that acquire the call would start 3 s into a reservation that covers 1 s of waiting: the next call
+    through the slot would start 59.2 s after this one could have arrived."""
+    h, _ = slow_acquire_harness(limit=1, durations=[3.0])
+    h.api.duration = 0.5
+
+    intervals = run_executions(h, crashes=[True, False])
+
+    (_, died_arrival), (next_start, _), *_ = sorted(intervals)
+    assert next_start - died_arrival >= 60.0, "the next call arrives a whole window after the dead one could"
+    assert violations(intervals, limit=1, window=60.0) == []
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    durations=st.lists(
+        st.one_of(st.sampled_from([0.0, 0.5, 0.99, 1.0, 1.01, 1.2, 2.2, 3.0, 14.0]), st.floats(0, 70)), max_size=12
+    ),
+    crashes=st.lists(st.booleans(), min_size=1, max_size=4),
+    limit=st.integers(min_value=1, max_value=3),
+    call_seconds=st.sampled_from([0.0, 0.5, WORST_CASE]),
+)
+def test_however_long_acquires_take_no_window_holds_more_than_the_limit_of_arrivals(
+    durations: list[float], crashes: list[bool], limit: int, call_seconds: float
+) -> None:
+    """Any acquire durations (each acquire returns that long after it decided), executions that die mid-call:
+    no window of 60 s can hold more than `limit` arrivals, each call arriving anywhere from its start to its end
+    (its worst case when its execution died). A permit that no longer covers a call is not used."""
+    h, _ = slow_acquire_harness(limit=limit, durations=durations)
+    h.api.duration = call_seconds
+
+    intervals = run_executions(h, crashes)
+
+    assert violations(intervals, limit, window=60.0) == []
+
+
+def test_a_permit_used_within_its_allowance_is_used_and_one_past_it_is_not() -> None:
+    h, limiter = slow_acquire_harness(
+        limit=1, durations=[PRE_CALL_ALLOWANCE_SECONDS, PRE_CALL_ALLOWANCE_SECONDS + 0.001]
+    )
+
+    assert h.run(msg("m1", body(users=["u1"]))) == {"m1": Disposition.DELIVERED}
+    [first] = h.api.calls
+    assert first.at == T0 + PRE_CALL_ALLOWANCE_SECONDS, "an acquire within the allowance: its permit is used"
+    assert limiter.given_back == []
+
+    h.clock.now += 120
+    assert h.run(msg("m2", body(users=["u2"], message=BONUS))) == {"m2": Disposition.DELIVERED}
+    [_, second] = h.api.calls
+    _, late, retaken = limiter.issued
+    assert limiter.given_back == [late], "the late permit was given back unused"
+    assert late.start_by < second.at <= retaken.start_by, "the call went out on the slot taken again"
+    assert not limiter.durations
+
+
+# --- one window per stack, whatever the URL says -------------------------------------------------------
+
+
+def test_a_rotated_url_keeps_the_window_of_the_calls_made_before() -> None:
+    """The URL parameter is read again every 5 minutes, and a new value rebuilds the dispatcher: the calls made
+    through the old URL still count (limit 1 per 60 s), in process as in the table."""
+    clock = FakeClock()
+    arrivals: list[tuple[float, str]] = []
+
+    class RecordingClient(FakeImshopClient):
+        def send(self, payload: dict[str, Any]) -> CallOutcome:
+            arrivals.append((clock(), self.url))
+            return super().send(payload)
+
+    settings = Settings.from_env(
+        {"IMSHOP_API_URL": "https://imshop.example/push/old-token", "RATE_LIMIT_REQUESTS": "1"}
+    )
+    runtime = Runtime(
+        settings, metric=lambda _name, _value: None, clock=clock, sleep=clock.sleep, api_client=RecordingClient
+    )
+    for n, url in enumerate(("https://imshop.example/push/old-token", "https://imshop.example/push/new-token")):
+        runtime.settings = replace(settings, api_url=url)
+        text = body(users=[f"u{n}"], message={"title": f"t{n}", "summary": "s"})
+        assert (
+            runtime.handle([msg(f"m{n}", text)], remaining_seconds=300.0)[f"m{n}"].disposition is Disposition.DELIVERED
+        )
+
+    (first_at, first_url), (second_at, second_url) = arrivals
+    assert first_url != second_url
+    assert second_at >= first_at + settings.rate_limit_window_seconds

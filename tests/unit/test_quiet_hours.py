@@ -135,3 +135,26 @@ def test_the_layer_carries_the_time_zone_database_for_a_runtime_image_without_on
     finally:
         zoneinfo.reset_tzpath()
         zoneinfo.ZoneInfo.clear_cache()
+
+
+@given(start=TIMES, end=TIMES, zone=ZONES, moment=st.floats(min_value=1.7e9, max_value=1.9e9, allow_nan=False))
+def test_next_start_is_the_first_moment_inside_the_window(start: time, end: time, zone: str, moment: float) -> None:
+    """How long a bulk call may wait for a slot: up to the next start, never into the window (outside a DST gap,
+    which may only move the bound later; the look right before the call decides there)."""
+    if start == end:
+        return
+    tz = ZoneInfo(zone)
+    quiet = QuietHours(start, end, tz)
+
+    next_start = quiet.next_start(moment)
+
+    if quiet.release(moment) is not None:
+        assert next_start == moment
+        return
+    assert moment < next_start <= moment + 25 * 3600
+    assert quiet.release(next_start) is not None or zone not in WITHOUT_DST  # a window inside a DST gap
+    if zone in WITHOUT_DST:
+        assert all(quiet.release(moment + (next_start - moment) * k / 16) is None for k in range(16))
+        assert quiet.release(next_start - 0.001) is None
+    assert SendTime(quiet_hours=quiet).quiet_from(moment) == next_start
+    assert SendTime().quiet_from(moment) == float("inf")

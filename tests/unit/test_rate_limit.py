@@ -8,6 +8,8 @@ than `limit` arrivals inside one window.
 from __future__ import annotations
 
 import heapq
+import math
+from dataclasses import replace
 
 import pytest
 from hypothesis import given, settings
@@ -324,3 +326,95 @@ def test_window_policy_reservations() -> None:
     assert p.reserved_until(100.0) == pytest.approx(174.2)
     assert p.free_after(105.0) == pytest.approx(166.2)
     assert p.free_after(100.0 + 13) <= p.reserved_until(100.0)  # tightening never extends
+
+
+# --- a permit is used by its start_by, or not at all ---------------------------------------------------------
+
+
+def test_a_permit_given_back_unused_frees_its_slot_at_once() -> None:
+    limiter = InProcessRateLimiter(policy(limit=1, window=60, margin=1.2, worst=13))
+    permit = limiter.try_acquire(T0)
+    assert isinstance(permit, Permit)
+    assert isinstance(limiter.try_acquire(T0 + 5), Denied)
+
+    limiter.give_back(permit)
+
+    assert isinstance(limiter.try_acquire(T0 + 5), Permit), "no call was made on it: nothing to keep a window from"
+    limiter.give_back(permit)  # twice, or after the slot was reused: harmless
+
+
+def test_a_permit_says_until_when_its_call_may_start() -> None:
+    p = replace(policy(limit=1, window=60, margin=1.2, worst=14), start_allowance_seconds=1.0)
+    limiter = InProcessRateLimiter(p)
+
+    permit = limiter.try_acquire(T0)
+
+    assert isinstance(permit, Permit)
+    assert permit.start_by == T0 + 1.0
+    # a call started then and taking the rest of the worst case ends a window and the margin before the slot frees
+    assert permit.start_by + (p.worst_case_call_seconds - 1.0) + p.window_seconds + p.margin_seconds == pytest.approx(
+        p.reserved_until(T0)
+    )
+    assert Permit("not from a limiter").start_by == -math.inf, "a permit no limiter issued covers no call"
+
+
+user_st = st.tuples(
+    st.floats(min_value=0, max_value=3),  # when it wants to call, in windows from the start
+    st.floats(min_value=0, max_value=3),  # how long after the limiter decided it could start: in allowances
+    st.floats(min_value=0, max_value=1),  # how long its call takes, as a fraction of the call's worst case
+    st.booleans(),  # whether its execution dies mid-call (never releases)
+)
+
+
+@settings(max_examples=300)
+@given(
+    users=st.lists(user_st, min_size=1, max_size=20),
+    limit=st.integers(min_value=1, max_value=3),
+    window=st.sampled_from([1.0, 60.0]),
+    allowance=st.sampled_from([0.5, 1.0, 5.0]),
+    call_worst_in_windows=st.sampled_from([0.0, 0.2, 1.5]),
+)
+def test_permits_used_only_by_their_start_by_never_exceed_the_limit(
+    users: list[tuple[float, float, float, bool]],
+    limit: int,
+    window: float,
+    allowance: float,
+    call_worst_in_windows: float,
+) -> None:
+    """Each permit reaches its caller some time after the limiter decided (a slow acquire, a paused host). A
+    caller starts its call only by `start_by`, else gives the permit back and asks again; any call then arrives
+    within its start and its worst case, dead executions included: no window holds more than `limit`."""
+    call_worst = call_worst_in_windows * window
+    p = replace(
+        policy(limit=limit, window=window, margin=window * 0.02, worst=call_worst + allowance),
+        start_allowance_seconds=allowance,
+    )
+    limiter = InProcessRateLimiter(p)
+    events: list[tuple[float, int, int]] = []  # (time, 0 = release / 1 = use the permit / 2 = try, user)
+    for i, (wants_at, *_) in enumerate(users):
+        heapq.heappush(events, (T0 + wants_at * window, 2, i))
+    permits: dict[int, Permit] = {}
+    calls: list[tuple[float, float]] = []
+    while events:
+        now, kind, i = heapq.heappop(events)
+        _, late, fraction, dies = users[i]
+        if kind == 0:
+            limiter.release(permits[i], now)
+        elif kind == 1:
+            if now > permits[i].start_by:  # not covered any more: given back, asked again
+                limiter.release(permits[i], now)
+                users[i] = (0.0, late / 2, fraction, dies)  # the next acquire is quicker: everybody gets through
+                heapq.heappush(events, (now, 2, i))
+                continue
+            calls.append((now, now + (call_worst if dies else fraction * call_worst)))
+            if not dies:
+                heapq.heappush(events, (now + fraction * call_worst, 0, i))
+        else:
+            outcome = limiter.try_acquire(now)
+            if isinstance(outcome, Denied):
+                heapq.heappush(events, (outcome.retry_at, 2, i))
+                continue
+            permits[i] = outcome
+            heapq.heappush(events, (now + late * allowance, 1, i))
+
+    assert violations(calls, limit, window) == []

@@ -97,11 +97,11 @@ def test_every_collaborator_comes_from_the_factories_it_was_given_and_aws_client
         aws("dynamodb")
         return InProcessStateStore()
 
-    def limiter(settings: Settings, url: str, policy: WindowPolicy, aws: AwsClients) -> RateLimiter:
+    def limiter(settings: Settings, policy: WindowPolicy, aws: AwsClients) -> RateLimiter:
         aws("dynamodb")
-        assert url == "https://imshop.example/push/token"
         # The slot covers the whole call and the checks between its permit and the call.
         assert policy.worst_case_call_seconds == clients[-1].worst_case_seconds + PRE_CALL_ALLOWANCE_SECONDS
+        assert policy.start_allowance_seconds == PRE_CALL_ALLOWANCE_SECONDS
         return InProcessRateLimiter(policy)
 
     def dead_letter_sink(sqs: Callable[[], Any], queue_url: str) -> FakeDeadLetters:

@@ -143,6 +143,7 @@ def test_every_limiter_operation_fails_with_the_limiters_own_error(error: Except
     for operation in (
         lambda: limiter.try_acquire(1_800_000_000.0),
         lambda: limiter.release(Permit("t"), 1_800_000_001.0),
+        lambda: limiter.give_back(Permit("t")),
         lambda: limiter.block_until(1_800_000_060.0),
     ):
         with pytest.raises(RateLimiterError):

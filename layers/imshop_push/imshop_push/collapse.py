@@ -29,6 +29,7 @@ _KEY_AT = 2 * (_WIDTH + 1)
 _BELOW_ZERO = 10 ** (_WIDTH - 1)  # what a count below zero is written from, after its '-' (which sorts before '0')
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MS = timedelta(milliseconds=1)
+_SEPARATOR = "\x1f"
 
 
 class Collapsed(NamedTuple):
@@ -88,9 +89,17 @@ def collapsed(request: NotificationRequest, order: tuple[int, int], recipients: 
 
 
 def slot_id(collapse_key: str, recipient: Recipient) -> str:
+    """One name per (collapseKey, recipient), whatever characters the key and the id hold. Joined by a separator
+    the field never contains, the text is unambiguous as long as the key holds no separator either (the key ends
+    at the first one): that form is kept, so slots stored before stay valid. A key that holds the separator
+    could otherwise pair with an id that holds it (`a<US>userIds<US>b` + `c`, `a` + `b<US>userIds<US>c`): its
+    text says the key's length, hashed under another personalisation, apart from the first form."""
     field, rid = recipient
-    text = f"{collapse_key}\x1f{field}\x1f{rid}".encode("utf-8", "surrogatepass")
-    return hashlib.blake2b(text, digest_size=16).hexdigest()
+    if _SEPARATOR not in collapse_key:
+        text = f"{collapse_key}{_SEPARATOR}{field}{_SEPARATOR}{rid}".encode("utf-8", "surrogatepass")
+        return hashlib.blake2b(text, digest_size=16).hexdigest()
+    text = f"{len(collapse_key)}:{collapse_key}{_SEPARATOR}{field}{_SEPARATOR}{rid}".encode("utf-8", "surrogatepass")
+    return hashlib.blake2b(text, digest_size=16, person=b"slot:key-length").hexdigest()
 
 
 def _first(*values: int | None) -> int:

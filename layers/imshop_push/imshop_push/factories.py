@@ -37,14 +37,12 @@ def dynamodb_or_in_process_versions(settings: Settings, aws: AwsClients) -> Vers
     return DynamoDBVersionStore(aws("dynamodb"), settings.state_table_name, ttl_seconds=settings.state_ttl_seconds)
 
 
-def dynamodb_or_in_process_limiter(
-    settings: Settings, api_url: str, policy: WindowPolicy, aws: AwsClients
-) -> RateLimiter:
+def dynamodb_or_in_process_limiter(settings: Settings, policy: WindowPolicy, aws: AwsClients) -> RateLimiter:
     if settings.state_table_name is None:
         return InProcessRateLimiter(policy)
-    from imshop_push.rate_limit_dynamodb import DynamoDBRateLimiter, limiter_item_id  # noqa: PLC0415
+    from imshop_push.rate_limit_dynamodb import LIMITER_ITEM_ID, DynamoDBRateLimiter  # noqa: PLC0415
 
-    return DynamoDBRateLimiter(aws("dynamodb"), settings.state_table_name, limiter_item_id(api_url), policy)
+    return DynamoDBRateLimiter(aws("dynamodb"), settings.state_table_name, LIMITER_ITEM_ID, policy)
 
 
 def dynamodb_history_or_none(settings: Settings, aws: AwsClients) -> HistoryWriter | None:

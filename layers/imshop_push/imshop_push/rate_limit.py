@@ -29,9 +29,10 @@ from imshop_push.lanes import Lane
 from imshop_push.model import StoreError
 
 PRE_CALL_ALLOWANCE_SECONDS = 1.0
-"""What a slot's reservation covers between the permit and the call (the last supersede and cancel checks,
-the call record): part of the worst case the limiter reserves for. A call whose checks took longer is not
-sent on that permit (`stages/call.py`): its call could then arrive after the reservation ended."""
+"""What a slot's reservation covers between the instant it starts and the call: the rest of the acquire (its
+write's round trip, throttled retries included), the last supersede and cancel checks, the call record. Part of
+the worst case the limiter reserves for. A call not started by then is not sent on that permit
+(`Permit.start_by`, checked in `stages/call.py`): it could arrive after the reservation ended."""
 
 
 class RateLimiterError(StoreError):
@@ -40,9 +41,15 @@ class RateLimiterError(StoreError):
 
 @dataclass(frozen=True, slots=True)
 class Permit:
-    """The right to start one call now."""
+    """The right to start one call, no later than `start_by` (epoch seconds).
+
+    The slot's reservation starts at the instant the limiter decided, which may be well before the caller holds
+    the permit (a slow acquire: conflicts, throttling, a paused host). It covers a worst-case call only if the
+    call starts by `start_by`; a call started later could arrive after the reservation ended, so the caller
+    checks its own clock right before the call and takes a slot again instead. The default covers no call."""
 
     token: str
+    start_by: float = -math.inf
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,6 +66,10 @@ class RateLimiter(Protocol):
 
     def release(self, permit: Permit, finished_at: float) -> None: ...
 
+    def give_back(self, permit: Permit) -> None:
+        """No call was made on this permit (none will be): its slot is free at once."""
+        ...
+
     def block_until(self, until: float) -> None: ...
 
 
@@ -68,9 +79,18 @@ class WindowPolicy:
     window_seconds: float
     margin_seconds: float
     worst_case_call_seconds: float
+    """What a slot is reserved for from the instant it is taken: `start_allowance_seconds`, then the call."""
+    start_allowance_seconds: float = 0.0
+    """How long after the slot was taken its call may still start (`Permit.start_by`). 0 only on a clock that
+    stands still between a permit and its call (the tests' fake one): on a real one no permit would be used."""
 
     def reserved_until(self, now: float) -> float:
         return now + self.worst_case_call_seconds + self.window_seconds + self.margin_seconds
+
+    def start_by(self, now: float) -> float:
+        """The last start of a call a slot taken at `now` covers: the call's worst case ends by the reservation's
+        end less one window (and the margin)."""
+        return now + min(self.start_allowance_seconds, self.worst_case_call_seconds)
 
     def free_after(self, finished_at: float) -> float:
         return finished_at + self.window_seconds + self.margin_seconds
@@ -126,7 +146,7 @@ def decide(
     live[token] = policy.reserved_until(now)
     if waiter is not None:
         demand.pop(waiter, None)
-    return Permit(token), WindowState(live, state.blocked_until, demand)
+    return Permit(token, policy.start_by(now)), WindowState(live, state.blocked_until, demand)
 
 
 def live_slots(slots: Mapping[str, float], now: float) -> dict[str, float]:
@@ -169,6 +189,10 @@ class InProcessRateLimiter:
         with self._lock:
             if permit.token in self._slots:
                 self._slots[permit.token] = self._policy.free_after(finished_at)
+
+    def give_back(self, permit: Permit) -> None:
+        with self._lock:
+            self._slots.pop(permit.token, None)
 
     def block_until(self, until: float) -> None:
         with self._lock:

@@ -1,7 +1,14 @@
 """The rate-limit window kept in the DynamoDB state table, so every execution and cold start shares it.
 
-One item per IMSHOP integration, for both lanes (keyed by a hash of its URL, never the URL itself). Every change is a
-conditional write on a version number: two executions racing for the last slot cannot both win.
+One item per stack, for both lanes: `LIMITER_ITEM_ID`, a fixed name. The vendor's limit belongs to the integration,
+which a stack has one of; its URL is a secret that rotates (a new token, read again every 5 minutes), and an item
+named after the URL would give two windows, so up to twice the limit, while executions disagree on it. Every change
+is a conditional write on a version number: two executions racing for the last slot cannot both win.
+
+A slot's reservation starts when this module decides (after reading the item), not when the caller asked: each
+conflict retry decides anew at the caller's `now` plus the time spent so far, so retries do not eat into the
+permit's `start_by`. The round trip of the write itself still does; the caller checks `start_by` right before it
+calls.
 
 That one item is the hottest key of the table: under a high MaximumConcurrency DynamoDB may throttle it. A
 throttled acquire is an answer ("no slot now, ask again shortly"), not a failure: the caller waits or defers
@@ -11,9 +18,10 @@ DynamoDB client leaves this module as a `RateLimiterError`: the pipeline knows n
 
 from __future__ import annotations
 
-import hashlib
 import logging
-from collections.abc import Iterator
+import math
+import time
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
@@ -41,16 +49,25 @@ THROTTLING_CODES = frozenset(
 logger = logging.getLogger(__name__)
 
 
-def limiter_item_id(api_url: str) -> str:
-    return "ratelimit#" + hashlib.sha256(api_url.encode()).hexdigest()[:24]
+LIMITER_ITEM_ID = "ratelimit#imshop"
 
 
 class DynamoDBRateLimiter:
-    def __init__(self, client: DynamoDBClient, table_name: str, item_id: str, policy: WindowPolicy) -> None:
+    def __init__(
+        self,
+        client: DynamoDBClient,
+        table_name: str,
+        item_id: str,
+        policy: WindowPolicy,
+        *,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        """`clock` measures only how long an acquire has taken so far; the caller's `now` stays the time base."""
         self._client = client
         self._table = table_name
         self._key = {"id": {"S": item_id}}
         self._policy = policy
+        self._clock = clock
 
     def try_acquire(self, now: float, lane: Lane = Lane.TRANSACTIONAL, waiter: str | None = None) -> Permit | Denied:
         try:
@@ -61,18 +78,21 @@ class DynamoDBRateLimiter:
             return Denied(now + self._policy.window_seconds / max(self._policy.limit, 1))
 
     def _try_acquire(self, now: float, lane: Lane, waiter: str | None) -> Permit | Denied:
+        asked_at = self._clock()
         for _ in range(MAX_CONFLICT_RETRIES):
             item = self._client.get_item(TableName=self._table, Key=self._key, ConsistentRead=True).get("Item") or {}
+            read_at = now + max(0.0, self._clock() - asked_at)  # what was just read is judged as of its reading
             version = int(item["version"]["N"]) if item else 0
             state = WindowState(
                 _numbers(item, "slots"),
                 float(item["blocked_until"]["N"]) if "blocked_until" in item else 0.0,
                 _numbers(item, "demand"),
             )
-            outcome, changed = decide(state, now, self._policy, lane, waiter)
+            outcome, changed = decide(state, read_at, self._policy, lane, waiter)
             if changed is None or self._write_window(changed, version):
                 return outcome
         # Lost every race: others are taking the slots; ask again shortly rather than spin.
+        now += max(0.0, self._clock() - asked_at)
         return Denied(now + self._policy.window_seconds / max(self._policy.limit, 1))
 
     def release(self, permit: Permit, finished_at: float) -> None:
@@ -96,6 +116,21 @@ class DynamoDBRateLimiter:
             # The slot was already reused: its pessimistic reservation ran out, nothing left to tighten.
             if not _conditional_failure(e):
                 raise
+
+    def give_back(self, permit: Permit) -> None:
+        with _translated("give_back"):
+            try:
+                self._client.update_item(
+                    TableName=self._table,
+                    Key=self._key,
+                    UpdateExpression="REMOVE slots.#t SET version = version + :one",
+                    ConditionExpression="attribute_exists(slots.#t)",
+                    ExpressionAttributeNames={"#t": permit.token},
+                    ExpressionAttributeValues={":one": {"N": "1"}},
+                )
+            except ClientError as e:
+                if not _conditional_failure(e):  # already gone: its reservation ran out and the slot was reused
+                    raise
 
     def block_until(self, until: float) -> None:
         with _translated("block_until"):
@@ -163,7 +198,8 @@ def _numbers(item: dict[str, Any], attribute: str) -> dict[str, float]:
 
 
 def _num(value: float) -> str:
-    return f"{value:.6f}"
+    """Microseconds, rounded up: every stored instant (a reservation's end, a block) errs on the safe side."""
+    return f"{math.ceil(value * 1_000_000) / 1_000_000:.6f}"
 
 
 def _conditional_failure(error: ClientError) -> bool:

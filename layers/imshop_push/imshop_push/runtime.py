@@ -92,7 +92,7 @@ class Runtime:
         sleep: Callable[[float], None] = time.sleep,
         api_client: ApiClientFactory = ImshopClient,
         state_store: Callable[[Settings, AwsClients], StateStore] = dynamodb_or_in_process_state,
-        limiter: Callable[[Settings, str, WindowPolicy, AwsClients], RateLimiter] = dynamodb_or_in_process_limiter,
+        limiter: Callable[[Settings, WindowPolicy, AwsClients], RateLimiter] = dynamodb_or_in_process_limiter,
         dead_letter_sink: Callable[[Callable[[], Any], str], DeadLetterSink] = dead_letter_queue,
         backlog_sink: Callable[[Callable[[], Any]], BacklogSink] = source_queue,
         history: Callable[[Settings, AwsClients], HistoryWriter | None] = dynamodb_history_or_none,
@@ -123,6 +123,7 @@ class Runtime:
         self._api_identity: tuple[str, str | None] | None = None
         self._api_worst_case = 0.0
         self._state: StateStore | None = None
+        self._limiter: RateLimiter | None = None
         self._history: HistoryWriter | None = None
         self._pending: list[PendingPool | None] = []  # made once (an in-process pool must outlive a rebuild)
         if settings.state_table_name is None:
@@ -182,10 +183,14 @@ class Runtime:
         self._state = self._state or self._make_state(s, self._client)
         self._versions = self._versions or self._make_versions(s, self._client)
         self._history = self._history or self._make_history(s, self._client)
+        # One window per stack, whatever the URL says: a rotated URL (a new token) is the same integration and the
+        # same vendor limit, so the limiter outlives a rebuild (an in-process one keeps its slots).
+        policy = self._window_policy(api.worst_case_seconds)
+        self._limiter = self._limiter or self._make_limiter(s, policy, self._client)
         dlq_url, bulk_dlq_url = s.dead_letter_queue_url, s.bulk_dead_letter_queue_url
         self._dispatcher_cache = self._make_pipeline(
             api=api,
-            limiter=self._make_limiter(s, url, self._window_policy(api.worst_case_seconds), self._client),
+            limiter=self._limiter,
             state=self._state,
             dead_letters=dead_letters_by_lane(  # each lane's poison to its own DLQ
                 Lanes(s.bulk_queue_arn),
@@ -241,6 +246,7 @@ class Runtime:
             window_seconds=s.rate_limit_window_seconds,
             margin_seconds=s.rate_limit_margin_seconds,
             worst_case_call_seconds=worst_case_call_seconds + PRE_CALL_ALLOWANCE_SECONDS,
+            start_allowance_seconds=PRE_CALL_ALLOWANCE_SECONDS,
         )
 
     def _client(self, service: str) -> Any:

@@ -2,11 +2,13 @@
 
 Quiet hours are a daily window of local time in one IANA time zone, start inclusive and end exclusive,
 wrapping midnight when the start is later than the end (`22:00-08:00`). Values only, no I/O: the hold stage
-asks `due` and re-enqueues what is not due yet.
+asks `due` and re-enqueues what is not due yet; the call stage asks again right before each bulk call, since a
+request due when it was received may wait for a slot until the quiet hours have begun.
 """
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, time, timedelta
@@ -33,6 +35,15 @@ class QuietHours:
         end = datetime.combine(day, self.end, self.zone).timestamp()
         # A DST gap could put the wall-clock end before `at`; the hour after the jump is past it for sure.
         return end if end > at else at + 3600
+
+    def next_start(self, at: float) -> float:
+        """The first instant from `at` on inside the quiet hours (`at` itself when it is). A start in a DST gap
+        may come out up to the gap late: only a bound for waiting, `release` is what decides."""
+        if self.release(at) is not None:
+            return at
+        day = datetime.fromtimestamp(at, self.zone).date()
+        starts = (datetime.combine(day + timedelta(days=n), self.start, self.zone).timestamp() for n in range(3))
+        return next((start for start in starts if start > at), at + 24 * 3600)
 
 
 def parse_window(hours: str) -> tuple[time, time] | None:
@@ -72,6 +83,11 @@ class SendTime:
             if release is not None:
                 return release
         return due
+
+    def quiet_from(self, now: float) -> float:
+        """Until when a bulk call may start: the next start of the quiet hours (`now` inside them; no end
+        without any)."""
+        return math.inf if self.quiet_hours is None else self.quiet_hours.next_start(now)
 
     def too_far(self, now: float, send_at: datetime | None) -> bool:
         return send_at is not None and send_at.timestamp() > now + self.max_ahead_seconds

@@ -1,4 +1,8 @@
-"""One IMSHOP call: wait for a slot, record it, send it, and say what its answer means for its requests."""
+"""One IMSHOP call: wait for a slot, record it, send it, and say what its answer means for its requests.
+
+Right before the call, with nothing slow left between the look and the call, the slot is looked at again
+(`stages/permits.py`): it must cover a worst-case call started now, and a bulk call must not start inside the
+quiet hours."""
 
 from __future__ import annotations
 
@@ -8,13 +12,13 @@ from datetime import UTC, datetime
 from imshop_push import observability as m
 from imshop_push.batch import Attempt, Batch
 from imshop_push.fate import Fate, Track
-from imshop_push.lanes import Lane
 from imshop_push.masking import mask_recipients
 from imshop_push.model import CallOutcome, CallResult, StoreError
 from imshop_push.planning import PlannedCall
 from imshop_push.ports import Context
-from imshop_push.rate_limit import PRE_CALL_ALLOWANCE_SECONDS, Denied, Permit, wait_for_permit
+from imshop_push.rate_limit import Denied, Permit
 from imshop_push.stages.cancel import NotCancelled
+from imshop_push.stages.permits import Permits
 from imshop_push.stages.records import CallRecords
 from imshop_push.stages.supersede import LatestOnly
 from imshop_push.state import call_id, delivery_digests, pack_digests
@@ -36,6 +40,7 @@ class CallSender:
     def __init__(self, ctx: Context) -> None:
         self._ctx = ctx
         self._records = CallRecords(ctx)
+        self._permits = Permits(ctx, self._records)
         self._latest = LatestOnly(ctx)
         self._not_cancelled = NotCancelled(ctx)
 
@@ -52,10 +57,9 @@ class CallSender:
             if (live_call := self._live_part(call, owners, attempt)) is None:
                 _done(owners, index)
                 return []
-            permit = self._permit(batch, lane, wait)
+            permit = self._permits.take(batch, lane, wait=wait)
             if isinstance(permit, Denied):
                 return permit
-            permit_at = ctx.clock()
             if (live_call := self._still_wanted(call, owners, attempt, permit)) is None:
                 _done(owners, index)
                 return []
@@ -70,11 +74,16 @@ class CallSender:
                 return []
             for t in owners:
                 t.recorded_in_attempt = True
-            if ctx.clock() - permit_at > PRE_CALL_ALLOWANCE_SECONDS:  # a stalled host: the slot's reservation
-                blocked_until = ctx.clock()  # no longer covers a whole call from now; take a slot again
-                self._records.release(permit, blocked_until)
+            permit = self._permits.covering(permit, batch, lane)  # the last look: nothing slow comes after it
+            starts_at = ctx.clock()
+            if isinstance(permit, Denied):  # no slot covers the call now: the whole way again (slot, checks, record)
+                blocked_until = permit.retry_at
                 self._records.not_delivered(cid, digests)
                 continue
+            if (quiet_until := self._permits.quiet_until(lane, starts_at)) is not None:
+                self._records.give_back(permit)
+                self._records.not_delivered(cid, digests)
+                return Denied(quiet_until)
             outcome = ctx.api.send(call.payload())
             finished_at = ctx.clock()
             ctx.metric(CALL_METRIC[outcome.result], 1)
@@ -93,21 +102,6 @@ class CallSender:
             return splits
         # IMSHOP keeps throttling: that is waiting for budget, not a failure; the requests wait in the queue.
         return Denied(blocked_until)
-
-    def _permit(self, batch: Batch, lane: Lane, wait: bool) -> Permit | Denied:
-        ctx = self._ctx
-        latest_start = batch.deadline.last_call_start
-        if not wait:  # a slot now, or none
-            now = ctx.clock()
-            return Denied(now) if now > latest_start else ctx.limiter.try_acquire(now, lane)
-        return wait_for_permit(
-            ctx.limiter,
-            latest_start=latest_start,
-            clock=ctx.clock,
-            sleep=ctx.sleep,
-            on_wait=lambda _s: ctx.metric(m.RATE_LIMIT_WAITS, 1),
-            lane=lane,
-        )
 
     def _still_wanted(
         self, call: PlannedCall, owners: list[Track], attempt: Attempt, permit: Permit

@@ -57,6 +57,14 @@ class CallRecords:
         except StoreError:
             logger.warning("could not release a rate-limit slot early; it frees itself later", exc_info=True)
 
+    def give_back(self, permit: Permit) -> None:
+        """No call was made on the permit: its slot is free at once. If that write fails, the reservation still
+        holds: only throughput suffers, never the limit."""
+        try:
+            self._ctx.limiter.give_back(permit)
+        except StoreError:
+            logger.warning("could not give back an unused rate-limit slot; it frees itself later", exc_info=True)
+
     def _mark(self, cid: str, digests: bytes, status: CallStatus) -> None:
         self._ctx.state.mark_call(cid, digests, status=status, now=self._ctx.clock())
 
