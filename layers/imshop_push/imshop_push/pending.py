@@ -16,10 +16,9 @@ wake armed but not yet written may still fail, and its writer gives back only it
 that finds one writes a wake of its own, so nothing acknowledged to SQS depends on a wake another execution
 failed to write. A wake armed for long ago is presumed lost.
 
-A take reads a group in rotation, starting after the last key the previous take of the group ended with: under
-sustained overload every request gets its turn, none stays behind for ever because of how its key sorts. A
-request a wake leaves waiting is written again, which renews its item's expiration: it never expires while
-its group is being taken.
+A take reads a group in rotation, starting after the last key the previous take of the group ended with: no
+request is taken twice before every request that waited when it was first taken has had its turn, however
+its key sorts. A request a wake leaves waiting is written again, which renews its item's expiration.
 """
 
 from __future__ import annotations
