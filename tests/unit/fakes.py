@@ -129,11 +129,15 @@ class FakeBacklog(RecordingSink[Deferral]):
         self.fail_wakes = False
         self.history_copies: list[InboundMessage] = []  # as SQS would hand them to a later invocation
         self.fail_history_copies = False
+        self.while_writing_wake: Callable[[str, str, int], bool] | None = None
+        """Runs while a wake's SendMessage is on its way (other executions may act meanwhile); False fails it."""
 
     def requeue(self, deferrals: Sequence[Deferral]) -> set[str]:
         return self.take(deferrals)
 
     def wake(self, event_source_arn: str, group: str, delay_seconds: int) -> bool:
+        if self.while_writing_wake is not None and not self.while_writing_wake(event_source_arn, group, delay_seconds):
+            return False
         if self.fail_wakes:
             return False
         self.wakes.append((event_source_arn, group, delay_seconds))

@@ -56,6 +56,7 @@ class Harness:
         bulk_queue_arn: str | None = None,
         history: bool = False,
         pending: bool = False,
+        pending_pool: FlakyPendingPool | None = None,
         send_time: SendTime | None = None,
     ) -> None:
         self.clock = FakeClock()
@@ -67,7 +68,7 @@ class Harness:
         self.backlog = FakeBacklog()
         self.metrics: Counter[str] = Counter()
         self.history = FakeHistory(self.clock)
-        self.pool = FlakyPendingPool()
+        self.pool = pending_pool or FlakyPendingPool()
         self.dispatcher = Dispatcher(
             api=self.api,
             limiter=self.limiter,
@@ -82,7 +83,7 @@ class Harness:
             sleep=self.clock.sleep,
             bulk_queue_arn=bulk_queue_arn,
             history=self.history if history else None,
-            pending=self.pool if pending else None,
+            pending=self.pool if pending or pending_pool else None,
             send_time=send_time,
         )
         self.deadlines: list[Deadline] = []

@@ -4,14 +4,18 @@ it together, so the call that gets a slot carries them all (`pending.py`, `stage
 from __future__ import annotations
 
 import math
+from collections import Counter
+from collections.abc import Callable, Collection, Sequence
 
-from harness import BONUS, FAILED, QUEUE_ARN, Harness, body, msg, phones
+import pytest
+from fakes import FlakyPendingPool
+from harness import BONUS, FAILED, QUEUE_ARN, Harness, body, msg, phones, requeued_copy
 
-from imshop_push.dispatcher import Disposition
+from imshop_push.dispatcher import Dispatcher, Disposition
 from imshop_push.inbound import InboundMessage
 from imshop_push.lanes import Lane
 from imshop_push.parsing import parse_body
-from imshop_push.pending import GROUP_ATTRIBUTE, TAKE_MAX_ITEMS, wake_body
+from imshop_push.pending import GROUP_ATTRIBUTE, TAKE_MAX_ITEMS, PendingCopy, wake_body
 from imshop_push.rate_limit import Denied
 
 SECONDS = 30.0  # less than the window: a denied call cannot wait for its slot in-process
@@ -219,3 +223,195 @@ def test_an_order_status_is_never_held_back_for_others() -> None:
     status = msg("status", body(users=phones(1, 900), message=BONUS, key="order-1-status"))
     assert h.run(status, seconds=SECONDS) == {"status": Disposition.DEFERRED}, "out of budget in this invocation"
     assert {d.message.message_id for d in h.backlog.received} == {"status"}, "its own copy, not the pool"
+
+
+# --- a wake is trusted only once it is written ------------------------------------------------------------
+
+
+def wake_written_after(h: Harness, meanwhile: Callable[[int], object], *, ok: bool) -> None:
+    """The next wake's SendMessage is on its way while `meanwhile` runs (other executions, given the wake's
+    delay), then succeeds or fails."""
+
+    def slow_write(_arn: str, _group: str, delay: int) -> bool:
+        h.backlog.while_writing_wake = None
+        meanwhile(delay)
+        return ok
+
+    h.backlog.while_writing_wake = slow_write
+
+
+def deliver_everything(h: Harness, originals: list[InboundMessage]) -> None:
+    """SQS from here on: every wake written is delivered once due, every original given back comes again."""
+    delivered_wakes = 0
+    for round_ in range(20):
+        h.clock.now += h.policy.window_seconds + 1
+        again = [m for m, d in zip(originals, h.run(*originals, seconds=SECONDS).values(), strict=True) if d.is_failure]
+        wakes = [wake_message(h, i, f"wake-{round_}-{i}") for i in range(delivered_wakes, len(h.backlog.wakes))]
+        delivered_wakes = len(h.backlog.wakes)
+        for wake in wakes:
+            h.run(wake, seconds=SECONDS)
+        originals = again + [requeued_copy(d, f"copy-{round_}-{d.message.message_id}") for d in h.backlog.received]
+        h.backlog.received.clear()
+        if not originals and delivered_wakes == len(h.backlog.wakes):
+            return
+
+
+def test_a_deferral_that_finds_a_wake_still_being_written_writes_its_own() -> None:
+    h = Harness(pending=True)
+    busy(h)
+    first, second = one_recipient_each("e1", phones(3)), one_recipient_each("e2", phones(3, 3))
+    results: dict[str, Disposition] = {}
+    wake_written_after(h, lambda _: results.update(h.run(*second, seconds=SECONDS)), ok=False)
+    assert set(h.run(*first, seconds=SECONDS).values()) == {Disposition.RETRY}, "its wake failed: back to SQS"
+    assert set(results.values()) == {Disposition.DEFERRED}, "acknowledged: only a wake of its own may carry it"
+    assert len(h.backlog.wakes) == 1, "the second execution wrote a wake of its own"
+
+    deliver_everything(h, first)
+    assert sorted(h.api.delivered().values()) == [1] * 6
+    assert h.pool.pooled(h.backlog.wakes[0][1]) == 0
+
+
+def test_a_partial_call_does_not_join_a_wake_still_being_written() -> None:
+    h = Harness(pending=True, limit=2, bulk_queue_arn=QUEUE_ARN)
+    busy(h)
+    early, late = one_recipient_each("early", phones(50)), one_recipient_each("late", phones(50, 100))
+    results: dict[str, Disposition] = {}
+
+    def meanwhile(delay: int) -> None:
+        h.clock.now += delay  # a slot frees; the wake being written is due now
+        results.update(h.run(*late, seconds=SECONDS))
+
+    wake_written_after(h, meanwhile, ok=False)
+    assert set(h.run(*early, seconds=SECONDS).values()) == {Disposition.RETRY}
+    assert set(results.values()) == {Disposition.DELIVERED}, "no written wake to join: it took the free slot"
+
+    deliver_everything(h, early)
+    assert sorted(h.api.delivered().values()) == [1] * 100
+
+
+def test_a_wake_written_after_another_deferral_asked_is_trusted_from_then_on() -> None:
+    h = Harness(pending=True)
+    busy(h)
+    batches = [one_recipient_each(f"b{n}", phones(3, 3 * n)) for n in range(3)]
+    wake_written_after(h, lambda _: h.run(*batches[1], seconds=SECONDS), ok=True)
+    h.run(*batches[0], seconds=SECONDS)
+    assert len(h.backlog.wakes) == 2, "the one asked while the first was written wrote its own"
+    h.run(*batches[2], seconds=SECONDS)
+    assert len(h.backlog.wakes) == 2, "once written, a wake serves the deferrals after it"
+    deliver_everything(h, [])
+    assert sorted(h.api.delivered().values()) == [1] * 9
+
+
+# --- a pooled request never expires while it waits -------------------------------------------------------
+
+
+class ExpiringPool(FlakyPendingPool):
+    """The pool with DynamoDB's TTL: an item whose last write is `ttl` old is gone before the next read."""
+
+    def __init__(self, ttl: float) -> None:
+        super().__init__()
+        self.ttl = ttl
+        self.clock: Callable[[], float] = lambda: 0.0
+        self.expires: dict[tuple[str, str], float] = {}
+        self.expired = 0
+
+    def put(self, group: str, copies: Sequence[PendingCopy], *, now: float) -> None:
+        super().put(group, copies, now=now)
+        self.expires.update(((group, c.key), now + self.ttl) for c in copies)
+
+    def take(self, group: str, *, limit: int) -> list[PendingCopy]:
+        gone = [key for (g, key), at in self.expires.items() if g == group and at <= self.clock()]
+        self.expired += len(gone)
+        self.remove(group, gone)
+        return super().take(group, limit=limit)
+
+    def remove(self, group: str, keys: Collection[str]) -> None:
+        super().remove(group, keys)
+        for key in keys:
+            self.expires.pop((group, key), None)
+
+
+@pytest.mark.parametrize("failed_calls", [0, 3])
+def test_requests_waiting_longer_than_the_pools_ttl_are_renewed_by_every_wake_that_leaves_them(
+    failed_calls: int,
+) -> None:
+    pool = ExpiringPool(ttl=180.0)
+    h = Harness(pending_pool=pool)
+    pool.clock = h.clock
+    busy(h)
+    users = phones(30)
+    h.run(*one_recipient_each("t", users), seconds=SECONDS)
+    for round_ in range(10):  # ten windows, three times the TTL: other executions took every slot, or IMSHOP failed
+        h.clock.now += h.backlog.wakes[-1][2] + 2  # the slots of the window before are free again
+        if round_ < failed_calls:
+            h.api.script = [FAILED]
+        else:
+            busy(h)
+        h.run(wake_message(h, message_id=f"wake-{round_}"), seconds=SECONDS)
+    h.clock.now += h.backlog.wakes[-1][2]
+    h.run(wake_message(h, message_id="wake-last"), seconds=SECONDS)
+    assert len(h.backlog.wakes) == 11, "every wake of the ten found them all waiting"
+    assert pool.expired == 0, "no request expired while it waited"
+    assert Counter(r for c in h.api.calls[failed_calls:] for _, r in c.recipients) == Counter(users)
+
+
+# --- a group's requests are found by its wakes whatever was deployed since ------------------------------
+
+
+def redeploy(h: Harness, *, bulk_queue_arn: str | None) -> None:
+    """A new execution environment with other settings, on the same queues, tables and pool."""
+    h.dispatcher = Dispatcher(
+        api=h.api,
+        limiter=h.limiter,
+        state=h.state,
+        dead_letters=h.dlq,
+        backlog=h.backlog,
+        metric=h.metric,
+        max_recipients=1000,
+        rate_limit_requests=h.policy.limit,
+        rate_limit_window_seconds=h.policy.window_seconds,
+        clock=h.clock,
+        sleep=h.clock.sleep,
+        bulk_queue_arn=bulk_queue_arn,
+        pending=h.pool,
+    )
+
+
+def wait_out_two_busy_wakes(h: Harness) -> None:
+    """The wake comes while other executions hold every slot (its requests are pooled again), the next one
+    finds budget."""
+    h.clock.now += h.backlog.wakes[-1][2] + 2
+    busy(h)
+    h.run(wake_message(h, message_id="wake-busy"), seconds=SECONDS)
+    h.clock.now += h.backlog.wakes[-1][2] + 2
+    h.run(wake_message(h, message_id="wake-free"), seconds=SECONDS)
+
+
+@pytest.mark.parametrize(("before", "after"), [(None, QUEUE_ARN), (QUEUE_ARN, None), (QUEUE_ARN, "arn:other")])
+def test_a_change_of_the_lane_settings_loses_no_pooled_request(before: str | None, after: str | None) -> None:
+    h = Harness(pending=True, bulk_queue_arn=before)
+    busy(h)
+    users = phones(40)
+    h.run(*one_recipient_each("s", users), seconds=SECONDS)
+    redeploy(h, bulk_queue_arn=after)
+    wait_out_two_busy_wakes(h)
+    assert Counter(r for c in h.api.calls for _, r in c.recipients) == Counter(users)
+    assert all(h.pool.pooled(group) == 0 for _, group, _ in h.backlog.wakes)
+
+
+@pytest.mark.parametrize("legacy", ["transactional:" + "0" * 40, "bulk:x", "any"])
+def test_requests_stay_in_the_group_a_wake_took_them_from(legacy: str) -> None:
+    """Whatever id an earlier version gave a group, the wakes of that id keep finding its requests."""
+    h = Harness(pending=True)
+    busy(h)
+    users = phones(40)
+    h.run(*one_recipient_each("s", users), seconds=SECONDS)
+    group = h.backlog.wakes[0][1]
+    copies = h.pool.take(group, limit=100)
+    h.pool.put(legacy, copies, now=h.clock())
+    h.pool.remove(group, [c.key for c in copies])
+    h.pool.disarm(group)
+    h.backlog.wakes[0] = (QUEUE_ARN, legacy, h.backlog.wakes[0][2])
+    wait_out_two_busy_wakes(h)
+    assert Counter(r for c in h.api.calls for _, r in c.recipients) == Counter(users)
+    assert h.pool.pooled(legacy) == 0

@@ -10,6 +10,7 @@ from typing import NamedTuple
 from imshop_push.fate import Track
 from imshop_push.inbound import InboundMessage
 from imshop_push.model import Content, Deadline, Recipient, RecordResult
+from imshop_push.pending import PendingCopy
 from imshop_push.planning import PlannedCall
 
 
@@ -35,6 +36,7 @@ class Taken(NamedTuple):
     key: str
     wake: Track
     more: bool  # the take was as large as allowed: the pool may hold more of the group
+    copy: PendingCopy  # its item, to write again (renewing its expiration) if it is left waiting
 
 
 @dataclass(slots=True)
@@ -44,6 +46,7 @@ class Batch:
     attempt: Attempt
     claimed: dict[str, Track] = field(default_factory=dict)  # by message id, in the order they were claimed
     taken: dict[str, Taken] = field(default_factory=dict)  # requests a wake took from the pending pool, by id
+    pooled: set[tuple[str, str]] = field(default_factory=set)  # (group, key) of what this batch put in the pool
 
     @classmethod
     def of(cls, messages: Sequence[InboundMessage], deadline: Deadline) -> Batch:

@@ -9,9 +9,16 @@ goes to its queue, delayed to the group's turn. The execution that receives the 
 requests out of the pool and sends them as the merged calls of one batch; all the rest is the pipeline as
 usual (claims keep each request once, whatever two wakes or a redelivered original do).
 
-The wake is *armed* in the pool before it is written, and disarmed when it is received and before the pool is
-read: a deferral that finds a wake armed (and not yet received) needs none of its own, since whatever it put
-in the pool is read after it. A wake that was armed but never written is given up after a grace period.
+The wake is *armed* in the pool before it is written, marked *written* once SendMessage took it, and disarmed
+when it is received and before the pool is read. Only a written wake is trusted: a deferral that finds one
+written (and not yet received) needs none of its own, since whatever it put in the pool is read after it. A
+wake armed but not yet written may still fail, and its writer gives back only its own requests: a deferral
+that finds one writes a wake of its own, so nothing acknowledged to SQS depends on a wake another execution
+failed to write. A wake armed for long ago is presumed lost.
+
+A take reads a group in rotation, starting after the last key the previous take of the group ended with: no
+request is taken twice before every request that waited when it was first taken has had its turn, however
+its key sorts. A request a wake leaves waiting is written again, which renews its item's expiration.
 """
 
 from __future__ import annotations
@@ -20,11 +27,11 @@ import base64
 import hashlib
 import json
 import threading
+import uuid
 from collections.abc import Collection, Mapping, Sequence
 from typing import Any, NamedTuple, Protocol
 
 from imshop_push.inbound import InboundMessage
-from imshop_push.lanes import Lane
 from imshop_push.model import Content
 
 GROUP_ATTRIBUTE = "pendingGroup"
@@ -55,31 +62,52 @@ class PendingCopy(NamedTuple):
 class PendingPool(Protocol):
     """Every method raises `StoreError` when the pool is unavailable."""
 
-    def put(self, group: str, copies: Sequence[PendingCopy], *, now: float) -> None: ...
+    def put(self, group: str, copies: Sequence[PendingCopy], *, now: float) -> None:
+        """Pool the copies (again): an item put again is replaced, and its expiration renewed."""
+        ...
 
     def take(self, group: str, *, limit: int) -> list[PendingCopy]:
-        """Up to `limit` requests of the group, read after every earlier `put` (a consistent read)."""
+        """Up to `limit` requests of the group, read after every earlier `put` (a consistent read). Fewer than
+        `limit`: that is all of them. A take of `limit` starts the next take after the last key it returned,
+        so that the whole group takes turns."""
         ...
 
     def remove(self, group: str, keys: Collection[str]) -> None: ...
 
-    def arm(self, group: str, *, wake_at: float, stale_before: float, now: float) -> bool:
-        """Record a wake for `wake_at` unless one is armed for no later than that and was armed for after
-        `stale_before` (an older one is presumed lost). True: the caller must write the wake message."""
+    def arm(self, group: str, *, wake_at: float, stale_before: float, now: float) -> str | None:
+        """None when a *written* wake due no later than `wake_at` and armed for after `stale_before` (an older
+        one is presumed lost) will take what the caller pooled before. Otherwise a token: the caller must write
+        a wake message, then report it `written` (or `abandon` it when it could not). A wake another execution
+        armed but has not reported written yet is left alone, and the token is one of no record (reporting it
+        changes nothing): that wake may still fail, so the caller writes one of its own."""
         ...
 
-    def disarm(self, group: str) -> None: ...
+    def written(self, group: str, token: str) -> None:
+        """The wake armed with `token` is in SQS: from now on it may be trusted (unless it was received, or
+        another arm replaced it, meanwhile: then nothing changes)."""
+        ...
+
+    def abandon(self, group: str, token: str) -> None:
+        """The wake armed with `token` could not be written: the group has no armed wake any more (unless it was
+        received, or another arm replaced it, meanwhile: then nothing changes)."""
+        ...
+
+    def disarm(self, group: str) -> None:
+        """The wake is received: before the pool is read, so what is pooled after this arms a wake of its own."""
+        ...
 
     def armed(self, group: str) -> float | None:
-        """When the group's armed wake is due; None when none is armed (nothing of it waits, or it is being
-        taken right now)."""
+        """When the group's written wake is due; None when none is (nothing of it waits, it is being taken right
+        now, or the one armed is still being written and may yet fail)."""
         ...
 
 
-def group_of(lane: Lane, event_source_arn: str, content: Content) -> str:
-    """Requests of one content on one queue: what one wake releases and one merged call may carry."""
+def group_of(event_source_arn: str, content: Content) -> str:
+    """Requests of one content on one queue: what one wake releases and one merged call may carry. Only what a
+    request is decides its group, never a setting (the lanes): a wake of a group must find the group's requests
+    whatever was deployed since they were pooled (a taken request also stays in the group it was taken from)."""
     text = "\x1f".join((event_source_arn, content.title, content.summary, content.deeplink or ""))
-    return f"{lane.value}:{hashlib.sha256(text.encode()).hexdigest()[:40]}"
+    return f"content:{hashlib.sha256(text.encode()).hexdigest()[:40]}"
 
 
 def pending_copy(key: str, message: InboundMessage, entry: Mapping[str, Any]) -> PendingCopy:
@@ -125,35 +153,15 @@ def wake_body(group: str) -> str:
     return json.dumps({_WAKE_FIELD: group, "about": _WAKE_ABOUT})
 
 
-def encode_copy(copy: PendingCopy) -> str:
-    return json.dumps(
-        {
-            "body": copy.body,
-            "attributes": _jsonable(copy.attributes),
-            "arn": copy.event_source_arn,
-            "sent": copy.sent_timestamp_ms,
-        },
-        ensure_ascii=False,
-    )
-
-
-def decode_copy(key: str, text: str) -> PendingCopy:
+def decode_legacy_copy(key: str, text: str) -> PendingCopy:
+    """A copy pooled, before the item held its parts apart, as one JSON text (read so that a deploy loses none
+    of what waits; nothing is written so any more: JSON's escapes could double a body past an item's limit)."""
     data = json.loads(text)
     attributes = {
         name: {**value, "BinaryValue": base64.b64decode(value["BinaryValue"])} if "BinaryValue" in value else value
         for name, value in data["attributes"].items()
     }
     return PendingCopy(key, data["body"], attributes, data["arn"], data["sent"])
-
-
-def _jsonable(attributes: Mapping[str, Mapping[str, Any]]) -> dict[str, dict[str, Any]]:
-    out: dict[str, dict[str, Any]] = {}
-    for name, value in attributes.items():
-        item = dict(value)
-        if isinstance(item.get("BinaryValue"), bytes):
-            item["BinaryValue"] = base64.b64encode(item["BinaryValue"]).decode()
-        out[name] = item
-    return out
 
 
 def _lambda_attribute(value: Mapping[str, Any]) -> dict[str, Any]:
@@ -167,12 +175,24 @@ def _lambda_attribute(value: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
+def new_token() -> str:
+    return uuid.uuid4().hex
+
+
+def rotated(keys: Sequence[str], after: str | None) -> list[str]:
+    """Sorted `keys` from the first one after `after`, wrapping round to the first ones."""
+    if after is None:
+        return list(keys)
+    return [k for k in keys if k > after] + [k for k in keys if k <= after]
+
+
 class InProcessPendingPool:
     """The same semantics in memory, for local runs without a table."""
 
     def __init__(self) -> None:
         self._groups: dict[str, dict[str, PendingCopy]] = {}
-        self._wakes: dict[str, float] = {}
+        self._wakes: dict[str, tuple[float, str | None]] = {}  # due, and its token while it is being written
+        self._cursors: dict[str, str] = {}  # the last key of a take that did not take the whole group
         self._lock = threading.Lock()
 
     def put(self, group: str, copies: Sequence[PendingCopy], *, now: float) -> None:
@@ -181,7 +201,11 @@ class InProcessPendingPool:
 
     def take(self, group: str, *, limit: int) -> list[PendingCopy]:
         with self._lock:
-            return [self._groups.get(group, {})[k] for k in sorted(self._groups.get(group, {}))[:limit]]
+            pooled = self._groups.get(group, {})
+            keys = rotated(sorted(pooled), self._cursors.get(group))[:limit]
+            if len(keys) >= limit:
+                self._cursors[group] = keys[-1]
+            return [pooled[k] for k in keys]
 
     def remove(self, group: str, keys: Collection[str]) -> None:
         with self._lock:
@@ -189,13 +213,26 @@ class InProcessPendingPool:
             for key in keys:
                 pooled.pop(key, None)
 
-    def arm(self, group: str, *, wake_at: float, stale_before: float, now: float) -> bool:
+    def arm(self, group: str, *, wake_at: float, stale_before: float, now: float) -> str | None:
         with self._lock:
             armed = self._wakes.get(group)
-            if armed is not None and stale_before <= armed <= wake_at:
-                return False
-            self._wakes[group] = wake_at
-            return True
+            token = new_token()
+            if armed is not None and stale_before <= armed[0] <= wake_at:
+                return None if armed[1] is None else token
+            self._wakes[group] = (wake_at, token)
+            return token
+
+    def written(self, group: str, token: str) -> None:
+        with self._lock:
+            armed = self._wakes.get(group)
+            if armed is not None and armed[1] == token:
+                self._wakes[group] = (armed[0], None)
+
+    def abandon(self, group: str, token: str) -> None:
+        with self._lock:
+            armed = self._wakes.get(group)
+            if armed is not None and armed[1] == token:
+                del self._wakes[group]
 
     def disarm(self, group: str) -> None:
         with self._lock:
@@ -203,7 +240,8 @@ class InProcessPendingPool:
 
     def armed(self, group: str) -> float | None:
         with self._lock:
-            return self._wakes.get(group)
+            armed = self._wakes.get(group)
+            return armed[0] if armed is not None and armed[1] is None else None
 
     def pooled(self, group: str) -> int:
         with self._lock:

@@ -34,7 +34,7 @@ class JoinWaiting:
         arn = owners[0].message.event_source_arn
         if any(_stays(t, batch, index, arn) for t in owners):
             return None
-        return group_of(ctx.lanes.of(arn), arn, call.content)
+        return group_of(arn, call.content)
 
     def joins(self, batch: Batch, index: int, group: str) -> bool:
         """Joined a wake armed for within about a window (one read)."""

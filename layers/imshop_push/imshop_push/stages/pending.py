@@ -69,7 +69,7 @@ class TakePending:
                 if message.message_id not in known:
                     known.add(message.message_id)
                     batch.tracks.append(Track(message))
-                    batch.taken[message.message_id] = Taken(group, copy.key, wake, len(copies) >= limit)
+                    batch.taken[message.message_id] = Taken(group, copy.key, wake, len(copies) >= limit, copy)
         if batch.taken:
             self._reserve_time(batch)
 
@@ -94,48 +94,61 @@ class Pooling:
 
     def route(self, batch: Batch, deferrals: Sequence[tuple[Track, Deferral]]) -> list[tuple[Track, Deferral]]:
         """Pool what shares a content with another deferred request (or already waits in the pool); return the
-        rest, to be re-enqueued as copies."""
+        rest, to be re-enqueued as copies. A request taken from the pool goes back to the group it was taken
+        from, whatever group its content would get now: that group's next wake must find it."""
         pool = self._ctx.pending
         if pool is None:
             return list(deferrals)
-        groups: dict[tuple[str, Content], list[tuple[Track, Deferral]]] = {}
+        pooled: dict[str, list[tuple[Track, Deferral]]] = {}
+        fresh: dict[tuple[str, Content], list[tuple[Track, Deferral]]] = {}
         for pair in deferrals:
-            groups.setdefault((pair[0].message.event_source_arn, pair[0].req.content), []).append(pair)
+            taken = batch.taken.get(pair[0].message_id)
+            if taken is not None:
+                pooled.setdefault(taken.group, []).append(pair)
+            else:
+                fresh.setdefault((pair[0].message.event_source_arn, pair[0].req.content), []).append(pair)
         rest: list[tuple[Track, Deferral]] = []
-        for (arn, content), pairs in groups.items():
-            if len(pairs) < 2 and not any(t.message_id in batch.taken for t, _ in pairs):
-                rest.extend(pairs)  # a personal text: no digest of it is needed
+        for (arn, content), pairs in fresh.items():
+            group = group_of(arn, content) if len(pairs) > 1 or pooled else None  # a lone personal text: no digest
+            if group is None or (len(pairs) < 2 and group not in pooled):
+                rest.extend(pairs)
                 continue
-            rest.extend(self._pool(batch, group_of(self._ctx.lanes.of(arn), arn, content), pairs))
+            pooled.setdefault(group, []).extend(pairs)
+        for group, pairs in pooled.items():
+            rest.extend(self._pool(batch, group, pairs))
         return rest
 
     def _pool(self, batch: Batch, group: str, pairs: list[tuple[Track, Deferral]]) -> list[tuple[Track, Deferral]]:
         pool = self._ctx.pending
         assert pool is not None
-        fresh: list[tuple[Track, PendingCopy]] = []
+        copies: list[PendingCopy] = []
         unfit: list[tuple[Track, Deferral]] = []
         for track, deferral in pairs:
-            if track.message_id in batch.taken:
-                continue  # its item is still in the pool, unchanged
+            taken = batch.taken.get(track.message_id)
+            if taken is not None:
+                copies.append(taken.copy)  # written again: its expiration is renewed while it waits
+                continue
             try:
                 entry = requeue_entry(deferral)
             except EntryTooLargeError:
                 unfit.append((track, deferral))  # the copy path reports it and gives it back
                 continue
-            fresh.append((track, pending_copy(deferral.idempotency_key, track.message, entry)))
+            copies.append(pending_copy(deferral.idempotency_key, track.message, entry))
         try:
-            pool.put(group, [copy for _, copy in fresh], now=self._ctx.clock())
+            pool.put(group, copies, now=self._ctx.clock())
         except StoreError:
             logger.exception("the pending pool refused a deferred group: its requests wait as copies")
             for track, _ in pairs:
                 if track.message_id in batch.taken:
                     give_back_waiting(batch, track, "the pending pool is unavailable")
             return [pair for pair in pairs if pair[0].message_id not in batch.taken]
+        batch.pooled.update((group, copy.key) for copy in copies)
         wake_at = min(t.retry_at if t.retry_at is not None else self._ctx.clock() for t, _ in pairs)
         if not ensure_wake(self._ctx, group, pairs[0][0].message.event_source_arn, wake_at):
             for track, _ in pairs:
                 give_back_waiting(batch, track, "could not write the wake of its pending group")
-        self._ctx.metric(m.REQUESTS_POOLED, sum(t.fate is Fate.DEFERRED for t, _ in fresh))  # pooled and woken
+        fresh = [t for t, _ in pairs if t.message_id not in batch.taken and all(t is not u for u, _ in unfit)]
+        self._ctx.metric(m.REQUESTS_POOLED, sum(t.fate is Fate.DEFERRED for t in fresh))  # pooled and woken
         return unfit
 
 
@@ -149,18 +162,19 @@ class ReleasePending:
             return
         finished: dict[str, list[str]] = {}
         unwoken: dict[str, Track] = {}  # groups with requests left in the pool that no wake is armed for yet
+        waiting: dict[str, list[Taken]] = {}  # left in the pool as they were: written again to renew them
         tracks = {t.message_id: t for t in batch.tracks if t.message_id in batch.taken}
         woken: set[str] = set()  # groups a deferral of this batch armed a wake for (`Pooling`)
         # A taken request that finished as the duplicate of a record that carried its key on: when that record
-        # was deferred, its copy went to the pool under the same key, and must stay there.
-        repooled = {t.req.idempotency_key for t in batch.tracks if t.fate is Fate.DEFERRED and t.request}
+        # was deferred into the same group, its copy went to the pool under the same key, and must stay there.
         for message_id, taken in batch.taken.items():
             fate = tracks[message_id].fate
             if fate is Fate.DEFERRED:
                 woken.add(taken.group)
             elif fate in STILL_WAITING:
                 unwoken[taken.group] = taken.wake
-            elif taken.key not in repooled:
+                waiting.setdefault(taken.group, []).append(taken)
+            elif (taken.group, taken.key) not in batch.pooled:
                 finished.setdefault(taken.group, []).append(taken.key)
         for taken in batch.taken.values():
             if taken.more:  # the pool may hold more than one wake takes
@@ -173,7 +187,20 @@ class ReleasePending:
             except StoreError:
                 logger.exception("finished requests stay in the pending pool: the next wake finds them done")
                 unwoken.setdefault(group, next(t.wake for t in batch.taken.values() if t.group == group))
+        self._renew(waiting)
         self._wake_again(unwoken)
+
+    def _renew(self, waiting: dict[str, list[Taken]]) -> None:
+        """Left waiting is waiting still: written again, each item's expiration starts over."""
+        pool = self._ctx.pending
+        assert pool is not None
+        for group, left in waiting.items():
+            try:
+                pool.put(group, [t.copy for t in left], now=self._ctx.clock())
+            except StoreError:
+                logger.exception("cannot renew requests left in the pending pool: their wake goes back to SQS")
+                for taken in left:
+                    taken.wake.give_back("could not renew the requests it left in the pending pool")
 
     def _wake_again(self, unwoken: dict[str, Track]) -> None:
         """A window from now: what failed transiently, or did not fit in one take, is taken again then."""
@@ -185,26 +212,33 @@ class ReleasePending:
 
 
 def ensure_wake(ctx: Context, group: str, event_source_arn: str, wake_at: float) -> bool:
-    """Arm a wake for `wake_at` and write its message, unless one armed earlier will do. False: no wake could
-    be written (the caller hands its requests back to SQS, which tries again later)."""
+    """Arm a wake for `wake_at` and write its message, unless a written one armed earlier will do. False: no
+    wake could be written (the caller hands its requests back to SQS, which tries again later).
+
+    A wake armed by another execution and not yet written is no reason to write none: its SendMessage may still
+    fail, and that execution then gives back only its own requests."""
     pool = ctx.pending
     assert pool is not None
     now = ctx.clock()
+    token: str | None
     try:
-        must_write = pool.arm(group, wake_at=wake_at, stale_before=now - 2 * ctx.limits.window_seconds, now=now)
+        token = pool.arm(group, wake_at=wake_at, stale_before=now - 2 * ctx.limits.window_seconds, now=now)
+        if token is None:
+            return True
     except StoreError:
         logger.exception("cannot arm a wake: one is written anyway (two wakes only cost a read)")
-        must_write = True
-    if not must_write:
-        return True
+        token = None
     delay = min(SQS_MAX_DELAY_SECONDS, max(0, math.ceil(wake_at - now)))
-    if ctx.backlog.wake(event_source_arn, group, delay):
-        return True
-    try:
-        pool.disarm(group)  # so the next deferral arms (and writes) one
-    except StoreError:
-        logger.exception("cannot disarm an unwritten wake: the next deferral writes one once it is stale")
-    return False
+    written = ctx.backlog.wake(event_source_arn, group, delay)
+    if token is not None:
+        try:
+            if written:
+                pool.written(group, token)  # from now on other deferrals may rely on it
+            else:
+                pool.abandon(group, token)  # so the next deferral arms (and writes) one
+        except StoreError:
+            logger.exception("cannot record the outcome of a wake: other deferrals write their own until it is stale")
+    return written
 
 
 def give_back_waiting(batch: Batch, track: Track, reason: str) -> None:
