@@ -18,7 +18,7 @@ from imshop_push.history_dynamodb import DynamoDBHistoryReader, DynamoDBHistoryW
 from imshop_push.inbound import InboundMessage
 from imshop_push.model import CallOutcome, CallResult, Deadline, Disposition
 from imshop_push.pipeline import Dispatcher
-from imshop_push.rate_limit import InProcessRateLimiter, WindowPolicy
+from imshop_push.rate_limit import PRE_CALL_ALLOWANCE_SECONDS, InProcessRateLimiter, WindowPolicy
 from imshop_push.sqs_outbox import SourceQueue
 from imshop_push.state_dynamodb import DynamoDBStateStore
 from imshop_push_local.aws_emulator import LocalAws, MotoServer, provision
@@ -173,7 +173,9 @@ def _dispatcher(aws: LocalAws, history_table: str, metrics: Counter[str]) -> Dis
     state_table = aws.function.environment["STATE_TABLE_NAME"]
     return Dispatcher(
         api=_Confirming(),
-        limiter=InProcessRateLimiter(WindowPolicy(10, 60.0, 0.0, 1.0)),
+        limiter=InProcessRateLimiter(
+            WindowPolicy(10, 60.0, 0.0, 1.0 + PRE_CALL_ALLOWANCE_SECONDS, PRE_CALL_ALLOWANCE_SECONDS)
+        ),
         state=DynamoDBStateStore(dynamodb, state_table, ttl_seconds=3600),
         dead_letters=None,
         backlog=SourceQueue(lambda: aws.client("sqs")),
