@@ -49,7 +49,21 @@ in_lock $(DEV_REQUIREMENTS) $(DEV_LOCK) && in_lock $(LAYER_REQUIREMENTS) $(LAYER
 in_lock <(grep -E '^[a-z0-9]' $(LAYER_LOCK) | cut -d' ' -f1) $(DEV_LOCK)
 endef
 
-.PHONY: help setup lock lint typecheck template-check unit integration test demo bench invoke dlq redrive build clean
+# pytest side by side in PYTEST_WORKERS processes (pytest-xdist): most integration tests wait on scaled windows
+# rather than compute, so more processes than cores keep the CPU busy, and a free process takes the next test.
+# Tests marked cpu_heavy (they load the CPU and assert timing under load) then run alone, in one process, as in a
+# serial run: their verdicts never depend on what runs beside them. Both phases run; either failing fails.
+# PYTEST_WORKERS=0: everything in one process.
+PYTEST_WORKERS ?= 3
+define run_pytest
+$(if $(filter 0,$(PYTEST_WORKERS)),$(BIN)/pytest $(1),\
+rc=0; \
+$(BIN)/pytest -n $(PYTEST_WORKERS) --dist load --maxschedchunk 1 -m "not cpu_heavy" $(1) || { r=$$?; [ $$r -eq 5 ] || rc=$$r; }; \
+$(BIN)/pytest -m cpu_heavy $(1) || { r=$$?; [ $$r -eq 5 ] || rc=$$r; }; \
+exit $$rc)
+endef
+
+.PHONY: help setup lock lint typecheck template-check unit integration test pytest-suite demo bench invoke dlq redrive build clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -90,13 +104,18 @@ template-check: $(STAMP) ## cfn-lint and sam validate --lint
 	$(BIN)/sam validate --lint --template template.yaml --region $(AWS_DEFAULT_REGION)
 
 unit: $(STAMP) ## unit tests only
-	$(BIN)/pytest tests/unit
+	$(call run_pytest,tests/unit)
 
 integration: $(STAMP) ## integration tests only (moto server + IMSHOP sandbox on loopback)
-	$(BIN)/pytest tests/integration
+	$(call run_pytest,tests/integration)
 
-test: lint typecheck template-check $(STAMP) ## the whole suite: lint, types, template, unit + integration tests
-	$(BIN)/pytest
+# The static checks run beside the tests, not before them: together they take little more than the tests alone.
+# Each target's lines come whole (--output-sync=line); any failure fails `make test` once all have finished.
+test: $(STAMP) ## the whole suite: lint, types, template, unit + integration tests
+	@$(MAKE) --no-print-directory -j 4 --output-sync=line lint typecheck template-check pytest-suite
+
+pytest-suite: $(STAMP)
+	$(call run_pytest,)
 
 demo: $(STAMP) ## run the dispatcher locally against the sandbox and a local AWS emulator
 	$(BIN)/python -m imshop_push_local.demo

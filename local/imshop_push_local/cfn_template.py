@@ -38,8 +38,9 @@ def _construct_short_tag(loader: yaml.SafeLoader, suffix: str, node: yaml.Node) 
     return {suffix if suffix in _PLAIN_TAGS else f"Fn::{suffix}": value}
 
 
-# A subclass, so that the CloudFormation tags are not registered on SafeLoader for everyone else.
-_CfnLoader: Any = type("_CfnLoader", (yaml.SafeLoader,), {})
+# A subclass, so that the CloudFormation tags are not registered on SafeLoader for everyone else. libyaml's
+# parser where PyYAML has it (the same documents, six times faster: every local stack reads the template).
+_CfnLoader: Any = type("_CfnLoader", (getattr(yaml, "CSafeLoader", yaml.SafeLoader),), {})
 _CfnLoader.add_multi_constructor("!", _construct_short_tag)
 
 

@@ -1,4 +1,10 @@
-"""One moto server for the whole integration run: each test provisions its own uniquely named resources."""
+"""One moto server for the whole integration run (one per pytest-xdist process): each test provisions its own
+uniquely named resources, so tests never need a server of their own.
+
+`make test` runs the tests side by side (pytest-xdist). A test whose stack keeps the CPU busy (hundreds of
+emulator requests from several workers) and that asserts timing under load (no invocation past its timeout, calls
+per window, slots waited) is marked ``@pytest.mark.cpu_heavy``: `make test` runs those afterwards, alone, so their
+verdicts do not depend on what runs beside them."""
 
 from __future__ import annotations
 

@@ -155,6 +155,7 @@ def test_a_batch_is_merged_into_the_lower_bound_of_calls(stack: LocalStack) -> N
     assert all(len(c.body.get("userIds", [])) <= 100 for c in stack.sandbox.calls)
 
 
+@pytest.mark.cpu_heavy
 @pytest.mark.stack(
     rate_limit_requests=5,
     rate_limit_window_seconds=0.4,
@@ -289,6 +290,7 @@ def test_an_expired_request_is_neither_sent_nor_dead_lettered(stack: LocalStack)
     assert stack.dead_letters() == []
 
 
+@pytest.mark.cpu_heavy
 @pytest.mark.stack(
     rate_limit_requests=4,
     rate_limit_window_seconds=0.3,

@@ -9,7 +9,7 @@ import hashlib
 import json
 import os
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -23,10 +23,10 @@ LOG_ENV = "FAKE_HANDLER_LOG"  # fake_handlers.LOG_ENV; that module is meant for 
 FAKE_API_URL = "https://imshop.invalid/api/push/secret-token"
 
 
-@pytest.fixture(scope="module")
-def moto_endpoint() -> Iterator[str]:
-    with MotoServer() as server:
-        yield server.endpoint_url
+@pytest.fixture
+def moto_endpoint(moto_server: MotoServer) -> str:
+    """The run's one emulator: each test provisions its own uniquely named stack in it."""
+    return moto_server.endpoint_url
 
 
 @pytest.fixture

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -24,10 +23,10 @@ FAKE_API_URL = "https://imshop.invalid/api/push/secret-token"
 FAST = LocalTuning(time_scale=0.01)
 
 
-@pytest.fixture(scope="module")
-def moto_endpoint() -> Iterator[str]:
-    with MotoServer() as server:
-        yield server.endpoint_url
+@pytest.fixture
+def moto_endpoint(moto_server: MotoServer) -> str:
+    """The run's one emulator: each test provisions its own uniquely named stack in it."""
+    return moto_server.endpoint_url
 
 
 def template_with(tmp_path: Path, *changes: tuple[str, str]) -> Path:

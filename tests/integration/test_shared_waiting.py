@@ -76,6 +76,7 @@ class OtherExecutions:
         self._limiter.release(permit, time.time())
 
 
+@pytest.mark.cpu_heavy
 def test_a_one_text_blast_arriving_while_the_limiter_is_busy_costs_the_lower_bound(stack: LocalStack) -> None:
     users = [f"7999{n:07d}" for n in range(BLAST)]
     stack.start_consumers()
