@@ -6,15 +6,16 @@ carries; it is never taken for a wake, and an attribute of its own never decides
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 from harness import Harness, body, msg, phones, requeued_copy
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from test_dispatch_shared_waiting import SECONDS, busy, one_recipient_each, wake_message
 from test_dispatch_supersede import DELIVERED_TEXT, PAID, T0_MS, collapsed, sent_titles
 
-from imshop_push.collapse import order_of
+from imshop_push.collapse import epoch_ms, order_of
 from imshop_push.dispatcher import Disposition
 from imshop_push.inbound import InboundMessage
 from imshop_push.model import Deferral
@@ -161,6 +162,25 @@ def test_an_order_copied_from_another_message_does_not_apply() -> None:
         1_000,
         1_200,
     )
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    created=st.datetimes(timezones=st.sampled_from([UTC, timezone(timedelta(hours=23, minutes=59))]))
+    | st.datetimes(timezones=st.just(timezone(-timedelta(hours=23, minutes=59)))),
+    received_ms=st.integers(0, 4_102_444_800_000),
+)
+@example(created=datetime(1, 1, 1, 5, tzinfo=timezone(timedelta(hours=23, minutes=59))), received_ms=0)
+@example(created=datetime(9999, 12, 31, 23, 59, tzinfo=timezone(-timedelta(hours=23, minutes=59))), received_ms=0)
+def test_a_copy_carries_the_order_of_any_created_at_a_request_can_name(created: datetime, received_ms: int) -> None:
+    """Year 1 with a positive offset and year 9999 with a negative one lie outside years 1 to 9999 in UTC: their
+    copies must still read back their order, or each hop would take a new first-received time."""
+    message = collapsed("m1", message=PAID, sent_ms=1_000, received_ms=1_200)
+    created_ms = epoch_ms(created)
+
+    copy = with_attributes(message, {ORDER_ATTRIBUTE: order_value(message.body, created_ms, received_ms)})
+
+    assert copy_order(copy) == (created_ms, received_ms)
 
 
 def test_the_dispatchers_own_copy_keeps_its_order_over_a_producers_attributes() -> None:

@@ -35,8 +35,9 @@ RESERVED_ATTRIBUTES = frozenset(
     {KEY_ATTRIBUTE, REASON_ATTRIBUTE, SOURCE_ID_ATTRIBUTE, ORDER_ATTRIBUTE, GROUP_ATTRIBUTE}
 )
 """Names the dispatcher writes on what it puts on a queue; the publishing helper refuses them on a draft."""
-MIN_ORDER_MS = -62_135_596_800_000  # 0001-01-01T00:00:00Z
-MAX_ORDER_MS = 253_402_300_799_999  # 9999-12-31T23:59:59.999Z: the instants a createdAt can name
+_DAY_MS = 86_400_000
+MIN_ORDER_MS = -62_135_596_800_000 - _DAY_MS  # 0001-01-01T00:00:00+23:59 is nearly a day before year 1 in UTC
+MAX_ORDER_MS = 253_402_300_799_999 + _DAY_MS  # 9999-12-31T23:59:59.999-23:59: the instants a createdAt can name
 _ORDER_DIGEST_BYTES = 16
 TRUNCATED = "…"
 
