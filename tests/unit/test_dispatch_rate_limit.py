@@ -321,6 +321,22 @@ def test_a_permit_used_within_its_allowance_is_used_and_one_past_it_is_not() -> 
     assert not limiter.durations
 
 
+def test_a_permit_whose_acquire_ran_past_the_last_call_start_is_given_back_and_the_request_waits() -> None:
+    """A permit still within its allowance does not make the invocation longer: a call started after
+    `last_call_start` eats the time kept for the history and settling, or outlives the invocation."""
+    from imshop_push.model import Deadline
+
+    h, limiter = slow_acquire_harness(limit=1, durations=[PRE_CALL_ALLOWANCE_SECONDS / 2])
+    deadline = Deadline(hard=T0 + 60.0, last_call_start=T0 + PRE_CALL_ALLOWANCE_SECONDS / 4)
+
+    results = h.dispatcher.dispatch([msg("m1", body(users=["u1"]))], deadline=deadline)
+
+    assert results["m1"].disposition is Disposition.DEFERRED
+    assert h.api.calls == [], "no call started after the last moment the invocation allows"
+    [permit] = limiter.issued
+    assert limiter.given_back == [permit], "the slot it did not use is free for the next call"
+
+
 # --- one window per stack, whatever the URL says -------------------------------------------------------
 
 

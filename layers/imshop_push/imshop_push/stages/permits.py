@@ -61,6 +61,9 @@ class Permits:
         made being as fresh as the allowance asks. Denied: none at once; a permit not used was given back."""
         ctx = self._ctx
         now = ctx.clock()
+        if now > batch.deadline.last_call_start:  # the checks ran into the time kept for history and settling
+            self._records.give_back(permit)
+            return Denied(now)
         if now <= permit.start_by:
             return permit
         logger.warning(
