@@ -69,24 +69,30 @@ class Harness:
         self.metrics: Counter[str] = Counter()
         self.history = FakeHistory(self.clock)
         self.pool = pending_pool or FlakyPendingPool()
-        self.dispatcher = Dispatcher(
-            api=self.api,
-            limiter=self.limiter,
-            state=self.state,
-            dead_letters=self.dlq if dead_letters else None,
-            backlog=self.backlog,
-            metric=self.metric,
-            max_recipients=max_recipients,
-            rate_limit_requests=limit,
-            rate_limit_window_seconds=window,
-            clock=self.clock,
-            sleep=self.clock.sleep,
-            bulk_queue_arn=bulk_queue_arn,
-            history=self.history if history else None,
-            pending=self.pool if pending or pending_pool else None,
-            send_time=send_time,
-        )
+        self._collaborators: dict[str, Any] = {
+            "api": self.api,
+            "limiter": self.limiter,
+            "state": self.state,
+            "dead_letters": self.dlq if dead_letters else None,
+            "backlog": self.backlog,
+            "metric": self.metric,
+            "max_recipients": max_recipients,
+            "rate_limit_requests": limit,
+            "rate_limit_window_seconds": window,
+            "clock": self.clock,
+            "sleep": self.clock.sleep,
+            "bulk_queue_arn": bulk_queue_arn,
+            "history": self.history if history else None,
+            "pending": self.pool if pending or pending_pool else None,
+            "send_time": send_time,
+        }
+        self.dispatcher = self.execution()
         self.deadlines: list[Deadline] = []
+
+    def execution(self, **changes: Any) -> Dispatcher:
+        """Another execution environment on the same IMSHOP, limiter, state, queues and pool (a redeploy, a
+        concurrent execution), with `changes` to its collaborators or settings."""
+        return Dispatcher(**(self._collaborators | changes))
 
     def metric(self, name: str, value: int) -> None:
         assert name in METRIC_NAMES, f"metric {name!r} is not in observability.METRIC_NAMES"

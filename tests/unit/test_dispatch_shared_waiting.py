@@ -11,7 +11,7 @@ import pytest
 from fakes import FlakyPendingPool
 from harness import BONUS, FAILED, QUEUE_ARN, Harness, body, msg, phones, requeued_copy
 
-from imshop_push.dispatcher import Dispatcher, Disposition
+from imshop_push.dispatcher import Disposition
 from imshop_push.inbound import InboundMessage
 from imshop_push.lanes import Lane
 from imshop_push.parsing import parse_body
@@ -360,21 +360,7 @@ def test_requests_waiting_longer_than_the_pools_ttl_are_renewed_by_every_wake_th
 
 def redeploy(h: Harness, *, bulk_queue_arn: str | None) -> None:
     """A new execution environment with other settings, on the same queues, tables and pool."""
-    h.dispatcher = Dispatcher(
-        api=h.api,
-        limiter=h.limiter,
-        state=h.state,
-        dead_letters=h.dlq,
-        backlog=h.backlog,
-        metric=h.metric,
-        max_recipients=1000,
-        rate_limit_requests=h.policy.limit,
-        rate_limit_window_seconds=h.policy.window_seconds,
-        clock=h.clock,
-        sleep=h.clock.sleep,
-        bulk_queue_arn=bulk_queue_arn,
-        pending=h.pool,
-    )
+    h.dispatcher = h.execution(bulk_queue_arn=bulk_queue_arn)
 
 
 def wait_out_two_busy_wakes(h: Harness) -> None:

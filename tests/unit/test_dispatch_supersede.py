@@ -254,20 +254,7 @@ def execution(
     h: Harness, versions: InProcessVersionStore, *, sleep: Callable[[float], None] | None = None
 ) -> Dispatcher:
     """Another execution environment: the same IMSHOP, limiter, state table and versions, its own process."""
-    return Dispatcher(
-        api=h.api,
-        limiter=h.limiter,
-        state=h.state,
-        dead_letters=h.dlq,
-        backlog=h.backlog,
-        metric=h.metric,
-        max_recipients=1000,
-        rate_limit_requests=h.policy.limit,
-        rate_limit_window_seconds=h.policy.window_seconds,
-        clock=h.clock,
-        sleep=sleep or h.clock.sleep,
-        versions=versions,
-    )
+    return h.execution(sleep=sleep or h.clock.sleep, versions=versions)
 
 
 def invoke(
