@@ -18,22 +18,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from imshop_push_local.event_source.shapes import LambdaContext, interpret_response, load_handler
+from imshop_push_local.event_source.worker import drop_foreign_aws_settings
 from imshop_push_local.stack_model import LocalFunction
 
 if TYPE_CHECKING:
     from multiprocessing.connection import Connection
 
-# What could lead the handler's boto3 anywhere but the emulator (a profile with real credentials, a per-service
-# endpoint): dropped unless the function's environment sets it, as the event source's workers do.
-_FOREIGN_AWS_SETTINGS = frozenset(
-    {
-        "AWS_PROFILE",
-        "AWS_DEFAULT_PROFILE",
-        "AWS_SESSION_TOKEN",
-        "AWS_SECURITY_TOKEN",
-        "AWS_IGNORE_CONFIGURED_ENDPOINT_URLS",
-    }
-)
 _GRACE_SECONDS = 30.0
 """Beyond the function timeout, for the cold start (imports) that Lambda does not count against it either."""
 
@@ -104,9 +94,7 @@ def _child(spec: _Spec, sender: Connection) -> None:
     for target in (1, 2):
         os.dup2(fd, target)
     os.close(fd)
-    for name in list(os.environ):
-        if name in _FOREIGN_AWS_SETTINGS or name.startswith("AWS_ENDPOINT_URL_"):
-            del os.environ[name]
+    drop_foreign_aws_settings()  # as the event source's workers do
     os.environ.update({"AWS_LAMBDA_FUNCTION_NAME": spec.function_name, "AWS_LAMBDA_FUNCTION_VERSION": "$LATEST"})
     os.environ["AWS_LAMBDA_FUNCTION_MEMORY_SIZE"] = str(spec.memory_mb)
     os.environ.update(spec.env)

@@ -44,9 +44,6 @@ _WINDOW_POLL_SECONDS = 0.02
 MAX_ERROR_CHARS = 2000
 _FALLBACK_ACCOUNT = "123456789012"
 
-# Settings of the developer's shell that could lead the handler's boto3 anywhere but the emulator
-# (a profile with real credentials, a per-service endpoint, or an instruction to ignore
-# AWS_ENDPOINT_URL). They are dropped in the worker unless the event source's env sets them.
 _FOREIGN_AWS_SETTINGS = frozenset(
     {
         "AWS_PROFILE",
@@ -56,6 +53,14 @@ _FOREIGN_AWS_SETTINGS = frozenset(
         "AWS_IGNORE_CONFIGURED_ENDPOINT_URLS",
     }
 )
+
+
+def drop_foreign_aws_settings() -> None:
+    """Drop the developer's settings that could lead the handler's boto3 past the emulator (a profile with real
+    credentials, a per-service endpoint, ignoring AWS_ENDPOINT_URL); the function's env, set after, may restore them."""
+    for name in list(os.environ):
+        if name in _FOREIGN_AWS_SETTINGS or name.startswith("AWS_ENDPOINT_URL_"):
+            del os.environ[name]
 
 
 @dataclass(frozen=True)
@@ -142,9 +147,7 @@ def _prepare_os_environ(environment: _Environment, env: dict[str, str]) -> None:
 
     Module-level code (clients, Powertools objects) reads the environment at import time.
     """
-    for name in list(os.environ):
-        if name in _FOREIGN_AWS_SETTINGS or name.startswith("AWS_ENDPOINT_URL_"):
-            del os.environ[name]
+    drop_foreign_aws_settings()
     config = environment.config
     os.environ.update(
         {
