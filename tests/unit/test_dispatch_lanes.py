@@ -10,9 +10,10 @@ from fakes import FakeBacklog, FakeDeadLetters, FakeImshopClient
 from harness import BONUS, QUEUE_ARN, SHIPPED, Harness, body, msg, phones
 
 from imshop_push.config import Settings
+from imshop_push.dead_letters_by_lane import DeadLettersByLane
 from imshop_push.dispatcher import Disposition
 from imshop_push.inbound import InboundMessage
-from imshop_push.lanes import DeadLettersByLane, Lanes
+from imshop_push.lanes import Lanes
 from imshop_push.model import Poison
 from imshop_push.runtime import Runtime
 

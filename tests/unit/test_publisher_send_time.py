@@ -13,7 +13,6 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from test_publisher import QUEUE_URL, FakeSqs, _client
 
-from imshop_push.config import DEFAULT_STATE_TTL_SECONDS
 from imshop_push.model import Cancel
 from imshop_push.parsing import parse_body, parse_message
 from imshop_push.publisher import (
@@ -24,7 +23,7 @@ from imshop_push.publisher import (
     publish_notification,
     publish_notifications,
 )
-from imshop_push.send_time import SendTime
+from imshop_push.send_time import DEFAULT_STATE_TTL_SECONDS, SendTime
 
 MSK = timezone(timedelta(hours=3))
 QUEUES = LaneQueues(transactional=QUEUE_URL, bulk=QUEUE_URL + "-bulk")

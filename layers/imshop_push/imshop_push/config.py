@@ -12,7 +12,13 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
-from imshop_push.send_time import DEFAULT_QUIET_HOURS_TIMEZONE, QuietHours, load_zone, parse_window
+from imshop_push.send_time import (
+    DEFAULT_QUIET_HOURS_TIMEZONE,
+    DEFAULT_STATE_TTL_SECONDS,
+    QuietHours,
+    load_zone,
+    parse_window,
+)
 
 DEFAULT_RATE_LIMIT_REQUESTS = 10
 DEFAULT_RATE_LIMIT_WINDOW_SECONDS = 60.0
@@ -21,9 +27,6 @@ DEFAULT_HTTP_TIMEOUT_SECONDS = 10.0
 DEFAULT_CONNECT_TIMEOUT_SECONDS = 3.0
 SAM_LOCAL_HOST = "host.docker.internal"  # the developer's machine, seen from a `sam local` container
 DEFAULT_HISTORY_RETENTION_DAYS = 90
-DEFAULT_STATE_TTL_SECONDS = (
-    14 * 24 * 3600
-)  # the longest an SQS message can live, so a redelivery always finds its state
 
 
 class ConfigError(ValueError):

@@ -61,11 +61,10 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Literal
 
-from imshop_push.config import DEFAULT_STATE_TTL_SECONDS
 from imshop_push.drafts import InvalidNotificationError, NotificationDraft, cancel_body, checked_message
 from imshop_push.lanes import Lane
 from imshop_push.publish_results import FailedMessage, PublishedMessage, PublishError, PublishResult, Tally
-from imshop_push.send_time import SendTime
+from imshop_push.send_time import DEFAULT_STATE_TTL_SECONDS, SendTime
 from imshop_push.sqs_batches import batches
 
 if TYPE_CHECKING:

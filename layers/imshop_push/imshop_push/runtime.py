@@ -22,6 +22,7 @@ from imshop_push.config import (
     check_api_url,
     read_secure_string,
 )
+from imshop_push.dead_letters_by_lane import dead_letters_by_lane
 from imshop_push.factories import (
     AwsClients,
     boto3_client,
@@ -36,7 +37,7 @@ from imshop_push.factories import (
 from imshop_push.history import HistoryWriter
 from imshop_push.imshop_client import ImshopClient
 from imshop_push.inbound import InboundMessage
-from imshop_push.lanes import Lanes, dead_letters_by_lane
+from imshop_push.lanes import Lanes
 from imshop_push.model import (
     FINISH_RESERVE_FRACTION,
     FINISH_RESERVE_PER_RECORD_SECONDS,
@@ -256,7 +257,7 @@ class Runtime:
 
 
 def _warn_of_missing_dead_letter_queues(settings: Settings) -> None:
-    """A lane without a dead-letter queue of its own shares the other's (`lanes.dead_letters_by_lane`): poison
+    """A lane without a dead-letter queue of its own shares the other's (`dead_letters_by_lane.py`): poison
     is dropped only when neither queue is set, and the warning says which lane's poison goes where."""
     transactional, bulk = settings.dead_letter_queue_url, settings.bulk_dead_letter_queue_url
     if transactional is None and bulk is None:

@@ -15,6 +15,9 @@ from datetime import UTC, datetime, time, timedelta
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 DEFAULT_QUIET_HOURS_TIMEZONE = "Europe/Moscow"
+# How long state is kept, and so how far ahead sendAt may be: the longest an SQS message can live, so a
+# redelivery always finds its state.
+DEFAULT_STATE_TTL_SECONDS = 14 * 24 * 3600
 _HOURS = re.compile(r"([01]\d|2[0-3]):([0-5]\d)-([01]\d|2[0-3]):([0-5]\d)")
 
 
