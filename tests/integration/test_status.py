@@ -56,6 +56,19 @@ def status(stack: LocalStack, key: str, recipient: str | None = None) -> dict[st
     return answer
 
 
+def make_status(stack: LocalStack, *variables: str) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "MAKE"))} | stack.function_env()
+    return subprocess.run(
+        ["make", "--no-print-directory", "-s", "status", *variables],
+        cwd=REPO_ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
 def until_fate(stack: LocalStack, key: str, fate: str, *, timeout: float = 30) -> dict[str, Any]:
     deadline = time.time() + timeout
     while True:
@@ -163,6 +176,10 @@ def test_every_final_fate_is_answered_by_key_and_by_recipient(stack: LocalStack)
     text = status_command(stack, "order-1-sent", USER, as_json=False)
     assert "fate       sent" in text
     assert "79*******01: reached" in text
+    through_make = make_status(stack, "KEY=order-1-sent", f"RECIPIENT={USER}", "JSON=1")
+    assert through_make.returncode == 0, through_make.stderr
+    assert json.loads(through_make.stdout) == status(stack, "order-1-sent", USER)
+    assert USER not in through_make.stdout + through_make.stderr
     assert table_items(stack) == before, "a lookup writes nothing"
 
 
