@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from imshop_push.model import Content, Recipient
 from imshop_push.state import CallRecord, CallStatus, delivery_digests
 from imshop_push.status import Answer, StoredRequest, answer
-from imshop_push.status_record import Outcome, Report, StatusRecord, status_record
+from imshop_push.status_record import Outcome, Report, StatusRecord, member_digests
 
 NOW = 1_800_000_000_000
 TEXT = Content("Заказ передан в доставку", "Курьер приедет завтра", None)
@@ -22,7 +22,7 @@ BOTH: tuple[Recipient, ...] = (("userIds", ALICE), ("userIds", BOB))
 
 
 def record(**changes: Any) -> StatusRecord:
-    return status_record(KEY, TEXT, BOTH, now=(NOW - 60_000) / 1000)._replace(**changes)
+    return StatusRecord(KEY, NOW - 60_000, TEXT, member_digests(KEY, BOTH), len(BOTH))._replace(**changes)
 
 
 def report(outcome: Outcome, *, reached: int = 0, calls: int = 0, **changes: Any) -> Report:
@@ -135,9 +135,9 @@ def test_stopped_after_some_recipients_were_reached_is_partly_sent_with_what_sto
         (Outcome.EXPIRED, "expired", "expired"),
         (Outcome.SENT, "superseded", "superseded"),
     ):
-        request = settled(outcome, done=outcome is Outcome.SENT, reached=1, calls=1, last_sent_ms=NOW - 7_000)
-        if outcome is Outcome.DEAD_LETTERED:
-            request = request._replace(report=request.report._replace(reason=reason) if request.report else None)
+        dead_letter = reason if outcome is Outcome.DEAD_LETTERED else None
+        done = outcome is Outcome.SENT
+        request = settled(outcome, done=done, reached=1, calls=1, last_sent_ms=NOW - 7_000, reason=dead_letter)
         answered = ask(request=request, kept=record(), calls=(call(ALICE),), recipient=BOB)
         assert answered.as_json() == {
             "key": KEY,

@@ -16,10 +16,10 @@ from __future__ import annotations
 
 import enum
 import hashlib
-from collections.abc import Collection, Iterable
+from collections.abc import Iterable
 from typing import NamedTuple
 
-from imshop_push.model import Content, Recipient, RecipientField
+from imshop_push.model import Content, NotificationRequest, Recipient, RecipientField
 
 MEMBER_DIGEST_SIZE = 4
 """Per recipient of a request, for membership only: a false match (odds about n in 4 billion for n recipients)
@@ -96,24 +96,23 @@ def unpack_members(packed: bytes) -> frozenset[bytes]:
     return frozenset(packed[i : i + step] for i in range(0, len(packed), step))
 
 
-def status_record(
-    key: str,
-    content: Content | None,
-    recipients: Collection[Recipient],
+def request_status(
+    request: NotificationRequest,
     *,
     now: float,
-    expires_at: float | None = None,
     held_until: float | None = None,
     expired: bool = False,
     dead_letter: str | None = None,
 ) -> StatusRecord:
+    """The status item of a parsed request, as the first decision about it finds it."""
+    key, recipients = request.idempotency_key, request.recipients
     return StatusRecord(
         key,
         to_ms(now),
-        content,
+        request.content,
         member_digests(key, recipients),
         len(recipients),
-        to_ms(expires_at) if expires_at is not None else None,
+        to_ms(request.expires_at.timestamp()) if request.expires_at is not None else None,
         to_ms(held_until) if held_until is not None else None,
         expired,
         dead_letter,

@@ -13,7 +13,7 @@ from imshop_push.parsing import poison_key
 from imshop_push.ports import Context
 from imshop_push.sqs_copies import KEY_ATTRIBUTE, held_until_of
 from imshop_push.stages.claim import KEY_REUSED
-from imshop_push.status_record import StatusRecord, status_record
+from imshop_push.status_record import StatusRecord, request_status, to_ms
 
 logger = logging.getLogger(__name__)
 
@@ -62,16 +62,8 @@ def _record(track: Track, now: float) -> StatusRecord:
         message = track.message
         key = message.message_attributes.get(KEY_ATTRIBUTE, {}).get("stringValue")
         stored = poison_key(message.body, message_id=track.message_id, key_attribute=key)
-        return status_record(stored, None, (), now=now, dead_letter=track.reason)
-    expires_at = request.expires_at.timestamp() if request.expires_at is not None else None
-    return status_record(
-        request.idempotency_key,
-        request.content,
-        request.recipients,
-        now=now,
-        expires_at=expires_at,
-        dead_letter=track.reason,
-    )
+        return StatusRecord(stored, to_ms(now), None, b"", 0, dead_letter=track.reason)
+    return request_status(request, now=now, dead_letter=track.reason)
 
 
 def _poison(track: Track) -> Poison:

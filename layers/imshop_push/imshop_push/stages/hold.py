@@ -34,7 +34,7 @@ from imshop_push.send_time import rfc3339
 from imshop_push.sqs_copies import SQS_MAX_DELAY_SECONDS, held_until_of
 from imshop_push.stages.cancel import count_cancelled
 from imshop_push.stages.supersede import order, record_held
-from imshop_push.status_record import status_record, to_ms
+from imshop_push.status_record import request_status, to_ms
 
 logger = logging.getLogger(__name__)
 
@@ -118,17 +118,7 @@ class Hold:
         due time, so its later hops write nothing. Not written, the copy carries none, and the next hop tries
         again; holding never waits for it."""
         first = [t for t in held if held_until_of(t.message) != to_ms(t.retry_at or now)]
-        records = [
-            status_record(
-                t.req.idempotency_key,
-                t.req.content,
-                t.req.recipients,
-                now=now,
-                expires_at=t.req.expires_at.timestamp() if t.req.expires_at is not None else None,
-                held_until=t.retry_at or now,
-            )
-            for t in first
-        ]
+        records = [request_status(t.req, now=now, held_until=t.retry_at or now) for t in first]
         try:
             self._ctx.state.record_status(records, now=now)
         except StoreError:

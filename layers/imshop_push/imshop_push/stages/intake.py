@@ -14,7 +14,7 @@ from imshop_push.parsing import PoisonMessageError, parse_message
 from imshop_push.pending import is_virtual
 from imshop_push.ports import Context
 from imshop_push.sqs_copies import KEY_ATTRIBUTE
-from imshop_push.status_record import status_record
+from imshop_push.status_record import request_status
 
 logger = logging.getLogger(__name__)
 
@@ -59,17 +59,7 @@ class DropExpired:
     def _record(self, expired: list[Track], now: float) -> None:
         """For a status lookup: a request that expired before any claim left nothing else saying so. One that was
         held or claimed before has its status item already, with its expiresAt: the lookup tells from that."""
-        records = [
-            status_record(
-                t.req.idempotency_key,
-                t.req.content,
-                t.req.recipients,
-                now=now,
-                expires_at=t.req.expires_at.timestamp() if t.req.expires_at is not None else None,
-                expired=True,
-            )
-            for t in expired
-        ]
+        records = [request_status(t.req, now=now, expired=True) for t in expired]
         try:
             self._ctx.state.record_status(records, now=now, only_new=True)
         except StoreError:

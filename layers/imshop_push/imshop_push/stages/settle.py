@@ -16,7 +16,7 @@ from imshop_push.stages.intake import count_expired
 from imshop_push.stages.pending import Pooling
 from imshop_push.stages.supersede import order
 from imshop_push.state import CallStatus, Settlement
-from imshop_push.status_record import Outcome, Report, SoFar, status_record, to_ms
+from imshop_push.status_record import Outcome, Report, SoFar, request_status, to_ms
 
 logger = logging.getLogger(__name__)
 
@@ -92,12 +92,9 @@ def _settlement(track: Track, attempt_id: str, now: float) -> Settlement:
     request = track.req
     done = track.fate in (Fate.SENT, Fate.SUPERSEDED)  # superseded: nothing of it is ever to be sent
     attempts = (*(track.history or ()), attempt_id) if track.recorded_in_attempt else track.history or ()
-    expires_at = request.expires_at.timestamp() if request.expires_at is not None else None
     record = None
     if track.so_far is None and held_until_of(track.message) is None:  # first settlement; a held one has its item
-        record = status_record(
-            request.idempotency_key, request.content, request.recipients, now=now, expires_at=expires_at
-        )
+        record = request_status(request, now=now)
     return Settlement(request.idempotency_key, request.fingerprint, done, attempts, _report(track, now), record)
 
 
