@@ -14,7 +14,10 @@ from typing import Any
 
 import pytest
 
-from imshop_push_local.aws_emulator import MotoServer
+from imshop_push.state import ClaimStatus, Settlement
+from imshop_push.state_dynamodb import DynamoDBStateStore
+from imshop_push.status_record import Outcome, Report, SoFar
+from imshop_push_local.aws_emulator import MotoServer, provision
 from imshop_push_local.demo_schedule import rfc3339
 from imshop_push_local.sandbox.models import Fault
 from imshop_push_local.stack import REPO_ROOT, LocalStack, StackSettings
@@ -210,3 +213,20 @@ def test_live_fates_held_in_progress_and_waiting_and_a_recipient_not_yet_reached
     assert waiting["recipients"] == {"reached": 0, "total": 1}
     assert status(stack, "order-9-second", OTHER)["recipient"] == {"reached": False, "why": "not-yet"}
     assert until_fate(stack, "order-9-second", "sent")["fate"] == "sent"
+
+
+def test_a_claim_reads_back_what_the_last_settlement_recorded_and_none_before_the_first(
+    moto_server: MotoServer,
+) -> None:
+    aws = provision(moto_server.endpoint_url, api_url="http://127.0.0.1:9/unused")
+    store = DynamoDBStateStore(aws.client("dynamodb"), aws.table_name, ttl_seconds=3600)
+    now = time.time()
+
+    first = store.claim_many([("k", "fp")], attempt_id="a1", now=now, lease_until=now + 1)["k"]
+    assert (first.status, first.so_far) == (ClaimStatus.CLAIMED, None)
+    again = store.claim_many([("k", "fp")], attempt_id="a2", now=now + 2, lease_until=now + 3)["k"]
+    assert again.so_far is None, "the first execution died before settling: nothing was recorded yet"
+    report = Report(Outcome.WAITING, 1, calls=2, reached=5, total=9, last_sent_ms=7, waiting_since_ms=8)
+    store.settle([Settlement("k", "fp", False, ("a1", "a2"), report)], now=now + 4)
+    later = store.claim_many([("k", "fp")], attempt_id="a3", now=now + 5, lease_until=now + 6)["k"]
+    assert later.so_far == SoFar(calls=2, last_sent_ms=7, waiting_since_ms=8)

@@ -82,3 +82,17 @@ def test_a_key_reused_with_other_content_leaves_the_status_of_the_request_that_o
     h.run(msg("b", body(users=["u1"], key="k", message=BONUS)))
     assert h.state.status_writes == 1
     assert h.state.status["k"].dead_letter is None
+
+
+def test_a_first_attempt_that_never_settled_leaves_the_status_item_to_the_next_settlement() -> None:
+    h = Harness()
+    h.state.failing.add("settle")
+    assert h.run(msg("m", body(users=["u1"], key="k"))) == {"m": Disposition.RETRY}
+    assert h.state.status_writes == 0
+    h.state.failing.clear()
+    h.clock.now += 120  # the lease of the execution that could not settle is over
+
+    assert h.run(msg("m", body(users=["u1"], key="k"))) == {"m": Disposition.DELIVERED}
+    assert len(h.api.calls) == 1, "delivered by the first attempt"
+    assert h.state.status_writes == 1
+    assert h.state.status["k"].total == 1

@@ -110,7 +110,7 @@ class Track:
     collapse: Collapsed | None = None  # its version and slots, when it has a collapseKey
     superseded: set[Recipient] = field(default_factory=set)  # recipients a newer request of its collapseKey took
     cancel_key: str | None = None  # the stored key a cancel names, when the record is a cancel
-    so_far: SoFar | None = None  # what its earlier settlements recorded (None: claimed for the first time)
+    so_far: SoFar | None = None  # what its earlier settlements recorded (None: none yet)
     reached_earlier: int = 0  # its recipients confirmed by earlier attempts
     confirmed: list[tuple[int, float]] = field(default_factory=list)  # (its recipients, when) per confirmed call
 

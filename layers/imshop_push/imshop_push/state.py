@@ -47,7 +47,7 @@ class Claim(NamedTuple):
     status: ClaimStatus
     attempts: tuple[str, ...] = ()
     so_far: SoFar | None = None
-    """What earlier settlements of a claimed request recorded; None: its first claim (nothing recorded yet)."""
+    """What earlier settlements of a claimed request recorded; None: none was written yet."""
 
 
 class CallStatus(enum.StrEnum):
@@ -183,7 +183,7 @@ class InProcessStateStore:
             return Claim(ClaimStatus.BUSY)
         self._requests[key] = (fingerprint, False, until, (*attempts, attempt_id))
         report = self.reports.get(key)
-        return Claim(ClaimStatus.CLAIMED, attempts, SoFar() if report is None else report.so_far())
+        return Claim(ClaimStatus.CLAIMED, attempts, None if report is None else report.so_far())
 
     def start_attempt(self, attempt_id: str, call_count: int, *, now: float) -> None:
         with self._lock:

@@ -255,8 +255,9 @@ def call_record(item: dict[str, Any]) -> CallRecord:
 
 
 def _so_far(old: dict[str, Any]) -> SoFar | None:
-    """None when the item held no claim before (absent, or only a cancel's mark): this is the first claim."""
-    if "fingerprint" not in old:
+    """None when no settlement was written before (the item was absent, held only a cancel's mark, or a claim
+    whose execution died): the next settlement is the request's first."""
+    if "outcome" not in old:
         return None
     return SoFar(int(old.get("calls", {}).get("N", "0")), number(old, "last_sent"), number(old, "waiting_since"))
 
