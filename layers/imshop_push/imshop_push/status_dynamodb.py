@@ -17,8 +17,9 @@ from imshop_push.aws_errors import translated
 from imshop_push.dynamodb_batches import BatchedTable
 from imshop_push.model import Content
 from imshop_push.parsing import storable_key
-from imshop_push.state import StateStoreError
+from imshop_push.state import CallRecord, StateStoreError
 from imshop_push.state_dynamodb import (
+    Items,
     call_record,
     cancel_id,
     number,
@@ -32,6 +33,8 @@ from imshop_push.status_record import Outcome, Report, StatusRecord, to_ms
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
 
+SNAPSHOT_ROUNDS = 5
+
 
 def lookup(
     client: DynamoDBClient, table_name: str, key: str, *, recipient: str | None = None, now: float | None = None
@@ -42,12 +45,8 @@ def lookup(
     stored = storable_key(key)
     batches = BatchedTable(client, table_name)
     with translated(StateStoreError, "status lookup"):
-        items = batches.get([request_id(stored), cancel_id(stored), status_id(stored)])
-        request = _request(items.get(request_id(stored)))
-        calls = []
-        if recipient is not None and request is not None and request.attempts:
-            _, call_items = read_calls(batches, request.attempts)
-            calls = [call_record(item) for item in call_items.values()]
+        items, calls = _snapshot(batches, stored, with_calls=recipient is not None)
+    request = _request(items.get(request_id(stored)))
     cancel = items.get(cancel_id(stored))
     return answer(
         key,
@@ -59,6 +58,25 @@ def lookup(
         calls=calls,
         recipient=recipient,
     )
+
+
+def _snapshot(batches: BatchedTable, key: str, *, with_calls: bool) -> tuple[Items, list[CallRecord]]:
+    """The request's items and its calls as of one moment: the calls are read after the request's item, and the
+    item again after them; if it changed (claimed again, settled), all is read again. A request's item changes
+    at each claim and settlement, so an item unchanged around the read of the calls means no execution took the
+    request meanwhile: the calls agree with the fate (a call confirmed meanwhile belongs to an in-progress one)."""
+    ids = [request_id(key), cancel_id(key), status_id(key)]
+    items = batches.get(ids)
+    for _ in range(SNAPSHOT_ROUNDS):
+        request = items.get(request_id(key))
+        if not with_calls or request is None or "attempts" not in request:
+            return items, []
+        _, call_items = read_calls(batches, request["attempts"]["SS"])
+        again = batches.get(ids)
+        if again.get(request_id(key)) == request:
+            return again, [call_record(item) for item in call_items.values()]
+        items = again
+    raise StateStoreError("the request kept changing while it was looked up: ask again")
 
 
 def _request(item: dict[str, Any] | None) -> StoredRequest | None:
