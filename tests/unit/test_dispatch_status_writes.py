@@ -1,11 +1,13 @@
 """What a status lookup needs costs one extra item write per request in its whole life, however often it comes
-back: held over many hops, deferred over many receives, expired or dead-lettered before any claim."""
+back: held over many hops, deferred over many receives, expired or dead-lettered before any claim; and what the
+settlements record answers the lookup."""
 
 from __future__ import annotations
 
 import json
 from datetime import UTC, datetime
 
+from fakes import SENT
 from harness import BONUS, SHIPPED, Harness, body, drain, msg, phones, requeued_copy
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -13,7 +15,9 @@ from hypothesis import strategies as st
 from fake_clock import T0
 from imshop_push.dispatcher import Disposition
 from imshop_push.inbound import InboundMessage
-from imshop_push.status_record import member_digests
+from imshop_push.model import CallOutcome, CallResult
+from imshop_push.status import StoredRequest, answer
+from imshop_push.status_record import Outcome, member_digests, to_ms
 
 
 def later(seconds: float, **fields: object) -> str:
@@ -96,3 +100,30 @@ def test_a_first_attempt_that_never_settled_leaves_the_status_item_to_the_next_s
     assert len(h.api.calls) == 1, "delivered by the first attempt"
     assert h.state.status_writes == 1
     assert h.state.status["k"].total == 1
+
+
+def test_what_the_settlement_records_answers_a_request_refused_after_part_of_it_was_sent() -> None:
+    h = Harness(max_recipients=1)
+    refusal = "IMSHOP answered 400: Bad Request"
+    h.api.script = [SENT, CallOutcome(CallResult.REJECTED, refusal, 400)]
+
+    assert h.run(msg("m", body(users=["u1", "u2"], key="k"))) == {"m": Disposition.DEAD_LETTERED}
+
+    report = h.state.reports["k"]
+    assert (report.outcome, report.calls, report.reached, report.total, report.reason) == (
+        Outcome.DEAD_LETTERED,
+        1,
+        1,
+        2,
+        refusal,
+    )
+    request = StoredRequest(False, 0, ("a",), report)
+    found = answer("k", now_ms=to_ms(h.clock()), request=request, cancelled=False, cancelled_at=None, record=None)
+    assert found.as_json() == {
+        "key": "k",
+        "fate": "partly-sent",
+        "at": to_ms(h.api.calls[0].at),
+        "calls": 1,
+        "recipients": {"reached": 1, "total": 2},
+        "reason": refusal,
+    }
