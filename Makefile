@@ -63,7 +63,7 @@ $(BIN)/pytest -m cpu_heavy $(1) || { r=$$?; [ $$r -eq 5 ] || rc=$$r; }; \
 exit $$rc)
 endef
 
-.PHONY: help setup lock lint typecheck template-check unit integration test pytest-suite demo bench invoke dlq redrive build clean
+.PHONY: help setup lock lint typecheck template-check unit integration test pytest-suite demo bench invoke dlq redrive status build clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -131,6 +131,12 @@ dlq: $(STAMP) ## list dead-lettered messages with reasons (DLQ_URL=... or LANE=b
 
 redrive: $(STAMP) ## move dead-lettered messages back to the source queue (DLQ_ARN=... or LANE=bulk [QUEUE_ARN=...])
 	$(BIN)/python -m imshop_push_local.dlq redrive --dlq-arn "$(DLQ_ARN)" $(if $(QUEUE_ARN),--destination-arn $(QUEUE_ARN)) $(if $(LANE),--lane $(LANE))
+
+# KEY and RECIPIENT reach the command through the environment (make exports command-line variables): a key
+# with quotes or spaces is passed as it is.
+status: $(STAMP) ## where is my push? KEY=<idempotencyKey> [RECIPIENT=<userId or installId>] [JSON=1] [STACK=name]
+	@[ -n "$$KEY" ] || { echo "usage: make status KEY=<idempotencyKey> [RECIPIENT=...] [JSON=1]" >&2; exit 2; }
+	@$(BIN)/python -m imshop_push_local.status --key "$$KEY" $${RECIPIENT:+--recipient "$$RECIPIENT"} $(if $(JSON),--json) $(if $(STACK),--stack-name "$(STACK)")
 
 build: $(STAMP) ## sam build (no Docker needed)
 	$(BIN)/sam build --template template.yaml

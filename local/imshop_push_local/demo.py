@@ -28,6 +28,7 @@ from imshop_push.parsing import PoisonMessageError, parse_body
 from imshop_push_local.demo_history import history_phase
 from imshop_push_local.demo_lanes import lanes_phase
 from imshop_push_local.demo_schedule import schedule_phase
+from imshop_push_local.demo_status import status_phase
 from imshop_push_local.demo_supersede import supersede_phase
 from imshop_push_local.function_output import FunctionOutput
 from imshop_push_local.stack import REPO_ROOT, LocalStack, StackSettings
@@ -81,6 +82,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         stack.sandbox.reset()
         problems += lanes_phase(stack, output, number=5)
     problems += schedule_phase(output_path=output.path, settings=DEMO_SETTINGS, number=6)  # own stack: quiet hours
+    problems += status_phase(output_path=output.path, settings=DEMO_SETTINGS, number=7)  # own stack, read-only lookups
     print(f"\nThe function's own output (EMF metrics and logs, as CloudWatch would get them): {output.path}")
     print()
     if problems:

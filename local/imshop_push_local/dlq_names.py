@@ -99,22 +99,25 @@ def queue_url_of(sqs: SQSClient, arn: str) -> str:
 def _stack_output(aws: boto3.session.Session, stack_name: str, output: str, url_env: str) -> str:
     """The last resort: a deployed stack names its own DLQ, so an operator needs no URL to hand."""
     hint = f"pass --dlq-url (or --dlq-arn), set {url_env}, or name the deployed stack with --stack-name"
+    return stack_output(aws, stack_name, output, what="dead-letter queue", hint=hint)
+
+
+def stack_output(aws: boto3.session.Session, stack_name: str, output: str, *, what: str, hint: str) -> str:
+    """An output of the deployed stack, or a CliError that says what was looked for and what to do instead."""
     cloudformation: CloudFormationClient = client(aws, "cloudformation")
     try:
         stacks = cloudformation.describe_stacks(StackName=stack_name)["Stacks"]
     except ClientError as e:
         raise CliError(
-            f"no dead-letter queue named, and stack {stack_name!r} cannot be read ({describe_client_error(e)}): {hint}"
+            f"no {what} named, and stack {stack_name!r} cannot be read ({describe_client_error(e)}): {hint}"
         ) from None
     except NoCredentialsError:
-        raise CliError(
-            f"no dead-letter queue named, and no AWS credentials to look up stack {stack_name!r}: {hint}"
-        ) from None
+        raise CliError(f"no {what} named, and no AWS credentials to look up stack {stack_name!r}: {hint}") from None
     for candidate in stacks:
         for item in candidate.get("Outputs", []):
             if item.get("OutputKey") == output and item.get("OutputValue"):
                 return item["OutputValue"]
-    raise CliError(f"no dead-letter queue named, and stack {stack_name!r} has no output {output}: {hint}")
+    raise CliError(f"no {what} named, and stack {stack_name!r} has no output {output}: {hint}")
 
 
 def describe_client_error(error: ClientError) -> str:

@@ -33,6 +33,7 @@ from datetime import datetime
 from imshop_push.collapse import Collapsed
 from imshop_push.inbound import InboundMessage
 from imshop_push.model import Disposition, NotificationRequest, Recipient, RecordResult
+from imshop_push.status_record import SoFar
 
 
 class Fate(enum.StrEnum):
@@ -109,6 +110,9 @@ class Track:
     collapse: Collapsed | None = None  # its version and slots, when it has a collapseKey
     superseded: set[Recipient] = field(default_factory=set)  # recipients a newer request of its collapseKey took
     cancel_key: str | None = None  # the stored key a cancel names, when the record is a cancel
+    so_far: SoFar | None = None  # what its earlier settlements recorded (None: none yet)
+    reached_earlier: int = 0  # its recipients confirmed by earlier attempts
+    confirmed: list[tuple[int, float]] = field(default_factory=list)  # (its recipients, when) per confirmed call
 
     @property
     def message_id(self) -> str:

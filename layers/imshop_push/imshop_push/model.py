@@ -156,3 +156,5 @@ class Deferral:
     order: tuple[int, int] | None = None
     """(createdAt, first received) in epoch ms of a request with a collapseKey: the copy carries them, so
     re-enqueueing never makes a request look newer than it is."""
+    held_until_ms: int | None = None
+    """A held request's due time: its copy carries it (`sqs_copies.HELD_ATTRIBUTE`)."""

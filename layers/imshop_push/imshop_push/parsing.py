@@ -77,6 +77,19 @@ def parse_message(body: str, *, message_id: str, key_attribute: str | None = Non
         raise PoisonMessageError(f"body: cannot be parsed ({type(e).__name__})") from None
 
 
+def poison_key(body: str, *, message_id: str, key_attribute: str | None = None) -> str:
+    """The key a body that is not a valid request would have had, as far as it can be told: its idempotencyKey
+    when it names one as a string, else the envelope's id, the key attribute, or the SQS message id. A status
+    lookup finds its dead letter under it."""
+    default = key_attribute or message_id
+    try:
+        request, envelope_id, _ = _unwrap(json.loads(body))
+    except Exception:  # whatever the body is, it has a key: the default one
+        return storable_key(default)
+    key = request.get("idempotencyKey")
+    return storable_key(key if isinstance(key, str) and key else envelope_id or default)
+
+
 def storable_key(key: str) -> str:
     """The form of an idempotency key the state table and SQS attributes can hold: the key itself, or
     `sha256:<hex>` of its UTF-8 when it is longer than `MAX_KEY_BYTES`, holds what SQS refuses in an attribute

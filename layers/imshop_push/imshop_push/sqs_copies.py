@@ -28,11 +28,14 @@ MIN_REASON_BYTES = 200
 KEY_ATTRIBUTE = "idempotencyKey"
 REASON_ATTRIBUTE = "error"
 SOURCE_ID_ATTRIBUTE = "sourceMessageId"
+HELD_ATTRIBUTE = "heldUntil"
+"""On a held request's copy: when it is due (epoch ms). Its status item was written when it was held first, so
+later hops and its first settlement need not write it again (`status_record.py`)."""
 ORDER_ATTRIBUTE = "collapseOrder"
 """A collapsed request's order, carried by its copies (`collapse.py`): `<createdAt>:<first received>:<digest>`,
 epoch ms, the digest binding both to the copy's body (`order_value`)."""
 RESERVED_ATTRIBUTES = frozenset(
-    {KEY_ATTRIBUTE, REASON_ATTRIBUTE, SOURCE_ID_ATTRIBUTE, ORDER_ATTRIBUTE, GROUP_ATTRIBUTE}
+    {KEY_ATTRIBUTE, REASON_ATTRIBUTE, SOURCE_ID_ATTRIBUTE, ORDER_ATTRIBUTE, GROUP_ATTRIBUTE, HELD_ATTRIBUTE}
 )
 """Names the dispatcher writes on what it puts on a queue; the publishing helper refuses them on a draft."""
 _DAY_MS = 86_400_000
@@ -60,6 +63,8 @@ def requeue_entry(deferral: Deferral) -> dict[str, Any]:
     ours = {KEY_ATTRIBUTE: _text_attribute(deferral.idempotency_key)} if deferral.key_is_message_id else {}
     if deferral.order is not None:
         ours[ORDER_ATTRIBUTE] = _text_attribute(order_value(message.body, *deferral.order))
+    if deferral.held_until_ms is not None:
+        ours[HELD_ATTRIBUTE] = _text_attribute(str(deferral.held_until_ms))
     ours, theirs = _split_attributes(message, ours)
     room = SQS_MAX_MESSAGE_BYTES - utf8_size(message.body) - attributes_size(ours)
     if room < 0:
@@ -75,6 +80,15 @@ def requeue_entry(deferral: Deferral) -> dict[str, Any]:
     if kept or ours:
         entry["MessageAttributes"] = kept | ours
     return entry
+
+
+def held_until_of(message: InboundMessage) -> int | None:
+    """The due time a held copy carries; None for any other message (or a value that is not a number)."""
+    value = message.message_attributes.get(HELD_ATTRIBUTE, {}).get("stringValue")
+    try:
+        return int(value) if isinstance(value, str) else None
+    except ValueError:
+        return None
 
 
 def order_value(body: str, created_ms: int, received_ms: int) -> str:

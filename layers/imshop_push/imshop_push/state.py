@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from typing import NamedTuple, Protocol
 
 from imshop_push.model import Content, Recipient, StoreError
+from imshop_push.status_record import Report, SoFar, StatusRecord
 
 DIGEST_SIZE = 8
 
@@ -45,6 +46,8 @@ class ClaimStatus(enum.StrEnum):
 class Claim(NamedTuple):
     status: ClaimStatus
     attempts: tuple[str, ...] = ()
+    so_far: SoFar | None = None
+    """What earlier settlements of a claimed request recorded; None: none was written yet."""
 
 
 class CallStatus(enum.StrEnum):
@@ -58,6 +61,8 @@ class CallRecord:
     attempt_id: str
     status: CallStatus
     digests: frozenset[bytes]
+    at_ms: int | None = None  # when the record was written: for a sent call, when IMSHOP confirmed it
+    text: str = "own"  # which text the call carried: the request's own, or a fallback
 
 
 class Settlement(NamedTuple):
@@ -67,6 +72,8 @@ class Settlement(NamedTuple):
     fingerprint: str
     done: bool
     attempts: tuple[str, ...]
+    report: Report | None = None  # what a status lookup reads from the request's item
+    record: StatusRecord | None = None  # its status item, when none was written before (its first settlement)
 
 
 class StateStore(Protocol):
@@ -99,6 +106,11 @@ class StateStore(Protocol):
         """Which of these keys a cancel names: the check right before a call."""
         ...
 
+    def record_status(self, records: Sequence[StatusRecord], *, now: float, only_new: bool = False) -> None:
+        """Write each request's status item (`status_record.py`); with `only_new`, only where it has none yet
+        (a read first: cheaper than a write)."""
+        ...
+
 
 def delivery_digests(content: Content, recipients: Iterable[Recipient]) -> list[bytes]:
     """8 bytes per (content, recipient) that name it without storing the recipient id (often a phone number)."""
@@ -129,6 +141,9 @@ class InProcessStateStore:
         self._attempts: dict[str, int] = {}
         self._calls: dict[str, tuple[CallStatus, bytes]] = {}
         self._cancelled: set[str] = set()
+        self.status: dict[str, StatusRecord] = {}
+        self.reports: dict[str, Report] = {}
+        self.status_writes = 0  # items written, as a DynamoDB table would bill them
         self._lock = threading.Lock()
 
     def claim_many(
@@ -167,7 +182,8 @@ class InProcessStateStore:
         if leased_until > now:
             return Claim(ClaimStatus.BUSY)
         self._requests[key] = (fingerprint, False, until, (*attempts, attempt_id))
-        return Claim(ClaimStatus.CLAIMED, attempts)
+        report = self.reports.get(key)
+        return Claim(ClaimStatus.CLAIMED, attempts, None if report is None else report.so_far())
 
     def start_attempt(self, attempt_id: str, call_count: int, *, now: float) -> None:
         with self._lock:
@@ -191,6 +207,11 @@ class InProcessStateStore:
         with self._lock:
             for s in settlements:
                 self._requests[s.key] = (s.fingerprint, s.done, 0.0, () if s.done else s.attempts)
+                if s.report is not None:
+                    self.reports[s.key] = s.report
+                if s.record is not None:
+                    self.status[s.key] = s.record
+                    self.status_writes += 1
 
     def cancel(self, keys: Collection[str], *, now: float) -> None:
         with self._lock:
@@ -199,3 +220,10 @@ class InProcessStateStore:
     def cancelled(self, keys: Collection[str], *, now: float) -> set[str]:
         with self._lock:
             return self._cancelled.intersection(keys)
+
+    def record_status(self, records: Sequence[StatusRecord], *, now: float, only_new: bool = False) -> None:
+        with self._lock:
+            for record in records:
+                if not only_new or record.key not in self.status:
+                    self.status[record.key] = record
+                    self.status_writes += 1

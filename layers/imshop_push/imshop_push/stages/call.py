@@ -134,9 +134,12 @@ class CallSender:
         if outcome.result is CallResult.SENT:
             self._ctx.metric(m.RECIPIENTS_SENT, len(call.recipients))
             self._records.sent(attempt, cid, digests)
-            attempt.confirmed.append((call, self._ctx.clock()))
+            confirmed_at = self._ctx.clock()
+            attempt.confirmed.append((call, confirmed_at))
+            in_call = set(call.recipients)
             for t in owners:
                 t.reached_imshop = True
+                t.confirmed.append((sum(r in in_call for r in t.remaining), confirmed_at))
             if call.isolated:
                 attempt.isolation_sent.update((call.content, r) for r in call.recipients)
             _done(owners, index)

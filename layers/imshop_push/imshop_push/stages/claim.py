@@ -77,6 +77,7 @@ class Claim:
             return
         if claim.status is ClaimStatus.CLAIMED:
             carrier.claim(claim.attempts)
+            carrier.so_far = claim.so_far
             batch.claimed[carrier.message_id] = carrier
         elif claim.status is ClaimStatus.DUPLICATE:
             self._ctx.metric(m.DUPLICATES_SKIPPED, 1)

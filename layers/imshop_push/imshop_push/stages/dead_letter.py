@@ -8,8 +8,12 @@ import logging
 from imshop_push import observability as m
 from imshop_push.batch import Batch
 from imshop_push.fate import Fate, Track
-from imshop_push.model import Poison
+from imshop_push.model import Poison, StoreError
+from imshop_push.parsing import poison_key
 from imshop_push.ports import Context
+from imshop_push.sqs_copies import KEY_ATTRIBUTE, held_until_of
+from imshop_push.stages.claim import KEY_REUSED
+from imshop_push.status_record import StatusRecord, request_status, to_ms
 
 logger = logging.getLogger(__name__)
 
@@ -35,6 +39,31 @@ class DeadLetter:
                 t.give_back("could not write to the DLQ")
         # Counted once the DLQ holds them: a record it refused comes back and is counted when it is written.
         self._ctx.metric(m.DEAD_LETTERED, sum(t.message_id not in failed for t in poison))
+        self._record([t for t in poison if t.message_id not in failed])
+
+    def _record(self, poison: list[Track]) -> None:
+        """Under its key, for a status lookup: a request never claimed has no settlement to say so (a claimed one's
+        says it). A key reused with other content names the other request, so its status stays that one's; a
+        key whose status item exists already does too, unless that item is this held request's own."""
+        now = self._ctx.clock()
+        unclaimed = [t for t in poison if t.history is None and t.reason != KEY_REUSED]
+        own = [_record(t, now) for t in unclaimed if held_until_of(t.message) is not None]
+        new = [_record(t, now) for t in unclaimed if held_until_of(t.message) is None]
+        try:
+            self._ctx.state.record_status(own, now=now)
+            self._ctx.state.record_status(new, now=now, only_new=True)
+        except StoreError:
+            logger.exception("dead-lettered, but a status lookup will not find why: the DLQ has the reason")
+
+
+def _record(track: Track, now: float) -> StatusRecord:
+    request = track.request
+    if request is None:
+        message = track.message
+        key = message.message_attributes.get(KEY_ATTRIBUTE, {}).get("stringValue")
+        stored = poison_key(message.body, message_id=track.message_id, key_attribute=key)
+        return StatusRecord(stored, to_ms(now), None, b"", 0, dead_letter=track.reason)
+    return request_status(request, now=now, dead_letter=track.reason)
 
 
 def _poison(track: Track) -> Poison:

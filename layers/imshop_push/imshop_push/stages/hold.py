@@ -31,9 +31,10 @@ from imshop_push.lanes import Lane
 from imshop_push.model import Deferral, StoreError
 from imshop_push.ports import Context
 from imshop_push.send_time import rfc3339
-from imshop_push.sqs_copies import SQS_MAX_DELAY_SECONDS
+from imshop_push.sqs_copies import SQS_MAX_DELAY_SECONDS, held_until_of
 from imshop_push.stages.cancel import count_cancelled
 from imshop_push.stages.supersede import order, record_held
+from imshop_push.status_record import request_status, to_ms
 
 logger = logging.getLogger(__name__)
 
@@ -94,6 +95,7 @@ class Hold:
         return self._ctx.send_time.due(now, track.req.send_at, bulk=bulk)
 
     def _requeue(self, held: list[Track], now: float) -> None:
+        recorded = self._record(held, now)
         deferrals = [
             Deferral(
                 t.message,
@@ -101,6 +103,7 @@ class Hold:
                 t.req.idempotency_key,
                 t.req.key_is_message_id,
                 order(t, now),
+                to_ms(t.retry_at or now) if t.message_id in recorded else None,
             )
             for t in held
         ]
@@ -109,6 +112,19 @@ class Hold:
             if track.message_id in failed:
                 track.give_back("could not re-enqueue a held request")
         self._ctx.metric(m.REQUESTS_HELD, len(held) - len(failed))
+
+    def _record(self, held: list[Track], now: float) -> set[str]:
+        """The status item of each request held for the first time (or until another time): its copy carries the
+        due time, so its later hops write nothing. Not written, the copy carries none, and the next hop tries
+        again; holding never waits for it."""
+        first = [t for t in held if held_until_of(t.message) != to_ms(t.retry_at or now)]
+        records = [request_status(t.req, now=now, held_until=t.retry_at or now) for t in first]
+        try:
+            self._ctx.state.record_status(records, now=now)
+        except StoreError:
+            logger.exception("cannot record that requests are held: their next hop tries again")
+            return {t.message_id for t in held if t not in first}
+        return {t.message_id for t in held}
 
 
 def _send_at(track: Track) -> float | None:

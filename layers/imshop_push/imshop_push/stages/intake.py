@@ -9,11 +9,12 @@ from imshop_push import observability as m
 from imshop_push.batch import Batch
 from imshop_push.fate import Fate, Track
 from imshop_push.masking import mask_recipients
-from imshop_push.model import Cancel
+from imshop_push.model import Cancel, StoreError
 from imshop_push.parsing import PoisonMessageError, parse_message
 from imshop_push.pending import is_virtual
 from imshop_push.ports import Context
 from imshop_push.sqs_copies import KEY_ATTRIBUTE
+from imshop_push.status_record import request_status
 
 logger = logging.getLogger(__name__)
 
@@ -49,9 +50,20 @@ class DropExpired:
 
     def __call__(self, batch: Batch) -> None:
         now = datetime.fromtimestamp(self._ctx.clock(), UTC)
-        for track in batch.parsed():
-            if track.fate is Fate.RECEIVED and track.expire_if_due(now):
-                count_expired(self._ctx, track)
+        expired = [t for t in batch.parsed() if t.fate is Fate.RECEIVED and t.expire_if_due(now)]
+        for track in expired:
+            count_expired(self._ctx, track)
+        if expired:
+            self._record(expired, now.timestamp())
+
+    def _record(self, expired: list[Track], now: float) -> None:
+        """For a status lookup: a request that expired before any claim left nothing else saying so. One that was
+        held or claimed before has its status item already, with its expiresAt: the lookup tells from that."""
+        records = [request_status(t.req, now=now, expired=True) for t in expired]
+        try:
+            self._ctx.state.record_status(records, now=now, only_new=True)
+        except StoreError:
+            logger.exception("expired, but a status lookup will not find it")
 
 
 def count_expired(ctx: Context, track: Track) -> None:

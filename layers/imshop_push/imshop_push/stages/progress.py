@@ -43,6 +43,7 @@ class EarlierProgress:
         unknown = set().union(*(progress.get(a, (set(), set()))[1] for a in track.history))
         digests = dict(zip(recipients, delivery_digests(request.content, recipients), strict=True))
         recipients = tuple(r for r in recipients if digests[r] not in sent)
+        track.reached_earlier = len(request.recipients) - len(recipients)
         ambiguous = sum(1 for r in recipients if digests[r] in unknown)
         if ambiguous:
             self._ctx.metric(m.AMBIGUOUS_REDELIVERIES, ambiguous)

@@ -11,10 +11,12 @@ from imshop_push.batch import Attempt, Batch
 from imshop_push.fate import Fate, Track
 from imshop_push.model import Deferral, StoreError
 from imshop_push.ports import Context
+from imshop_push.sqs_copies import held_until_of
 from imshop_push.stages.intake import count_expired
 from imshop_push.stages.pending import Pooling
 from imshop_push.stages.supersede import order
 from imshop_push.state import CallStatus, Settlement
+from imshop_push.status_record import Outcome, Report, SoFar, request_status, to_ms
 
 logger = logging.getLogger(__name__)
 
@@ -35,7 +37,8 @@ class Settle:
             elif track.fate is Fate.EXPIRED:
                 count_expired(self._ctx, track)
         try:
-            self._ctx.state.settle([_settlement(t, batch.attempt.id) for t in tracks], now=self._ctx.clock())
+            now = self._ctx.clock()
+            self._ctx.state.settle([_settlement(t, batch.attempt.id, now) for t in tracks], now=now)
         except StoreError:
             logger.exception("cannot settle state: requests go back to SQS (progress is kept)")
             for track in tracks:
@@ -73,14 +76,42 @@ class Settle:
         self._ctx.metric(m.REQUESTS_DEFERRED, sum(t.fate is Fate.DEFERRED for t in deferred))
 
 
-def _settlement(track: Track, attempt_id: str) -> Settlement:
-    """Expired is not done: a producer's retry with a later expiresAt may still send it."""
+_OUTCOMES = {
+    Fate.SENT: Outcome.SENT,
+    Fate.SUPERSEDED: Outcome.SUPERSEDED,
+    Fate.DEFERRED: Outcome.WAITING,
+    Fate.EXPIRED: Outcome.EXPIRED,
+    Fate.DEAD_LETTERED: Outcome.DEAD_LETTERED,
+    Fate.CANCELLED: Outcome.CANCELLED,
+}
+
+
+def _settlement(track: Track, attempt_id: str, now: float) -> Settlement:
+    """Expired is not done: a producer's retry with a later expiresAt may still send it. A done request keeps
+    its attempts: a status lookup finds its calls through them."""
     request = track.req
     done = track.fate in (Fate.SENT, Fate.SUPERSEDED)  # superseded: nothing of it is ever to be sent
-    if done:
-        attempts: tuple[str, ...] = ()
-    elif track.recorded_in_attempt:
-        attempts = (*(track.history or ()), attempt_id)
-    else:
-        attempts = track.history or ()
-    return Settlement(request.idempotency_key, request.fingerprint, done, attempts)
+    attempts = (*(track.history or ()), attempt_id) if track.recorded_in_attempt else track.history or ()
+    record = None
+    if track.so_far is None and held_until_of(track.message) is None:  # first settlement; a held one has its item
+        record = request_status(request, now=now)
+    return Settlement(request.idempotency_key, request.fingerprint, done, attempts, _report(track, now), record)
+
+
+def _report(track: Track, now: float) -> Report:
+    so_far = track.so_far or SoFar()
+    outcome = _OUTCOMES.get(track.fate, Outcome.RETRY)
+    last_sent = max((to_ms(at) for _, at in track.confirmed), default=so_far.last_sent_ms)
+    waiting_since = (so_far.waiting_since_ms or to_ms(now)) if outcome is Outcome.WAITING else None
+    expires_at = track.req.expires_at
+    return Report(
+        outcome,
+        to_ms(now),
+        so_far.calls + len(track.confirmed),
+        track.reached_earlier + sum(n for n, _ in track.confirmed),
+        len(track.req.recipients),
+        last_sent,
+        waiting_since,
+        to_ms(expires_at.timestamp()) if expires_at is not None else None,
+        track.reason if outcome is Outcome.DEAD_LETTERED else None,
+    )
