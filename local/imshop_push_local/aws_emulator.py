@@ -15,7 +15,9 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any, Self
 
 from imshop_push_local.aws_clients import DEFAULT_REGION, DUMMY_CREDENTIAL, LOOPBACK, make_client
-from imshop_push_local.provisioning import LocalAws, LocalTuning, provision
+from imshop_push_local.local_tuning import LocalTuning
+from imshop_push_local.provisioning import provision
+from imshop_push_local.stack_model import LocalAws
 
 if TYPE_CHECKING:
     from moto.moto_server.threaded_moto_server import ThreadedMotoServer

@@ -1,20 +1,20 @@
-"""`make demo`, part 3: the in-app history. A few pushes to one user, then IMSHOP's server asking the webhook
+"""`make demo`'s in-app history phase: a few pushes to one user, then IMSHOP's server asking the webhook
 (served on loopback as a function URL) for that user's history, marking an entry read, and knocking without
 the key."""
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 from imshop_push.history import entry_id
 from imshop_push.masking import mask_recipient
+from imshop_push_local.function_output import FunctionOutput
 from imshop_push_local.stack import LocalStack
 
 USER = "79991112233"
 
 
-def history_phase(stack: LocalStack, *, output_path: Path, number: int = 3) -> list[str]:
+def history_phase(stack: LocalStack, output: FunctionOutput, *, number: int) -> list[str]:
     requests: list[dict[str, Any]] = [
         {
             "userIds": [USER],
@@ -37,7 +37,7 @@ def history_phase(stack: LocalStack, *, output_path: Path, number: int = 3) -> l
         stack.publish([request])
         if not stack.source.drain(timeout=60):
             return ["the history pushes did not drain within 60 s"]
-    url = stack.start_history(output_path=output_path)
+    url = stack.start_history(output_path=output.path)
     print(f"   webhook         {url}/history  (the real handler behind a function-URL adapter)")
     answer = stack.history("/history", {"userId": USER})
     history = answer.json().get("history", []) if answer.status == 200 else []

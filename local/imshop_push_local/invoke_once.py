@@ -17,8 +17,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from imshop_push_local.event_source.shapes import LambdaContext, interpret_response, load_handler
-from imshop_push_local.event_source.worker import drop_foreign_aws_settings
+from imshop_push_local.event_source.execution_environment import drop_foreign_aws_settings, redirect_output
+from imshop_push_local.event_source.shapes import (
+    MAX_ERROR_CHARS,
+    LambdaContext,
+    function_error,
+    interpret_response,
+    load_handler,
+)
 from imshop_push_local.stack_model import LocalFunction
 
 if TYPE_CHECKING:
@@ -90,10 +96,7 @@ def run_once(function: LocalFunction, env: dict[str, str], event: dict[str, Any]
 
 
 def _child(spec: _Spec, sender: Connection) -> None:
-    fd = os.open(spec.output_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
-    for target in (1, 2):
-        os.dup2(fd, target)
-    os.close(fd)
+    redirect_output(spec.output_path)
     drop_foreign_aws_settings()  # as the event source's workers do
     os.environ.update({"AWS_LAMBDA_FUNCTION_NAME": spec.function_name, "AWS_LAMBDA_FUNCTION_VERSION": "$LATEST"})
     os.environ["AWS_LAMBDA_FUNCTION_MEMORY_SIZE"] = str(spec.memory_mb)
@@ -114,11 +117,11 @@ def _child(spec: _Spec, sender: Connection) -> None:
         answer: tuple[Any, str | None] = (handler(spec.event, context), None)
     except Exception as exc:  # a function error: Lambda logs the traceback and reports the type and text
         traceback.print_exc()
-        answer = (None, f"{type(exc).__name__}: {exc}"[:2000])
+        answer = (None, function_error(exc))
     try:
         sender.send(answer)
     except Exception as exc:  # an answer that cannot cross the pipe could not be serialised by Lambda either
-        sender.send((None, f"Runtime.MarshalError: {type(exc).__name__}: {exc}"[:2000]))
+        sender.send((None, f"Runtime.MarshalError: {function_error(exc)}"[:MAX_ERROR_CHARS]))
     finally:
         sys.stdout.flush()
         sys.stderr.flush()

@@ -1,6 +1,7 @@
 """The whole product on one machine: moto server, the IMSHOP sandbox, and the SQS event source running the real
 handler in worker processes. `make demo` and the integration tests use this one assembly, so the demo shows
-exactly what the tests prove.
+exactly what the tests prove. Its settings (``stack_settings``) are re-exported here, beside the stack they
+configure, where callers look first.
 """
 
 from __future__ import annotations
@@ -9,92 +10,22 @@ import dataclasses
 import json
 import secrets
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
 
-from imshop_push_local import cfn_template
 from imshop_push_local.aws_clients import make_client
-from imshop_push_local.aws_emulator import LocalAws, LocalTuning, MotoServer, provision
+from imshop_push_local.aws_emulator import LocalAws, MotoServer, provision
 from imshop_push_local.event_source import EventSourceConfig, SqsEventSource
 from imshop_push_local.history_endpoint import Answer, HistoryEndpoint, post
-from imshop_push_local.provisioning import TEMPLATE_PATH
 from imshop_push_local.sandbox import ImshopSandbox
 from imshop_push_local.stack_model import LocalFunction, SqsMapping
+from imshop_push_local.stack_settings import StackSettings
+
+__all__ = ["REPO_ROOT", "LocalStack", "StackSettings", "event_source_config"]
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 SQS_BATCH = 10
-
-
-@dataclass(frozen=True)
-class StackSettings:
-    """How the local stack departs from template.yaml; None takes the template's value.
-
-    Durations the template sets are multiplied by ``time_scale`` (the demo's 1/30 turns the vendor's
-    60 s window into 2 s). The defaults below are the integration tests' faster clock: the vendor's
-    10 calls a minute become 10 calls per half second, so a run that proves the limit takes seconds.
-    """
-
-    template: Path = TEMPLATE_PATH
-    time_scale: float = 1 / 30
-    rate_limit_requests: int | None = None
-    rate_limit_window_seconds: float | None = 0.5
-    max_recipients: int | None = None
-    http_timeout_seconds: float | None = 1.0
-    connect_timeout_seconds: float = 0.5
-    function_timeout_seconds: float | None = 4.0
-    visibility_timeout_seconds: int | None = 5
-    max_receive_count: int | None = None
-    concurrency: int | None = None
-    batch_size: int | None = None
-    batching_window_seconds: float | None = 0.3
-    api_key: str | None = "local-demo-key"
-    sandbox_slow_seconds: float = 1.5
-    log_level: str = "WARNING"
-    history: bool = False
-    """NotificationHistory=Enabled: the history table and the webhook function exist."""
-    history_api_key: str = "local-history-key"
-    quiet_hours: str | None = None
-    """The QuietHours parameter (wall-clock HH:MM-HH:MM, never time-scaled); None: the template's default."""
-    quiet_hours_timezone: str | None = None
-
-    def tuning(self) -> LocalTuning:
-        parameters = {
-            name: str(value)
-            for name, value in (
-                ("RateLimitRequests", self.rate_limit_requests),
-                ("MaxRecipientsPerRequest", self.max_recipients),
-                ("NotificationHistory", "Enabled" if self.history else None),
-                ("QuietHours", self.quiet_hours),
-                ("QuietHoursTimezone", self.quiet_hours_timezone),
-            )
-            if value is not None
-        }
-        environment = {
-            name: str(value)
-            for name, value in (
-                ("RATE_LIMIT_WINDOW_SECONDS", self.rate_limit_window_seconds),
-                ("HTTP_TIMEOUT_SECONDS", self.http_timeout_seconds),
-                ("HTTP_CONNECT_TIMEOUT_SECONDS", self.connect_timeout_seconds),
-                ("POWERTOOLS_LOG_LEVEL", self.log_level),
-            )
-            if value is not None
-        }
-        # The overrides StackSettings shares with LocalTuning by name (durations in local time).
-        shared = {f.name: getattr(self, f.name) for f in dataclasses.fields(LocalTuning) if hasattr(self, f.name)}
-        return LocalTuning(**{**shared, "parameters": parameters, "environment": environment})
-
-    def vendor_limits(self) -> tuple[int, float, int]:
-        """The limits the IMSHOP sandbox enforces: what the template configures the function with
-        (its defaults are the vendor's documented limits), time-scaled, or this run's overrides."""
-        defaults = cfn_template.parameter_values(cfn_template.load(self.template), {})
-        window = self.rate_limit_window_seconds
-        return (
-            self.rate_limit_requests or int(defaults["RateLimitRequests"]),
-            window if window is not None else float(defaults["RateLimitWindowSeconds"]) * self.time_scale,
-            self.max_recipients or int(defaults["MaxRecipientsPerRequest"]),
-        )
 
 
 class LocalStack:

@@ -35,7 +35,7 @@ def stack(moto_server: MotoServer) -> Iterator[LocalStack]:
 
 @pytest.fixture
 def aws(moto_server: MotoServer) -> LocalAws:
-    from imshop_push_local.provisioning import LocalTuning
+    from imshop_push_local.local_tuning import LocalTuning
 
     tuning = LocalTuning(parameters={"NotificationHistory": "Enabled"})
     return provision(moto_server.endpoint_url, api_url="http://127.0.0.1:9/unused", tuning=tuning)

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from imshop_push_local.event_source.shapes import split_handler
+
 
 @dataclass(frozen=True)
 class EventSourceConfig:
@@ -26,6 +28,16 @@ class EventSourceConfig:
     # FunctionResponseTypes: [ReportBatchItemFailures]. Without it Lambda ignores the answer's
     # batchItemFailures and deletes the whole batch whenever the function returns.
     report_batch_item_failures: bool = True
+
+    def check(self) -> None:
+        """Refuse settings Lambda would refuse, before any worker is spawned with them."""
+        split_handler(self.handler)
+        if self.batch_size < 1:
+            raise ValueError("batch_size must be at least 1")
+        if self.concurrency < 1:
+            raise ValueError("concurrency must be at least 1")
+        if self.batching_window_seconds < 0 or self.function_timeout_seconds <= 0:
+            raise ValueError("batching window must be >= 0 and function timeout > 0")
 
 
 @dataclass(frozen=True)

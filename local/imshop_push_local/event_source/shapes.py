@@ -110,6 +110,14 @@ def _b64(data: bytes | str) -> str:
     return base64.b64encode(raw).decode("ascii")
 
 
+MAX_ERROR_CHARS = 2000
+
+
+def function_error(exc: BaseException) -> str:
+    """The error Lambda reports for a handler that raised: the exception's type and text, capped."""
+    return f"{type(exc).__name__}: {exc}"[:MAX_ERROR_CHARS]
+
+
 def interpret_response(
     result: Any, message_ids: list[str], *, report_batch_item_failures: bool = True
 ) -> tuple[list[str], str | None]:

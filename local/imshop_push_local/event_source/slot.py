@@ -23,6 +23,8 @@ if TYPE_CHECKING:
 
 # A worker whose handler fails to import is restarted no faster than this, not in a hot loop.
 _INIT_FAILURE_BACKOFF_SECONDS = 1.0
+# The parent ends an invocation this long after its function timeout (the brief: timeout + 1 s).
+_TIMEOUT_GRACE_SECONDS = 1.0
 
 
 @dataclass
@@ -78,6 +80,25 @@ class Slot:
                 self.in_flight = None
                 return True
         return False
+
+    def check(self, now: float, *, timeout_seconds: float, join_seconds: float, init_failure_known: bool) -> None:
+        """Bury a worker that died, or kill and bury one whose invocation ran past its timeout.
+
+        ``init_failure_known``: the source already holds an init error, so a worker dying before it was
+        ready needs no second one.
+        """
+        if not self.process.is_alive():
+            exitcode = self.process.exitcode
+            reason = self.kill_reason or f"Runtime.ExitError: worker exited with {exitcode}"
+            self.pump()
+            if not self.ready and self.kill_reason is None and not (init_failure_known or self.init_errors):
+                # It died before it could say why (e.g. in the spawn bootstrap): still tell drain().
+                self.init_errors.append(f"worker {self.index} exited with {exitcode} before it was ready")
+            self.bury(reason)
+        elif self.in_flight is not None and now - self.in_flight.started > timeout_seconds + _TIMEOUT_GRACE_SECONDS:
+            self.process.kill()
+            self.process.join(join_seconds)
+            self.bury(f"Task timed out after {timeout_seconds:.2f} seconds")
 
     def bury(self, reason: str) -> None:
         """Account for a dead worker's batch and release its pipe; the restart comes later."""

@@ -1,5 +1,6 @@
 """The poller's parent: starts ``concurrency`` workers, keeps their reports, ends invocations past
-the function timeout and restarts crashed or timed-out execution environments."""
+the function timeout and restarts crashed or timed-out execution environments. What it knows of each
+worker is its ``slot``; when a queue counts as drained is ``queue_drain``'s rule."""
 
 from __future__ import annotations
 
@@ -13,9 +14,9 @@ from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Self
 
-from imshop_push_local.aws_emulator import make_client
+from imshop_push_local.aws_clients import make_client
 from imshop_push_local.event_source.messages import EventSourceConfig, InvocationReport
-from imshop_push_local.event_source.shapes import split_handler
+from imshop_push_local.event_source.queue_drain import wait_until_drained
 from imshop_push_local.event_source.slot import Slot, spawn, stop_all
 from imshop_push_local.event_source.worker import WorkerSpec, worker_main
 
@@ -23,9 +24,6 @@ if TYPE_CHECKING:
     from mypy_boto3_sqs import SQSClient
 
 _MONITOR_INTERVAL_SECONDS = 0.05
-_DRAIN_POLL_SECONDS = 0.05
-# The parent ends an invocation this long after its function timeout (the brief: timeout + 1 s).
-_TIMEOUT_GRACE_SECONDS = 1.0
 _RESTART_WAIT_SECONDS = 10.0
 _STOP_GRACE_SECONDS = 2.0
 
@@ -47,13 +45,7 @@ class SqsEventSource:
     ) -> None:
         if not env.get("AWS_ENDPOINT_URL"):
             raise ValueError("env must set AWS_ENDPOINT_URL: the event source never polls real AWS")
-        split_handler(config.handler)
-        if config.batch_size < 1:
-            raise ValueError("batch_size must be at least 1")
-        if config.concurrency < 1:
-            raise ValueError("concurrency must be at least 1")
-        if config.batching_window_seconds < 0 or config.function_timeout_seconds <= 0:
-            raise ValueError("batching window must be >= 0 and function timeout > 0")
+        config.check()
         self._config = config
         self._env = dict(env)
         self._sys_path = list(sys_path or [])
@@ -159,29 +151,21 @@ class SqsEventSource:
 
         In-flight also covers an invocation whose deletes are done but whose report has not yet
         arrived, so that ``reports()`` is complete when this returns True.
-
-        Empty must be seen twice in a row: moto reads the clock once per count, so a message whose
-        visibility timeout ends between the "visible" and the "not visible" count is in neither.
         """
-        deadline = time.monotonic() + timeout
-        names: list[Any] = ["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesDelayed"]
-        if include_in_flight:
-            names.append("ApproximateNumberOfMessagesNotVisible")
-        seen_empty = False
-        while True:
-            with self._lock:
-                self._raise_init_error_locked()
-            attributes = self._client().get_queue_attributes(QueueUrl=self._config.queue_url, AttributeNames=names)
-            counts = [int(value) for value in attributes.get("Attributes", {}).values()]
-            empty = not any(counts) and not (include_in_flight and self._busy())
-            if empty and seen_empty:
-                return True
-            seen_empty = empty
-            if time.monotonic() >= deadline:
-                return False
-            time.sleep(_DRAIN_POLL_SECONDS)
+        return wait_until_drained(
+            self._client(),
+            self._config.queue_url,
+            timeout=timeout,
+            include_in_flight=include_in_flight,
+            busy=self._busy,
+            check=self._raise_init_error,
+        )
 
     # -- supervision -------------------------------------------------------------------------
+
+    def _raise_init_error(self) -> None:
+        with self._lock:
+            self._raise_init_error_locked()
 
     def _raise_init_error_locked(self) -> None:
         if self._init_errors:
@@ -229,7 +213,12 @@ class SqsEventSource:
         now = time.monotonic()
         for position, slot in enumerate(self._slots):
             if slot.alive:
-                self._check_locked(slot, now)
+                slot.check(
+                    now,
+                    timeout_seconds=self._config.function_timeout_seconds,
+                    join_seconds=_STOP_GRACE_SECONDS,
+                    init_failure_known=bool(self._init_errors),
+                )
             if not slot.alive and now >= slot.restart_at:
                 self._collect_locked()  # the buried slot's last report, before it is replaced
                 slot.process.join(_STOP_GRACE_SECONDS)
@@ -238,22 +227,6 @@ class SqsEventSource:
                 self._slots[position] = self._spawn(slot.index, slot.generation + 1)
                 self._lock.notify_all()
         self._collect_locked()
-
-    def _check_locked(self, slot: Slot, now: float) -> None:
-        """Bury a worker that died, or kill and bury one whose invocation ran past its timeout."""
-        timeout = self._config.function_timeout_seconds
-        if not slot.process.is_alive():
-            exitcode = slot.process.exitcode
-            reason = slot.kill_reason or f"Runtime.ExitError: worker exited with {exitcode}"
-            slot.pump()
-            if not slot.ready and slot.kill_reason is None and not (self._init_errors or slot.init_errors):
-                # It died before it could say why (e.g. in the spawn bootstrap): still tell drain().
-                slot.init_errors.append(f"worker {slot.index} exited with {exitcode} before it was ready")
-            slot.bury(reason)
-        elif slot.in_flight is not None and now - slot.in_flight.started > timeout + _TIMEOUT_GRACE_SECONDS:
-            slot.process.kill()
-            slot.process.join(_STOP_GRACE_SECONDS)
-            slot.bury(f"Task timed out after {timeout:.2f} seconds")
 
     def _pump_locked(self) -> None:
         finished = False

@@ -4,7 +4,8 @@ contract and rate-limit mistakes that production would only reveal as lost or th
 The vendor documents the request shape, the `{"success": ...}` answers, the Joi-style 400 messages,
 1000 recipients per request and 10 requests per minute; everything else here (429, Retry-After, faults)
 is what a careful client must survive anyway, played on demand. The contract checks (``contract``) and
-the rate window (``rate_meter``) are pure modules; ``server`` is the HTTP handler that applies them.
+the rate window (``rate_meter``) are pure modules; ``request_body`` frames a body as the vendor's server
+does; ``server`` is the HTTP handler that applies them.
 """
 
 from __future__ import annotations

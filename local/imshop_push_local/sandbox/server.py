@@ -1,34 +1,22 @@
-"""The HTTP side of the sandbox: a threading HTTP/1.1 server whose handler frames the body, checks the
-path, method, key, rate window and contract in the vendor's order, and plays injected faults."""
+"""The HTTP side of the sandbox: a threading HTTP/1.1 server whose handler checks the path, method, key,
+rate window, body framing (``request_body``) and contract in the vendor's order, and plays injected faults."""
 
 from __future__ import annotations
 
 import hmac
 import json
 import sys
-from email.message import Message
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from imshop_push_local.sandbox.contract import validate_request
 from imshop_push_local.sandbox.models import Fault, ReceivedCall
 from imshop_push_local.sandbox.rate_meter import Arrival, format_retry_after
+from imshop_push_local.sandbox.request_body import BodyError, is_json_content, parse_json, read_body
 
 if TYPE_CHECKING:
     from imshop_push_local.sandbox import ImshopSandbox
-
-# hapi's default payload limit: a body this large is a client bug, not a push.
-_MAX_BODY_BYTES: Final = 1024 * 1024
-
-
-class _BodyError(Exception):
-    """The body could not be framed; the connection cannot be reused after it."""
-
-    def __init__(self, status: int, error: str, message: str) -> None:
-        super().__init__(message)
-        self.status = status
-        self.payload = {"error": error, "message": message}
 
 
 class Server(ThreadingHTTPServer):
@@ -108,12 +96,12 @@ class _Handler(BaseHTTPRequestHandler):
     def _serve(self) -> None:
         sandbox = self._sandbox
         try:
-            raw: bytes | None = self._read_body()
-            body_error: _BodyError | None = None
-        except _BodyError as exc:
+            raw: bytes | None = read_body(self.headers, self.rfile)
+            body_error: BodyError | None = None
+        except BodyError as exc:
             raw, body_error = None, exc
             self.close_connection = True
-        body = _parse_json(raw)
+        body = parse_json(raw)
 
         def answer(
             status: int,
@@ -135,7 +123,7 @@ class _Handler(BaseHTTPRequestHandler):
             answer(429, {"error": "Too Many Requests"}, {"Retry-After": self._arrival.retry_after or "1"})
         elif body_error is not None:
             answer(body_error.status, body_error.payload)
-        elif not self._is_json_content():
+        elif not is_json_content(self.headers):
             answer(415, {"error": "Unsupported Media Type", "message": "Unsupported Media Type"})
         elif not isinstance(body, dict):
             answer(400, {"error": "Bad Request", "message": "Invalid request payload JSON format"})
@@ -199,56 +187,6 @@ class _Handler(BaseHTTPRequestHandler):
         body_key = body.get("key") if isinstance(body, dict) else None
         return isinstance(body_key, str) and hmac.compare_digest(body_key.encode(), key.encode())
 
-    def _is_json_content(self) -> bool:
-        # hapi treats a missing Content-Type as JSON and refuses form posts with 415.
-        content_type = self.headers.get("Content-Type")
-        if content_type is None:
-            return True
-        parsed = Message()
-        parsed["Content-Type"] = content_type
-        return parsed.get_content_type() == "application/json"
-
-    def _read_body(self) -> bytes:
-        if "chunked" in (self.headers.get("Transfer-Encoding") or "").lower():
-            return self._read_chunked()
-        length_header = self.headers.get("Content-Length")
-        if length_header is None:
-            return b""
-        try:
-            length = int(length_header)
-        except ValueError:
-            raise _BodyError(400, "Bad Request", "Invalid Content-Length") from None
-        if length < 0:
-            raise _BodyError(400, "Bad Request", "Invalid Content-Length")
-        if length > _MAX_BODY_BYTES:
-            raise _too_large()
-        data = self.rfile.read(length)
-        if len(data) != length:
-            raise _BodyError(400, "Bad Request", "Incomplete request body")
-        return data
-
-    def _read_chunked(self) -> bytes:
-        chunks: list[bytes] = []
-        total = 0
-        while True:
-            line = self.rfile.readline(1024)
-            try:
-                size = int(line.split(b";", 1)[0].strip(), 16)
-            except ValueError:
-                raise _BodyError(400, "Bad Request", "Invalid chunked encoding") from None
-            if size == 0:
-                while self.rfile.readline(1024) not in (b"\r\n", b"\n", b""):
-                    pass  # trailers carry nothing the API reads
-                return b"".join(chunks)
-            total += size
-            if total > _MAX_BODY_BYTES:
-                raise _too_large()
-            chunk = self.rfile.read(size)
-            if len(chunk) != size:
-                raise _BodyError(400, "Bad Request", "Incomplete request body")
-            chunks.append(chunk)
-            self.rfile.readline(1024)
-
     def _answer(self, status: int, payload: dict[str, Any], headers: dict[str, str]) -> None:
         data = json.dumps(payload).encode()
         self.send_response(status)
@@ -261,17 +199,3 @@ class _Handler(BaseHTTPRequestHandler):
         self.end_headers()
         if self.command != "HEAD":
             self.wfile.write(data)
-
-
-def _too_large() -> _BodyError:
-    message = f"Payload content length greater than maximum allowed: {_MAX_BODY_BYTES}"
-    return _BodyError(413, "Request Entity Too Large", message)
-
-
-def _parse_json(raw: bytes | None) -> Any:
-    if not raw:
-        return None
-    try:
-        return json.loads(raw)
-    except ValueError:
-        return None
