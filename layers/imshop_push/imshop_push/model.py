@@ -34,6 +34,17 @@ class Inbox(NamedTuple):
     promocode: str | None = None
 
 
+DEFAULT_FALLBACK_AFTER_SECONDS = 60
+
+
+class Fallback(NamedTuple):
+    """The request field `fallback`: a text shared with other requests, for when its own call would start too
+    late (`stages/fallback.py`). Part of the fingerprint: the same key with another fallback is another request."""
+
+    content: Content
+    after_seconds: int = DEFAULT_FALLBACK_AFTER_SECONDS
+
+
 class NotificationRequest(NamedTuple):
     """One valid SQS record.
 
@@ -58,6 +69,8 @@ class NotificationRequest(NamedTuple):
     send_at: datetime | None = None
     """Not sent before this instant (`stages/hold.py`). Not in the fingerprint: the same key is the same
     notification, whenever a copy of it says it is due."""
+    fallback: Fallback | None = None
+    """What its recipients get instead of `content` once it is switched (`stages/fallback.py`)."""
 
     def is_expired(self, now: datetime) -> bool:
         return self.expires_at is not None and now >= self.expires_at
