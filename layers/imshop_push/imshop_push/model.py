@@ -45,6 +45,14 @@ class Fallback(NamedTuple):
     after_seconds: int = DEFAULT_FALLBACK_AFTER_SECONDS
 
 
+class Carried(NamedTuple):
+    """What the copies of a request with a fallback carry (`fallback.py`): when SQS first accepted it, and
+    whether it is switched to its fallback's text."""
+
+    first_sent_ms: int
+    switched: bool
+
+
 class NotificationRequest(NamedTuple):
     """One valid SQS record.
 
@@ -169,3 +177,5 @@ class Deferral:
     order: tuple[int, int] | None = None
     """(createdAt, first received) in epoch ms of a request with a collapseKey: the copy carries them, so
     re-enqueueing never makes a request look newer than it is."""
+    fallback: Carried | None = None
+    """Of a request with a fallback: the copy carries when it was first accepted and whether it is switched."""

@@ -18,10 +18,11 @@ from imshop_push.planning import PlannedCall
 from imshop_push.ports import Context
 from imshop_push.rate_limit import Denied, Permit
 from imshop_push.stages.cancel import NotCancelled
+from imshop_push.stages.fallback import call_digests, count_fallen_back
 from imshop_push.stages.permits import Permits
 from imshop_push.stages.records import CallRecords
 from imshop_push.stages.supersede import LatestOnly
-from imshop_push.state import call_id, delivery_digests, pack_digests
+from imshop_push.state import call_id, pack_digests
 
 logger = logging.getLogger(__name__)
 
@@ -64,7 +65,7 @@ class CallSender:
                 _done(owners, index)
                 return []
             call = live_call
-            digests = pack_digests(delivery_digests(call.content, call.recipients))
+            digests = pack_digests(call_digests(call, owners))
             try:
                 self._records.pending(attempt, index, cid, digests)
             except StoreError:
@@ -98,6 +99,8 @@ class CallSender:
                 continue
             # Proof of delivery first: the slot can wait, the record of what was sent cannot.
             splits = self._answer(owners, call, outcome, attempt=attempt, cid=cid, digests=digests, index=index)
+            if outcome.result is CallResult.SENT:
+                count_fallen_back(ctx, call, owners, lane)
             self._records.release(permit, finished_at)
             return splits
         # IMSHOP keeps throttling: that is waiting for budget, not a failure; the requests wait in the queue.

@@ -33,6 +33,7 @@ from imshop_push.ports import Context
 from imshop_push.send_time import rfc3339
 from imshop_push.sqs_copies import SQS_MAX_DELAY_SECONDS
 from imshop_push.stages.cancel import count_cancelled
+from imshop_push.stages.fallback import carried
 from imshop_push.stages.supersede import order, record_held
 
 logger = logging.getLogger(__name__)
@@ -101,6 +102,7 @@ class Hold:
                 t.req.idempotency_key,
                 t.req.key_is_message_id,
                 order(t, now),
+                carried(t, now),
             )
             for t in held
         ]
