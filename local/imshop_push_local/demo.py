@@ -25,6 +25,7 @@ from typing import Any
 from imshop_push.history import entry_id, user_key
 from imshop_push.masking import mask_recipients
 from imshop_push.parsing import PoisonMessageError, parse_body
+from imshop_push_local.demo_fallback import fallback_phase
 from imshop_push_local.demo_history import history_phase
 from imshop_push_local.demo_lanes import lanes_phase
 from imshop_push_local.demo_schedule import schedule_phase
@@ -81,6 +82,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         stack.sandbox.reset()
         problems += lanes_phase(stack, output, number=5)
     problems += schedule_phase(output_path=output.path, settings=DEMO_SETTINGS, number=6)  # own stack: quiet hours
+    problems += fallback_phase(output_path=output.path, settings=DEMO_SETTINGS, number=7)  # own stack: a fresh window
     print(f"\nThe function's own output (EMF metrics and logs, as CloudWatch would get them): {output.path}")
     print()
     if problems:
