@@ -268,3 +268,16 @@ def test_two_switched_requests_to_one_user_in_one_shared_push_keep_two_entries()
     assert len(h.api.calls) == 1
     assert reached(h) == {"u-1": 1}
     assert sorted(e.title for e in h.history.of("u-1")) == ["Заказ 0 передан в доставку", "Заказ 1 передан в доставку"]
+
+
+def test_a_keyless_request_retried_as_a_keyed_copy_keeps_its_switch_and_first_acceptance() -> None:
+    h = Harness(limit=10)
+    busy(h)
+    arrived_ms = int(h.clock() * 1000)
+    document = json.loads(order_status(1, "u-1", after=0))
+    del document["idempotencyKey"]
+    message = InboundMessage("keyless", json.dumps(document), QUEUE_ARN, sent_timestamp_ms=arrived_ms)
+    h.api.script = [AMBIGUOUS]
+    assert h.run(message, seconds=600) == {"keyless": Disposition.REQUEUED}
+    [copy] = h.backlog.received
+    assert carried_of(requeued_copy(copy, "copy")) == Carried(arrived_ms, switched=True)
