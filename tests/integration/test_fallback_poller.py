@@ -6,35 +6,21 @@ from __future__ import annotations
 
 import math
 from collections import Counter
-from collections.abc import Iterator
 
 import pytest
-from test_shared_waiting import LIMIT, WINDOW, OtherExecutions  # type: ignore[import-not-found]
+from test_shared_waiting import (  # type: ignore[import-not-found]
+    OtherExecutions,
+    stack,  # noqa: F401 - the fixture: the same stack as the one-text blast's
+)
 
-from imshop_push_local.aws_emulator import MotoServer
-from imshop_push_local.stack import LocalStack, StackSettings
+from imshop_push_local.stack import LocalStack
 
-PUSHES = 200
-BATCH = 20  # ten batches: without shared waiting of the switched, one call each at least
+PUSHES = 200  # eight batches of the stack's 25: without shared waiting of the switched, a call each at least
 STATUS = {"title": "Статус заказа изменился", "summary": "Откройте заказ в приложении"}
 
 
-@pytest.fixture
-def stack(moto_server: MotoServer) -> Iterator[LocalStack]:
-    settings = StackSettings(
-        rate_limit_requests=LIMIT,
-        rate_limit_window_seconds=WINDOW,
-        batch_size=BATCH,
-        batching_window_seconds=0.3,
-        function_timeout_seconds=WINDOW * 1.5,
-        visibility_timeout_seconds=int(WINDOW * 9),
-    )
-    with LocalStack(settings, moto=moto_server) as s:
-        yield s
-
-
 @pytest.mark.cpu_heavy
-def test_switched_personal_pushes_of_many_batches_share_the_fallbacks_calls(stack: LocalStack) -> None:
+def test_switched_personal_pushes_of_many_batches_share_the_fallbacks_calls(stack: LocalStack) -> None:  # noqa: F811
     users = [f"7999{n:07d}" for n in range(PUSHES)]
     requests = [
         {
@@ -58,7 +44,7 @@ def test_switched_personal_pushes_of_many_batches_share_the_fallbacks_calls(stac
     fallen_back = sum(len(c.body["userIds"]) for c in fallback_calls)
     assert fallen_back >= PUSHES - own_calls
     # A batch the machine delayed until a slot was free may send its own share before a wake is armed; one
-    # call per batch (10) is what switching without shared waiting costs.
+    # call per batch (8) is what switching without shared waiting costs.
     assert len(fallback_calls) <= math.ceil(fallen_back / 1000) + 2, [len(c.body["userIds"]) for c in fallback_calls]
     assert stack.dead_letters() == []
     assert stack.sandbox.violations == 0
