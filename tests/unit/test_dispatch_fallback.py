@@ -17,8 +17,10 @@ from hypothesis import strategies as st
 from imshop_push.dispatcher import Disposition
 from imshop_push.fallback import FALLBACK_ATTRIBUTE, carried_of
 from imshop_push.inbound import InboundMessage
+from imshop_push.lanes import Lane
 from imshop_push.model import Carried
 from imshop_push.pending import GROUP_ATTRIBUTE, wake_body
+from imshop_push.rate_limit import Denied, InProcessRateLimiter, Permit, WindowPolicy
 
 STATUS = {"title": "Статус заказа изменился", "summary": "Откройте заказ в приложении"}
 SECONDS = 30.0  # less than a window: a denied call cannot wait for its slot in-process
@@ -281,3 +283,30 @@ def test_a_keyless_request_retried_as_a_keyed_copy_keeps_its_switch_and_first_ac
     assert h.run(message, seconds=600) == {"keyless": Disposition.REQUEUED}
     [copy] = h.backlog.received
     assert carried_of(requeued_copy(copy, "copy")) == Carried(arrived_ms, switched=True)
+
+
+class OthersTakeEverySlot(InProcessRateLimiter):
+    """Other executions take each slot as it frees, for the first FREE_AFTER seconds: every answer says "try again
+    in a second", so an estimate of the turn is always in time, and always wrong."""
+
+    FREE_AFTER = 300.0
+
+    def __init__(self, policy: WindowPolicy) -> None:
+        super().__init__(policy)
+        self.started: float | None = None
+
+    def try_acquire(self, now: float, lane: Lane = Lane.TRANSACTIONAL, waiter: str | None = None) -> Permit | Denied:
+        self.started = now if self.started is None else self.started
+        if now < self.started + self.FREE_AFTER:
+            return Denied(now + 1.0)
+        return super().try_acquire(now, lane, waiter)
+
+
+def test_a_request_estimated_in_time_waits_for_its_slot_until_its_deadline_then_switches() -> None:
+    h = Harness(limit=10, limiter_class=OthersTakeEverySlot)
+    messages = statuses(h, phones(3), after=30)
+    arrived = h.clock()
+    assert set(h.run(*messages, seconds=900).values()) == {Disposition.DELIVERED}
+    assert texts(h) == {STATUS["title"]: 1}, "no own text: none could start by its deadline"
+    assert h.api.calls[0].at >= arrived + OthersTakeEverySlot.FREE_AFTER
+    assert max(reached(h).values()) == 1

@@ -45,10 +45,12 @@ class CallSender:
         self._latest = LatestOnly(ctx)
         self._not_cancelled = NotCancelled(ctx)
 
-    def send(self, batch: Batch, index: int, *, wait: bool = True) -> Denied | list[PlannedCall]:
+    def send(
+        self, batch: Batch, index: int, *, wait: bool = True, until: float | None = None
+    ) -> Denied | list[PlannedCall]:
         """Send call `index`. Denied when out of budget; calls to send in its place (a rejected merged call,
         one request at a time); or [] when its requests know their fate. Without `wait`, Denied as soon as no
-        slot is free. Raises StoreError when the limiter cannot be asked."""
+        slot is free; with `until`, when none is by then. Raises StoreError when the limiter cannot be asked."""
         ctx, attempt = self._ctx, batch.attempt
         call = attempt.calls[index]
         cid = call_id(attempt.id, index)
@@ -58,7 +60,7 @@ class CallSender:
             if (live_call := self._live_part(call, owners, attempt)) is None:
                 _done(owners, index)
                 return []
-            permit = self._permits.take(batch, lane, wait=wait)
+            permit = self._permits.take(batch, lane, wait=wait, until=until)
             if isinstance(permit, Denied):
                 return permit
             if (live_call := self._still_wanted(call, owners, attempt, permit)) is None:
@@ -99,8 +101,6 @@ class CallSender:
                 continue
             # Proof of delivery first: the slot can wait, the record of what was sent cannot.
             splits = self._answer(owners, call, outcome, attempt=attempt, cid=cid, digests=digests, index=index)
-            if outcome.result is CallResult.SENT:
-                count_fallen_back(ctx, call, owners, lane)
             self._records.release(permit, finished_at)
             return splits
         # IMSHOP keeps throttling: that is waiting for budget, not a failure; the requests wait in the queue.
@@ -138,6 +138,7 @@ class CallSender:
             self._ctx.metric(m.RECIPIENTS_SENT, len(call.recipients))
             self._records.sent(attempt, cid, digests)
             attempt.confirmed.append((call, self._ctx.clock()))
+            count_fallen_back(self._ctx, call, owners)
             for t in owners:
                 t.reached_imshop = True
             if call.isolated:

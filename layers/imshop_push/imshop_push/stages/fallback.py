@@ -7,9 +7,11 @@ knows, not at that deadline: its own call first asks for a slot without waiting 
 on the shorter text, however late); denied, it estimates the turn of each call still to make in this batch
 (the next opening, then `limit` calls a window, in plan order), and switches every request whose turn comes
 after its deadline. Their recipients leave their own calls and are planned again under the fallback's text,
-with the batch's calls of that text not started yet. A request deferred later (the invocation's budget ran
-out) is switched when its turn is past its deadline. A switched request stays switched: its copies and pool
-items carry it, and its calls' records tell a redelivery of the original message.
+with the batch's calls of that text not started yet. A call estimated in time waits for its slot until its
+deadline at most (other executions may take the openings first), then its requests are switched. A request
+deferred later (the invocation's budget ran out) is switched when its turn is past its deadline. A switched
+request stays switched: its copies and pool items carry it, and its calls' records tell a redelivery of the
+original message.
 
 Not switched: a request an earlier call of its own text may have reached (its outcome unknown: resent in the
 text it may have had, never the other), and one taken from the pending pool in a group of its own text (it
@@ -70,7 +72,7 @@ def call_digests(call: PlannedCall, owners: Sequence[Track]) -> list[bytes]:
     return digests
 
 
-def count_fallen_back(ctx: Context, call: PlannedCall, owners: Sequence[Track], lane: Lane) -> None:
+def count_fallen_back(ctx: Context, call: PlannedCall, owners: Sequence[Track]) -> None:
     """Recipients a confirmed call reached in a fallback's text instead of their own."""
     reached: set[object] = set()
     for track in owners:
@@ -80,6 +82,7 @@ def count_fallen_back(ctx: Context, call: PlannedCall, owners: Sequence[Track], 
             reached.update(r for r in call.recipients if r in wanted)
     if reached:
         ctx.metric(m.RECIPIENTS_FALLEN_BACK, len(reached))
+        lane = ctx.lanes.of_call(t.message.event_source_arn for t in owners)
         ctx.metric(m.per_lane(m.LANE_RECIPIENTS_FALLEN_BACK, lane), len(reached))
 
 
@@ -111,6 +114,14 @@ class FallbackSwitch:
                 ahead += 1  # this call is still made: the ones after it wait behind it
         if late:
             self._switch(batch, index, late)
+
+    def wait_until(self, batch: Batch, index: int) -> float | None:
+        """How long call `index` may wait for a slot: until the last deadline of its requests, when each of them
+        would be switched past it; None when one of them is sent in its own text whenever its slot comes."""
+        owners = batch.owners(batch.attempt.calls[index])
+        if not owners or not all(self._switchable(batch, t) for t in owners):
+            return None
+        return max(self.deadline(t) for t in owners)
 
     def switch_deferred(self, batch: Batch, deferred: Iterable[Track]) -> None:
         """Deferred to a turn past its deadline: its copy carries the switch, and it waits with its fallback's

@@ -61,6 +61,12 @@ class Send:
             if not isinstance(outcome, Denied):
                 return outcome
             self._fallback.switch_late(batch, index, outcome.retry_at)
+            # Estimated in time: it waits for its slot until its deadline at most, then it is late for sure.
+            if (until := self._fallback.wait_until(batch, index)) is not None:
+                outcome = self._sender.send(batch, index, until=until)
+                if not isinstance(outcome, Denied) or outcome.retry_at <= until:
+                    return outcome
+                self._fallback.switch_late(batch, index, outcome.retry_at)
         return self._sender.send(batch, index, wait=group is None)
 
     def _defer_rest(self, batch: Batch, calls: Sequence[PlannedCall], denied: Denied) -> None:
