@@ -126,9 +126,12 @@ class FallbackSwitch:
     def switch_deferred(self, batch: Batch, deferred: Iterable[Track]) -> None:
         """Deferred to a turn past its deadline: its copy carries the switch, and it waits with its fallback's
         text (`stages/pending.py`)."""
-        for track in deferred:
-            if track.retry_at is not None and self._switchable(batch, track) and track.retry_at > self.deadline(track):
-                self._mark(track)
+        late = [
+            t
+            for t in deferred
+            if t.retry_at is not None and self._switchable(batch, t) and t.retry_at > self.deadline(t)
+        ]
+        _mark(late, "deferred past its deadline")
 
     def deadline(self, track: Track) -> float:
         """Due + afterSeconds: the latest start of its own call."""
@@ -146,18 +149,10 @@ class FallbackSwitch:
         taken = batch.taken.get(track.message_id)
         return taken is None or taken.group == group_of(track.message.event_source_arn, fallback.content)
 
-    @staticmethod
-    def _mark(track: Track) -> None:
-        track.switched = True
-        logger.info(
-            "its own call cannot start in time: switched to its fallback", extra={"message_id": track.message_id}
-        )
-
     def _switch(self, batch: Batch, index: int, late: dict[str, Track]) -> None:
         """Late requests leave calls `index`.. and are planned, with those calls of their fallbacks' texts (which
         they merge with), as calls appended to the attempt."""
-        for track in late.values():
-            self._mark(track)
+        _mark(late.values(), "its own call cannot start in time")
         texts = {t.req.fallback.content for t in late.values() if t.req.fallback is not None}
         calls = batch.attempt.calls
         deliveries: list[Delivery] = []
@@ -181,6 +176,16 @@ class FallbackSwitch:
         for j, leaving in moved:
             for track in leaving:
                 track.call_done(j)
+
+
+def _mark(tracks: Iterable[Track], why: str) -> None:
+    """One log line per decision, not per request: a peak switches thousands at once."""
+    switched = 0
+    for track in tracks:
+        track.switched = True
+        switched += 1
+    if switched:
+        logger.info("switched to their fallback texts: %s", why, extra={"requests": switched})
 
 
 def _without(call: PlannedCall, staying: list[Track]) -> PlannedCall:
