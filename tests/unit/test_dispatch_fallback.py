@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 from collections import Counter
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -310,3 +311,18 @@ def test_a_request_estimated_in_time_waits_for_its_slot_until_its_deadline_then_
     assert texts(h) == {STATUS["title"]: 1}, "no own text: none could start by its deadline"
     assert h.api.calls[0].at >= arrived + OthersTakeEverySlot.FREE_AFTER
     assert max(reached(h).values()) == 1
+
+
+def test_a_scheduled_request_is_due_at_its_send_at_not_when_sqs_first_accepted_it() -> None:
+    h = Harness(limit=10)
+    busy(h)  # the first opening is about 74 s away, before its sendAt + afterSeconds (90 s away)
+    first_accepted_ms = int((h.clock() - 3600) * 1000)  # an hour ago: long past any deadline counted from then
+    send_at = datetime.fromtimestamp(h.clock() + 30, UTC).isoformat().replace("+00:00", "Z")
+    message = InboundMessage(
+        "m-1", order_status(1, "u-1", after=60, sendAt=send_at), QUEUE_ARN, sent_timestamp_ms=first_accepted_ms
+    )
+    assert h.run(message) == {"m-1": Disposition.HELD}
+    [held] = h.backlog.received
+    h.clock.now += held.delay_seconds
+    assert h.run(requeued_copy(held, "m-1/1"), seconds=600) == {"m-1/1": Disposition.DELIVERED}
+    assert texts(h) == {"Заказ 1 передан в доставку": 1}
