@@ -55,7 +55,8 @@ class Send:
 
     def _send(self, batch: Batch, index: int, group: str | None) -> Denied | list[PlannedCall]:
         """A call that may switch to a fallback first asks for a slot without waiting: denied, the requests whose
-        turn comes too late are switched (`stages/fallback.py`), and what is left of the call waits as usual."""
+        turn comes too late are switched (`stages/fallback.py`), and what is left of the call waits for a slot,
+        until its requests' deadline at most when each of them has a fallback."""
         if group is None and self._fallback.may_switch(batch, index):
             outcome = self._sender.send(batch, index, wait=False)
             if not isinstance(outcome, Denied):
