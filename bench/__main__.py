@@ -21,6 +21,9 @@ Figures (issue 4):
                        per lane, vs the lower bound; a 1/10 model of 3,000 requests (bench/blast.py)
  10. aws requests      SQS + DynamoDB requests the function makes per 1,000 notification requests, beside the same
                        scenario run on the code and template of --baseline-ref (bench/aws_requests.py)
+ 11. fallback          unique one-recipient personal pushes with one fallback, arriving while the limiter is
+                       saturated: calls, share reached by the fallback, latency p50/p95/max, beside the same
+                       traffic without a fallback (bench/fallback.py)
 
 Handler measurements run in child processes (`python -m bench _handle ...`, `... _cpu ...`) so that their CPU time
 and memory are the handler's alone; the IMSHOP sandbox and the AWS emulator live in this process. The workers'
@@ -45,13 +48,14 @@ from bench.calls_per_batch import calls_per_batch
 from bench.calls_per_window import calls_per_window
 from bench.cold_start import cold_start
 from bench.common import HUGE_LIMIT, Console, Figure
+from bench.fallback import fallback
 from bench.handler_cpu import _child_cpu, handler_cpu
 from bench.history_figures import history_figures
 from bench.idle_latency import idle_latency
 from bench.lanes import lanes
 from bench.peak_rss import _child_handle, peak_rss
 
-SECTIONS = ("cold", "cpu", "rss", "calls", "window", "latency", "lanes", "history", "blast", "aws")
+SECTIONS = ("cold", "cpu", "rss", "calls", "window", "latency", "lanes", "history", "blast", "aws", "fallback")
 
 
 def _table(figures: Sequence[Figure]) -> list[str]:
@@ -85,7 +89,7 @@ def _measure(console: Console, only: Sequence[str], baseline_ref: str | None) ->
         if "cold" in only:
             figures.append(cold_start(console))
         figures += [measure(console, sandbox) for name, measure in in_process.items() if name in only]
-    if {"window", "latency", "lanes", "history", "blast", "aws"} & set(only):
+    if {"window", "latency", "lanes", "history", "blast", "aws", "fallback"} & set(only):
         console.progress("starting the AWS emulator (moto server)")
         with MotoServer() as moto:
             through_event_source = {"window": calls_per_window, "latency": idle_latency}
@@ -98,6 +102,8 @@ def _measure(console: Console, only: Sequence[str], baseline_ref: str | None) ->
                 figures += blast(console, moto)
             if "aws" in only:
                 figures += aws_requests(console, moto, baseline_ref)
+            if "fallback" in only:
+                figures += fallback(console, moto)
     return figures
 
 

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Protocol
 
 from imshop_push_local.demo_backlog import backlog_phase
+from imshop_push_local.demo_fallback import fallback_phase
 from imshop_push_local.demo_history import history_phase
 from imshop_push_local.demo_lanes import lanes_phase
 from imshop_push_local.demo_samples import sample_events_phase
@@ -87,7 +88,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     # Its own stack: quiet hours are wall-clock minutes, set when the stack is provisioned.
     problems += schedule_phase(output_path=output.path, settings=DEMO_SETTINGS, number=len(phases) + 1)
     # Its own stack too: support's lookups of a sent, a superseded and a cancelled push, read-only.
-    problems += status_phase(output_path=output.path, settings=DEMO_SETTINGS, number=len(phases) + 2)
+    # Its own stack: a fresh window for a peak of personal pushes with a shared fallback text.
+    problems += fallback_phase(output_path=output.path, settings=DEMO_SETTINGS, number=len(phases) + 2)
+    problems += status_phase(output_path=output.path, settings=DEMO_SETTINGS, number=len(phases) + 3)
     print(f"\nThe function's own output (EMF metrics and logs, as CloudWatch would get them): {output.path}")
     print()
     if problems:

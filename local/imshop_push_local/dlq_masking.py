@@ -46,6 +46,9 @@ _TIME = _Field(time=True)
 _DOCUMENT = _Field(document=True)
 REQUEST_FIELDS: Final[Mapping[str, _Field]] = {
     "message": _Field(fields={"title": _TEXT, "summary": _TEXT}),
+    "fallback": _Field(
+        fields={"message": _Field(fields={"title": _TEXT, "summary": _TEXT}), "deeplink": _TEXT, "afterSeconds": _TEXT}
+    ),
     "deeplink": _TEXT,
     "idempotencyKey": _TEXT,
     "expiresAt": _TIME,

@@ -38,6 +38,25 @@ class InvalidNotificationError(ValueError):
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class FallbackText:
+    """The request field `fallback`: a text shared with other requests, which its recipients get instead of its
+    own when its own call cannot start within `after_seconds` of its being due (the dispatcher's default: 60)."""
+
+    title: str
+    summary: str
+    deeplink: str | None = None
+    after_seconds: int | None = None
+
+    def to_body(self) -> dict[str, Any]:
+        body: dict[str, Any] = {"message": {"title": self.title, "summary": self.summary}}
+        if self.deeplink is not None:
+            body["deeplink"] = self.deeplink
+        if self.after_seconds is not None:
+            body["afterSeconds"] = self.after_seconds
+        return body
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class NotificationDraft:
     """One notification request before it is queued, for batch publishing.
 
@@ -56,6 +75,8 @@ class NotificationDraft:
     created_at: datetime | str | None = None
     send_at: datetime | str | None = None
     """Not sent before this instant (at most the stack's state TTL ahead, 14 days by default)."""
+    fallback: FallbackText | None = None
+    """Sent instead of its own text when its own call cannot start in time (`FallbackText`)."""
     message_attributes: Mapping[str, MessageAttributeValueTypeDef] | None = field(default=None, hash=False)
 
     def __post_init__(self) -> None:
@@ -83,6 +104,8 @@ class NotificationDraft:
             body["collapseKey"] = self.collapse_key
         if self.created_at is not None:
             body["createdAt"] = _format_instant(self.created_at, "createdAt")
+        if self.fallback is not None:
+            body["fallback"] = self.fallback.to_body()
         return body
 
     def to_json(self) -> str:

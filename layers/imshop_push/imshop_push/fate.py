@@ -31,8 +31,9 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from imshop_push.collapse import Collapsed
+from imshop_push.fallback import planned_content
 from imshop_push.inbound import InboundMessage
-from imshop_push.model import Disposition, NotificationRequest, Recipient, RecordResult
+from imshop_push.model import Content, Disposition, NotificationRequest, Recipient, RecordResult
 from imshop_push.status_record import SoFar
 
 
@@ -113,6 +114,9 @@ class Track:
     so_far: SoFar | None = None  # what its earlier settlements recorded (None: none yet)
     reached_earlier: int = 0  # its recipients confirmed by earlier attempts
     confirmed: list[tuple[int, float]] = field(default_factory=list)  # (its recipients, when) per confirmed call
+    switched: bool = False  # its recipients get its fallback's text (`stages/fallback.py`): for good, once set
+    keeps_own_text: bool = False  # a call of its own text may have reached someone: never switched (`fallback.py`)
+    first_sent_ms: int | None = None  # when SQS first accepted it, as its copies carry it (with a fallback)
 
     @property
     def message_id(self) -> str:
@@ -124,6 +128,12 @@ class Track:
         if self.request is None:
             raise ValueError(f"{self.message_id} has no parsed request")
         return self.request
+
+    @property
+    def text(self) -> Content:
+        """What its recipients are planned (and merged, and wait) under: its own text, or once switched its
+        fallback's."""
+        return planned_content(self.req, self.switched)
 
     def result(self) -> RecordResult:
         disposition = _DISPOSITIONS.get(self.fate)

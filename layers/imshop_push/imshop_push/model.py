@@ -34,6 +34,25 @@ class Inbox(NamedTuple):
     promocode: str | None = None
 
 
+DEFAULT_FALLBACK_AFTER_SECONDS = 60
+
+
+class Fallback(NamedTuple):
+    """The request field `fallback`: a text shared with other requests, for when its own call would start too
+    late (`stages/fallback.py`). Part of the fingerprint: the same key with another fallback is another request."""
+
+    content: Content
+    after_seconds: int = DEFAULT_FALLBACK_AFTER_SECONDS
+
+
+class Carried(NamedTuple):
+    """What the copies of a request with a fallback carry (`fallback.py`): when SQS first accepted it, and
+    whether it is switched to its fallback's text."""
+
+    first_sent_ms: int
+    switched: bool
+
+
 class NotificationRequest(NamedTuple):
     """One valid SQS record.
 
@@ -58,6 +77,8 @@ class NotificationRequest(NamedTuple):
     send_at: datetime | None = None
     """Not sent before this instant (`stages/hold.py`). Not in the fingerprint: the same key is the same
     notification, whenever a copy of it says it is due."""
+    fallback: Fallback | None = None
+    """What its recipients get instead of `content` once it is switched (`stages/fallback.py`)."""
 
     def is_expired(self, now: datetime) -> bool:
         return self.expires_at is not None and now >= self.expires_at
@@ -158,3 +179,5 @@ class Deferral:
     re-enqueueing never makes a request look newer than it is."""
     held_until_ms: int | None = None
     """A held request's due time: its copy carries it (`sqs_copies.HELD_ATTRIBUTE`)."""
+    fallback: Carried | None = None
+    """Of a request with a fallback: the copy carries when it was first accepted and whether it is switched."""

@@ -26,14 +26,18 @@ REQUESTS_POOLED = "RequestsPooled"  # deferred into the pending pool, to wait wi
 REQUESTS_HELD = "RequestsHeld"  # re-enqueued because not due yet (sendAt, quiet hours): one per hop
 CANCELS_RECEIVED = "CancelsReceived"  # cancel messages recorded
 REQUESTS_CANCELLED = "RequestsCancelled"  # records of a cancelled request dropped with something left unsent
+RECIPIENTS_FALLEN_BACK = "RecipientsFallenBack"  # reached in a fallback's text instead of their own (confirmed)
 # Per lane (Lane.metric_prefix + suffix): calls started, calls deferred to the backlog, and how long the
 # deferred calls will wait (milliseconds, summed): over a period P, that sum / P is the average number of
 # calls waiting (Little's law), from which the dashboard draws the time to drain them at the vendor's limit.
 LANE_CALLS = "Calls"
 LANE_CALLS_DEFERRED = "CallsDeferred"
 LANE_DEFERRED_CALL_MS = "DeferredCallMilliseconds"
+LANE_RECIPIENTS_FALLEN_BACK = RECIPIENTS_FALLEN_BACK
 LANE_METRICS: frozenset[str] = frozenset(
-    lane.metric_prefix + suffix for lane in Lane for suffix in (LANE_CALLS, LANE_CALLS_DEFERRED, LANE_DEFERRED_CALL_MS)
+    lane.metric_prefix + suffix
+    for lane in Lane
+    for suffix in (LANE_CALLS, LANE_CALLS_DEFERRED, LANE_DEFERRED_CALL_MS, LANE_RECIPIENTS_FALLEN_BACK)
 )
 
 
@@ -70,6 +74,7 @@ METRIC_NAMES: frozenset[str] = frozenset(
         REQUESTS_HELD,
         CANCELS_RECEIVED,
         REQUESTS_CANCELLED,
+        RECIPIENTS_FALLEN_BACK,
         *LANE_METRICS,
         HISTORY_ENTRIES_WRITTEN,
         HISTORY_ENTRIES_NOT_WRITTEN,

@@ -25,7 +25,16 @@ from aws_lambda_powertools.utilities.validation.exceptions import SchemaValidati
 
 from imshop_push import aws_messages
 from imshop_push.cancels import cancel_problem, is_cancel
-from imshop_push.model import Cancel, Content, Inbox, NotificationRequest, Recipient, RecipientField
+from imshop_push.model import (
+    DEFAULT_FALLBACK_AFTER_SECONDS,
+    Cancel,
+    Content,
+    Fallback,
+    Inbox,
+    NotificationRequest,
+    Recipient,
+    RecipientField,
+)
 from imshop_push.schema_reasons import describe_schema_error, join_path, json_type
 from imshop_push.validation import validate_request
 
@@ -193,20 +202,13 @@ def _build(request: dict[str, Any], *, message_id: str, default_key: str | None,
         raise PoisonMessageError(
             f"{join_path(root, 'userIds')}: at least one recipient is required in userIds or installIds"
         )
-    message = request["message"]
-    content = Content(message["title"], message["summary"], request.get("deeplink"))
-    if len(content.title) + len(content.summary) + len(content.deeplink or "") > MAX_CONTENT_BYTES // 4:
-        size = len(f"{content.title}{content.summary}{content.deeplink or ''}".encode(errors="surrogatepass"))
-        if size > MAX_CONTENT_BYTES:
-            raise PoisonMessageError(
-                f"{join_path(root, 'message')}: title, summary and deeplink together are {size} bytes in UTF-8; at most"
-                f" {MAX_CONTENT_BYTES} fit a push (APNs and FCM cap the whole payload at 4 KB)"
-            )
+    content = _content(request, join_path(root, "message"))
+    fallback = _fallback(request["fallback"], join_path(root, "fallback")) if "fallback" in request else None
     expires_at = _parse_expiry(request["expiresAt"], join_path(root, "expiresAt")) if "expiresAt" in request else None
     created_at = _parse_expiry(request["createdAt"], join_path(root, "createdAt")) if "createdAt" in request else None
     send_at = _parse_expiry(request["sendAt"], join_path(root, "sendAt")) if "sendAt" in request else None
     try:
-        fingerprint = _fingerprint(content, request.get("userIds", ()), request.get("installIds", ()))
+        fingerprint = _fingerprint(content, request.get("userIds", ()), request.get("installIds", ()), fallback)
     except UnicodeEncodeError:
         # JSON allows "\ud800"; UTF-8 (and so IMSHOP) does not. It can never be sent.
         raise PoisonMessageError(
@@ -225,7 +227,29 @@ def _build(request: dict[str, Any], *, message_id: str, default_key: str | None,
         created_at=created_at,
         inbox=_inbox(request) if "userIds" in request else None,
         send_at=send_at,
+        fallback=fallback,
     )
+
+
+def _content(holder: dict[str, Any], path: str) -> Content:
+    """The request's own text, or its fallback's: the same rules, the same bound of one push's payload."""
+    message = holder["message"]
+    content = Content(message["title"], message["summary"], holder.get("deeplink"))
+    if len(content.title) + len(content.summary) + len(content.deeplink or "") > MAX_CONTENT_BYTES // 4:
+        size = len(f"{content.title}{content.summary}{content.deeplink or ''}".encode(errors="surrogatepass"))
+        if size > MAX_CONTENT_BYTES:
+            raise PoisonMessageError(
+                f"{path}: title, summary and deeplink together are {size} bytes in UTF-8; at most"
+                f" {MAX_CONTENT_BYTES} fit a push (APNs and FCM cap the whole payload at 4 KB)"
+            )
+    return content
+
+
+def _fallback(fallback: dict[str, Any], path: str) -> Fallback:
+    after = fallback.get("afterSeconds", DEFAULT_FALLBACK_AFTER_SECONDS)
+    if isinstance(after, float):  # 60.0 is JSON's 60; 60.5 the schema refused already
+        after = int(after)
+    return Fallback(_content(fallback, join_path(path, "message")), after)
 
 
 def _inbox(request: dict[str, Any]) -> Inbox | None:
@@ -235,16 +259,23 @@ def _inbox(request: dict[str, Any]) -> Inbox | None:
     return Inbox(url, promocode) if url is not None or promocode is not None else None
 
 
-def _fingerprint(content: Content, user_ids: Sequence[str], install_ids: Sequence[str]) -> str:
+def _fingerprint(
+    content: Content, user_ids: Sequence[str], install_ids: Sequence[str], fallback: Fallback | None = None
+) -> str:
     """Identifies what is forwarded (the content and the set of recipients of each kind), not the extensions.
 
     Recipients are a set, as IMSHOP is sent them: the same recipients in another order, or one named twice, is the
     same request (a producer's retry from another process may list a set in another order). Sorted and unique
     lists hash exactly as they did when the order counted, so such requests keep their stored fingerprints.
     A JSON array of the fields is unambiguous and the C encoder makes it cheap: hashing the canonical JSON of the
-    whole request (sorted keys) was a tenth of the handler's time per record (make bench).
+    whole request (sorted keys) was a tenth of the handler's time per record (make bench). The fallback is
+    forwarded too (instead of the content), so it is part of what the key names.
     """
-    text = _ENCODE([content.title, content.summary, content.deeplink, _as_set(user_ids), _as_set(install_ids)])
+    fields: list[object] = [content.title, content.summary, content.deeplink, _as_set(user_ids), _as_set(install_ids)]
+    if fallback is not None:  # only then: a request without one keeps the fingerprint stored before fallbacks
+        text_of = fallback.content
+        fields.append([text_of.title, text_of.summary, text_of.deeplink, fallback.after_seconds])
+    text = _ENCODE(fields)
     return hashlib.blake2b(text.encode(), digest_size=20).hexdigest()
 
 

@@ -40,6 +40,15 @@ requests go first. Give both URLs once as `LaneQueues` and choose per call with 
 
 A plain URL string still works as before and is used as given, whatever `lane` says (it names the queue).
 
+A personal text that should not wait long for its own call (10 calls a minute) takes a `fallback=`: a text it
+shares with others, sent instead when its own call cannot start within `after_seconds` of its being due; the
+personal text goes to the in-app history::
+
+    publish_notification(sqs, queues, user_ids=[customer_id], title="Заказ 123 передан в доставку",
+                         summary="Курьер привезёт заказ завтра", deeplink="myshop://orders/123",
+                         fallback=FallbackText(title="Статус заказа изменился", summary="Подробности в приложении",
+                                               deeplink="myshop://orders", after_seconds=60))
+
 Send time: `send_at=` schedules a request (any horizon up to the stack's state TTL, 14 days by default), and
 `cancel_notification` stops whatever of a request is not yet sent, even one not queued yet::
 
@@ -61,7 +70,13 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Literal
 
-from imshop_push.drafts import InvalidNotificationError, NotificationDraft, cancel_body, checked_message
+from imshop_push.drafts import (
+    FallbackText,
+    InvalidNotificationError,
+    NotificationDraft,
+    cancel_body,
+    checked_message,
+)
 from imshop_push.lanes import Lane
 from imshop_push.publish_results import FailedMessage, PublishedMessage, PublishError, PublishResult, Tally
 from imshop_push.send_time import DEFAULT_STATE_TTL_SECONDS, SendTime
@@ -76,6 +91,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "FailedMessage",
+    "FallbackText",
     "InvalidNotificationError",
     "LaneQueues",
     "NotificationDraft",
@@ -126,6 +142,7 @@ def publish_notification(
     send_at: datetime | str | None = None,
     collapse_key: str | None = None,
     created_at: datetime | str | None = None,
+    fallback: FallbackText | None = None,
     message_attributes: Mapping[str, MessageAttributeValueTypeDef] | None = None,
     state_ttl_seconds: float = DEFAULT_STATE_TTL_SECONDS,
 ) -> str:
@@ -137,7 +154,8 @@ def publish_notification(
     of this call: a retry whose first answer was lost is a duplicate, not a second push. Give a key to be able to
     cancel the request or publish it again from another process. Without `created_at`, a request with a
     `collapse_key` is stamped with the current time, later than any this process stamped before.
-    `state_ttl_seconds` is the stack's STATE_TTL_SECONDS: how far ahead `send_at` may be.
+    `state_ttl_seconds` is the stack's STATE_TTL_SECONDS: how far ahead `send_at` may be. `fallback` is the
+    shared text its recipients get instead when its own call cannot start in time.
     """
     draft = NotificationDraft(
         user_ids=user_ids,
@@ -150,6 +168,7 @@ def publish_notification(
         send_at=send_at,
         collapse_key=collapse_key,
         created_at=created_at,
+        fallback=fallback,
         message_attributes=message_attributes,
     )
     draft = _own_key_and_order(draft)

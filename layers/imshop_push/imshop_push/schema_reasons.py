@@ -42,7 +42,11 @@ def _field_and_rule(error: SchemaValidationError) -> tuple[str, str]:
         return path, f"must be at least {error.rule_definition} characters"
     if rule == "maxLength":
         return path, f"must be at most {error.rule_definition} characters"
-    if rule == "pattern" and path.startswith(("deeplink", "inbox.url")):
+    if rule == "minimum":
+        return path, f"must be at least {error.rule_definition}, got {value!r}"
+    if rule == "maximum":
+        return path, f"must be at most {error.rule_definition}, got {value!r}"
+    if rule == "pattern" and path.startswith(("deeplink", "inbox.url", "fallback.deeplink")):
         return path, "must not contain whitespace"
     return path, (error.validation_message or "is invalid").removeprefix(error.name or "").strip()
 

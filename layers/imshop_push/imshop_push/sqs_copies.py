@@ -15,6 +15,7 @@ import logging
 from collections.abc import Sequence
 from typing import Any
 
+from imshop_push.fallback import FALLBACK_ATTRIBUTE, fallback_value
 from imshop_push.inbound import InboundMessage, to_send_attributes
 from imshop_push.model import Deferral, Poison
 from imshop_push.pending import GROUP_ATTRIBUTE
@@ -35,7 +36,15 @@ ORDER_ATTRIBUTE = "collapseOrder"
 """A collapsed request's order, carried by its copies (`collapse.py`): `<createdAt>:<first received>:<digest>`,
 epoch ms, the digest binding both to the copy's body (`order_value`)."""
 RESERVED_ATTRIBUTES = frozenset(
-    {KEY_ATTRIBUTE, REASON_ATTRIBUTE, SOURCE_ID_ATTRIBUTE, ORDER_ATTRIBUTE, GROUP_ATTRIBUTE, HELD_ATTRIBUTE}
+    {
+        KEY_ATTRIBUTE,
+        REASON_ATTRIBUTE,
+        SOURCE_ID_ATTRIBUTE,
+        ORDER_ATTRIBUTE,
+        GROUP_ATTRIBUTE,
+        HELD_ATTRIBUTE,
+        FALLBACK_ATTRIBUTE,
+    }
 )
 """Names the dispatcher writes on what it puts on a queue; the publishing helper refuses them on a draft."""
 _DAY_MS = 86_400_000
@@ -65,6 +74,8 @@ def requeue_entry(deferral: Deferral) -> dict[str, Any]:
         ours[ORDER_ATTRIBUTE] = _text_attribute(order_value(message.body, *deferral.order))
     if deferral.held_until_ms is not None:
         ours[HELD_ATTRIBUTE] = _text_attribute(str(deferral.held_until_ms))
+    if deferral.fallback is not None:
+        ours[FALLBACK_ATTRIBUTE] = _text_attribute(fallback_value(message.body, deferral.fallback))
     ours, theirs = _split_attributes(message, ours)
     room = SQS_MAX_MESSAGE_BYTES - utf8_size(message.body) - attributes_size(ours)
     if room < 0:

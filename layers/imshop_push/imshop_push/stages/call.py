@@ -18,10 +18,11 @@ from imshop_push.planning import PlannedCall
 from imshop_push.ports import Context
 from imshop_push.rate_limit import Denied, Permit
 from imshop_push.stages.cancel import NotCancelled
+from imshop_push.stages.fallback import call_digests, count_fallen_back
 from imshop_push.stages.permits import Permits
 from imshop_push.stages.records import CallRecords
 from imshop_push.stages.supersede import LatestOnly
-from imshop_push.state import call_id, delivery_digests, pack_digests
+from imshop_push.state import call_id, pack_digests
 
 logger = logging.getLogger(__name__)
 
@@ -44,10 +45,12 @@ class CallSender:
         self._latest = LatestOnly(ctx)
         self._not_cancelled = NotCancelled(ctx)
 
-    def send(self, batch: Batch, index: int, *, wait: bool = True) -> Denied | list[PlannedCall]:
+    def send(
+        self, batch: Batch, index: int, *, wait: bool = True, until: float | None = None
+    ) -> Denied | list[PlannedCall]:
         """Send call `index`. Denied when out of budget; calls to send in its place (a rejected merged call,
         one request at a time); or [] when its requests know their fate. Without `wait`, Denied as soon as no
-        slot is free. Raises StoreError when the limiter cannot be asked."""
+        slot is free; with `until`, when none is by then. Raises StoreError when the limiter cannot be asked."""
         ctx, attempt = self._ctx, batch.attempt
         call = attempt.calls[index]
         cid = call_id(attempt.id, index)
@@ -57,14 +60,14 @@ class CallSender:
             if (live_call := self._live_part(call, owners, attempt)) is None:
                 _done(owners, index)
                 return []
-            permit = self._permits.take(batch, lane, wait=wait)
+            permit = self._permits.take(batch, lane, wait=wait, until=until)
             if isinstance(permit, Denied):
                 return permit
             if (live_call := self._still_wanted(call, owners, attempt, permit)) is None:
                 _done(owners, index)
                 return []
             call = live_call
-            digests = pack_digests(delivery_digests(call.content, call.recipients))
+            digests = pack_digests(call_digests(call, owners))
             try:
                 self._records.pending(attempt, index, cid, digests)
             except StoreError:
@@ -136,6 +139,7 @@ class CallSender:
             self._records.sent(attempt, cid, digests)
             confirmed_at = self._ctx.clock()
             attempt.confirmed.append((call, confirmed_at))
+            count_fallen_back(self._ctx, call, owners)
             in_call = set(call.recipients)
             for t in owners:
                 t.reached_imshop = True

@@ -147,10 +147,24 @@ def entries_of(call: PlannedCall, owners: list[Track], confirmed_at: float) -> l
 
     Carried, not merely named: a request that a newer one of its collapseKey superseded for this user, or whose
     earlier attempt already reached them, did not bring them into this call. Its entry would be the wrong one
-    (and its collapse version, older than the newer request's, would have the table refuse it)."""
+    (and its collapse version, older than the newer request's, would have the table refuse it).
+
+    A request switched to its fallback (whose text the call is) has its own entries, with its own text: each
+    such request is a notification of its own to the user, whose detail the shared push left out."""
     users = [rid for field, rid in call.recipients if field == "userIds"]
     if not users:
         return []
+    at_ms = int(confirmed_at * 1000)
+    switched = sorted((t for t in owners if _reached_by_fallback(t, call)), key=lambda t: t.message_id)
+    entries = [_entry(t, user, at_ms) for t in switched for user in _carried(t, users)]
+    if switched:  # each switched request has its own entries; the call's text is the others' own
+        owners = [t for t in owners if t not in switched]
+        covered = {user for t in switched for user in _carried(t, users)}
+        carried = {user for t in owners for user in _carried(t, users)}
+        named = {rid for t in owners for field, rid in t.req.recipients if field == "userIds"}
+        users = [user for user in users if user in carried or (user in named and user not in covered)]
+        if not users:
+            return entries
     ordered = sorted(owners, key=lambda t: t.message_id)
     owner_of: dict[str, Track] = {}
     if len(ordered) == 1:
@@ -172,29 +186,38 @@ def entries_of(call: PlannedCall, owners: list[Track], confirmed_at: float) -> l
                 if best is None or rank < best[0]:
                     ranked[rid] = (rank, track)
         owner_of = {rid: track for rid, (_, track) in ranked.items()}
-    at_ms = int(confirmed_at * 1000)
-    content = call.content
-    id_of = {t.message_id: _identity(t) for t in ordered}
-    entries: list[HistoryEntry] = []
-    for user in users:
-        request = owner_of[user].req
-        inbox = request.inbox
-        entry_key, version = id_of[request.message_id]
-        entries.append(
-            HistoryEntry(
-                user_id=user,
-                id=entry_key,
-                title=content.title,
-                created_on=at_ms,
-                updated_on=at_ms,
-                text=content.summary,
-                deep_link=content.deeplink,
-                url=inbox.url if inbox else None,
-                promocode=inbox.promocode if inbox else None,
-                version=version,
-            )
-        )
+    entries.extend(_entry(owner_of[user], user, at_ms) for user in users)
     return entries
+
+
+def _entry(track: Track, user: str, at_ms: int) -> HistoryEntry:
+    """The request's own text, also when the push carried its fallback's: the detail the short push lacked."""
+    request = track.req
+    content, inbox = request.content, request.inbox
+    entry_key, version = _identity(track)
+    return HistoryEntry(
+        user_id=user,
+        id=entry_key,
+        title=content.title,
+        created_on=at_ms,
+        updated_on=at_ms,
+        text=content.summary,
+        deep_link=content.deeplink,
+        url=inbox.url if inbox else None,
+        promocode=inbox.promocode if inbox else None,
+        version=version,
+    )
+
+
+def _reached_by_fallback(track: Track, call: PlannedCall) -> bool:
+    fallback = track.req.fallback
+    return track.switched and fallback is not None and fallback.content == call.content
+
+
+def _carried(track: Track, users: list[str]) -> list[str]:
+    """The call's users this request carried: left to send, not superseded."""
+    wanted = {rid for field, rid in track.remaining if field == "userIds" and (field, rid) not in track.superseded}
+    return [user for user in users if user in wanted]
 
 
 def _identity(track: Track) -> tuple[str, str | None]:

@@ -33,6 +33,7 @@ from imshop_push.ports import Context
 from imshop_push.send_time import rfc3339
 from imshop_push.sqs_copies import SQS_MAX_DELAY_SECONDS, held_until_of
 from imshop_push.stages.cancel import count_cancelled
+from imshop_push.stages.fallback import carried
 from imshop_push.stages.supersede import order, record_held
 from imshop_push.status_record import request_status, to_ms
 
@@ -103,7 +104,8 @@ class Hold:
                 t.req.idempotency_key,
                 t.req.key_is_message_id,
                 order(t, now),
-                to_ms(t.retry_at or now) if t.message_id in recorded else None,
+                held_until_ms=to_ms(t.retry_at or now) if t.message_id in recorded else None,
+                fallback=carried(t, now),
             )
             for t in held
         ]

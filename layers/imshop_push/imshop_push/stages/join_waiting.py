@@ -29,7 +29,8 @@ class JoinWaiting:
         """The pending group of call `index` if it may wait in the pool; None if it is sent as planned."""
         ctx, call = self._ctx, batch.attempt.calls[index]
         owners = batch.owners(call)
-        if ctx.pending is None or len(owners) < 2 or len(call.recipients) >= ctx.limits.max_recipients:
+        alone = len(owners) < 2 and not any(t.switched for t in owners)  # a fallback's text is shared, though
+        if ctx.pending is None or alone or len(call.recipients) >= ctx.limits.max_recipients:
             return None
         arn = owners[0].message.event_source_arn
         if any(_stays(t, batch, index, arn) for t in owners):

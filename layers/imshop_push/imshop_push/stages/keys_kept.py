@@ -14,6 +14,7 @@ from imshop_push.fate import Fate, Track
 from imshop_push.model import Deferral
 from imshop_push.ports import Context
 from imshop_push.sqs_copies import SQS_MAX_DELAY_SECONDS
+from imshop_push.stages.fallback import carried
 from imshop_push.stages.supersede import order
 
 
@@ -30,7 +31,10 @@ class KeysKept:
         delay = min(SQS_MAX_DELAY_SECONDS, max(1, math.ceil(self._ctx.limits.window_seconds)))
         now = self._ctx.clock()
         failed = self._ctx.backlog.requeue(
-            [Deferral(t.message, delay, t.req.idempotency_key, True, order(t, now)) for t in retries]
+            [
+                Deferral(t.message, delay, t.req.idempotency_key, True, order(t, now), fallback=carried(t, now))
+                for t in retries
+            ]
         )
         for t in retries:
             if t.message_id not in failed:

@@ -105,12 +105,12 @@ class Pooling:
             taken = batch.taken.get(pair[0].message_id)
             if taken is not None:
                 pooled.setdefault(taken.group, []).append(pair)
-            else:
-                fresh.setdefault((pair[0].message.event_source_arn, pair[0].req.content), []).append(pair)
+            else:  # a switched request waits with its fallback's text
+                fresh.setdefault((pair[0].message.event_source_arn, pair[0].text), []).append(pair)
         rest: list[tuple[Track, Deferral]] = []
-        for (arn, content), pairs in fresh.items():
-            group = group_of(arn, content) if len(pairs) > 1 or pooled else None  # a lone personal text: no digest
-            if group is None or (len(pairs) < 2 and group not in pooled):
+        for (arn, content), pairs in fresh.items():  # a lone personal text: no digest; a fallback's text is shared
+            group = group_of(arn, content) if (shared := len(pairs) > 1 or pairs[0][0].switched) or pooled else None
+            if group is None or (not shared and group not in pooled):
                 rest.extend(pairs)
                 continue
             pooled.setdefault(group, []).extend(pairs)

@@ -30,16 +30,17 @@ class Permits:
         self._ctx = ctx
         self._records = records
 
-    def take(self, batch: Batch, lane: Lane, *, wait: bool) -> Permit | Denied:
+    def take(self, batch: Batch, lane: Lane, *, wait: bool, until: float | None = None) -> Permit | Denied:
         """A permit, or when to try again. A bulk call neither waits into the quiet hours nor is deferred to a
-        moment inside them: it is deferred to their end."""
+        moment inside them: it is deferred to their end. `until`: no wait for a slot past it (a fallback's
+        deadline, `stages/fallback.py`)."""
         ctx = self._ctx
         bulk = lane is Lane.BULK
         now = ctx.clock()
         if (quiet_until := self.quiet_until(lane, now)) is not None:
             return Denied(quiet_until)
         quiet_from = ctx.send_time.quiet_from(now) if bulk else math.inf  # inside them from that very instant
-        latest_start = min(batch.deadline.last_call_start, math.nextafter(quiet_from, -math.inf))
+        latest_start = min(batch.deadline.last_call_start, math.nextafter(quiet_from, -math.inf), until or math.inf)
         if not wait:  # a slot now, or none
             outcome = Denied(now) if now > latest_start else ctx.limiter.try_acquire(now, lane)
         else:

@@ -7,15 +7,18 @@ from imshop_push.batch import Batch
 from imshop_push.fate import Fate
 from imshop_push.planning import Delivery, plan_calls
 from imshop_push.ports import Context
+from imshop_push.stages.fallback import adopt_carried
 
 
 class Plan:
     def __init__(self, ctx: Context) -> None:
         self._max_recipients = ctx.limits.max_recipients
+        self._clock = ctx.clock
 
     def __call__(self, batch: Batch) -> None:
         waiting = [t for t in batch.claimed.values() if t.fate is Fate.CLAIMED]
-        deliveries = [Delivery(t.message_id, t.req.content, t.remaining) for t in waiting]
+        adopt_carried(waiting, self._clock())  # a switched request is planned under its fallback's text
+        deliveries = [Delivery(t.message_id, t.text, t.remaining) for t in waiting]
         for track in waiting:
             track.plan()
         batch.add_calls(plan_calls(deliveries, max_recipients=self._max_recipients))

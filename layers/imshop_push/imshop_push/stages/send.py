@@ -15,6 +15,7 @@ from imshop_push.ports import Context
 from imshop_push.rate_limit import Denied
 from imshop_push.sqs_copies import SQS_MAX_DELAY_SECONDS
 from imshop_push.stages.call import CallSender
+from imshop_push.stages.fallback import FallbackSwitch
 from imshop_push.stages.join_waiting import JoinWaiting
 
 logger = logging.getLogger(__name__)
@@ -25,6 +26,7 @@ class Send:
         self._ctx = ctx
         self._sender = CallSender(ctx)
         self._join = JoinWaiting(ctx)
+        self._fallback = FallbackSwitch(ctx)
 
     def __call__(self, batch: Batch) -> None:
         calls = batch.attempt.calls
@@ -35,7 +37,7 @@ class Send:
                 index += 1
                 continue
             try:
-                outcome = self._sender.send(batch, index, wait=group is None)
+                outcome = self._send(batch, index, group)
             except StoreError:
                 logger.exception("the state table is unavailable: the rest goes back to SQS")
                 for rest in calls[index:]:
@@ -50,6 +52,23 @@ class Send:
             elif outcome:
                 batch.replace_call(index, outcome)
             index += 1
+
+    def _send(self, batch: Batch, index: int, group: str | None) -> Denied | list[PlannedCall]:
+        """A call that may switch to a fallback first asks for a slot without waiting: denied, the requests whose
+        turn comes too late are switched (`stages/fallback.py`), and what is left of the call waits for a slot,
+        until its requests' deadline at most when each of them has a fallback."""
+        if group is None and self._fallback.may_switch(batch, index):
+            outcome = self._sender.send(batch, index, wait=False)
+            if not isinstance(outcome, Denied):
+                return outcome
+            self._fallback.switch_late(batch, index, outcome.retry_at)
+            # Estimated in time: it waits for its slot until its deadline at most, then it is late for sure.
+            if (until := self._fallback.wait_until(batch, index)) is not None:
+                outcome = self._sender.send(batch, index, until=until)
+                if not isinstance(outcome, Denied) or outcome.retry_at <= until:
+                    return outcome
+                self._fallback.switch_late(batch, index, outcome.retry_at)
+        return self._sender.send(batch, index, wait=group is None)
 
     def _defer_rest(self, batch: Batch, calls: Sequence[PlannedCall], denied: Denied) -> None:
         """Out of budget for this invocation: spread the rest over the windows in which their turn comes.

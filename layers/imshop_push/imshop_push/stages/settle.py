@@ -12,6 +12,7 @@ from imshop_push.fate import Fate, Track
 from imshop_push.model import Deferral, StoreError
 from imshop_push.ports import Context
 from imshop_push.sqs_copies import held_until_of
+from imshop_push.stages.fallback import FallbackSwitch, carried
 from imshop_push.stages.intake import count_expired
 from imshop_push.stages.pending import Pooling
 from imshop_push.stages.supersede import order
@@ -25,6 +26,7 @@ class Settle:
     def __init__(self, ctx: Context) -> None:
         self._ctx = ctx
         self._pooling = Pooling(ctx)
+        self._fallback = FallbackSwitch(ctx)
 
     def __call__(self, batch: Batch) -> None:
         if not batch.claimed:
@@ -57,13 +59,19 @@ class Settle:
         if not deferred:
             return
         now = self._ctx.clock()
+        self._fallback.switch_deferred(batch, deferred)
         deferrals = []
         for track in deferred:
             retry_at = track.retry_at if track.retry_at is not None else now
             delay = max(0, int(retry_at - now + 0.999))
             request = track.req
             deferral = Deferral(
-                track.message, delay, request.idempotency_key, request.key_is_message_id, order(track, now)
+                track.message,
+                delay,
+                request.idempotency_key,
+                request.key_is_message_id,
+                order(track, now),
+                fallback=carried(track, now),
             )
             deferrals.append((track, deferral))
         copies = self._pooling.route(batch, deferrals)
