@@ -46,7 +46,7 @@ def test_sam_build_output_is_a_working_function(tmp_path: Path) -> None:
     )
     layer = build_dir / "ImshopPushLayer" / "python"
     function = build_dir / "SendNotificationsFunction"
-    assert (layer / "imshop_push" / "schemas" / "notification_request.json").is_file()
+    assert (layer / "imshop_push" / "domain" / "schemas" / "notification_request.json").is_file()
     assert not (layer / "boto3").exists(), "boto3 comes with the Lambda runtime and must not be shipped"
     # Lambda's file system is read-only: without shipped bytecode every cold start compiles everything again.
     for module in ("imshop_push/dispatch/dispatcher", "aws_lambda_powertools/logging/logger", "urllib3/connectionpool"):

@@ -21,7 +21,7 @@ SCHEMA_RESOURCE = "schemas/notification_request.json"
 @cache
 def request_schema() -> dict[str, Any]:
     """The schema file shipped in the layer: one source of truth for the dispatcher and the publisher."""
-    text = resources.files("imshop_push").joinpath(SCHEMA_RESOURCE).read_text(encoding="utf-8")
+    text = resources.files("imshop_push.domain").joinpath(SCHEMA_RESOURCE).read_text(encoding="utf-8")
     schema: dict[str, Any] = json.loads(text)
     return schema
 
