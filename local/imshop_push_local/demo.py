@@ -22,9 +22,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from imshop_push.history import entry_id, user_key
-from imshop_push.masking import mask_recipients
-from imshop_push.parsing import PoisonMessageError, parse_body
+from imshop_push.domain.history import entry_id, user_key
+from imshop_push.domain.masking import mask_recipients
+from imshop_push.domain.parsing import PoisonMessageError, parse_body
 from imshop_push_local.demo_history import history_phase
 from imshop_push_local.demo_lanes import lanes_phase
 from imshop_push_local.demo_schedule import schedule_phase

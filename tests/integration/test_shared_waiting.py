@@ -12,8 +12,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from imshop_push.rate_limit import Permit, WindowPolicy
-from imshop_push.rate_limit_dynamodb import LIMITER_ITEM_ID, DynamoDBRateLimiter
+from imshop_push.adapters.rate_limit_dynamodb import LIMITER_ITEM_ID, DynamoDBRateLimiter
+from imshop_push.domain.rate_limit import Permit, WindowPolicy
 from imshop_push_local.aws_emulator import MotoServer
 from imshop_push_local.stack import LocalStack, StackSettings
 
