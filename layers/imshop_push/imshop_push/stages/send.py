@@ -1,6 +1,6 @@
 """Send: the planned calls one by one, each through the shared rate limiter, until they are done or the
-budget of this invocation is spent (then the rest waits in the backlog). A partial call of a content that
-waits in the pending pool joins it instead (`stages/join_waiting.py`)."""
+budget of this invocation is spent (then the rest waits in the backlog). A partial call of a content that is
+still arriving waits with it in the pending pool instead (`stages/join_waiting.py`)."""
 
 from __future__ import annotations
 
@@ -30,24 +30,21 @@ class Send:
         calls = batch.attempt.calls
         index = 0
         while index < len(calls):
-            group = self._join.group(batch, index)
-            if group is not None and self._join.joins(batch, index, group):
+            if self._join.holds(batch, index):
                 index += 1
                 continue
             try:
-                outcome = self._sender.send(batch, index, wait=group is None)
+                outcome = self._sender.send(batch, index)
             except StoreError:
                 logger.exception("the state table is unavailable: the rest goes back to SQS")
                 for rest in calls[index:]:
                     for track in batch.owners(rest):
                         track.retry("state store unavailable")
                 return
-            if isinstance(outcome, Denied) and group is not None:  # no slot now: it waits with its content
-                self._join.wait(batch, index, outcome.retry_at)
-            elif isinstance(outcome, Denied):
+            if isinstance(outcome, Denied):
                 self._defer_rest(batch, calls[index:], outcome)
                 return
-            elif outcome:
+            if outcome:
                 batch.replace_call(index, outcome)
             index += 1
 
