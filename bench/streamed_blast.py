@@ -15,7 +15,6 @@ few seconds are within the vendor's minute. On the transactional lane the blast 
 from __future__ import annotations
 
 import collections
-import math
 import threading
 import time
 from typing import TYPE_CHECKING, Any
@@ -23,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from imshop_push_local.aws_emulator import MotoServer
 
-from bench.blast import BLAST_REQUESTS, MAX_RECIPIENTS, SCALE, TARGET_RATIO, WINDOW_SECONDS
+from bench.blast import BLAST_REQUESTS, MAX_RECIPIENTS, SCALE, WINDOW_SECONDS, blast_figure, recipient
 from bench.common import Console, Figure
 from bench.stack_runs import consumers, drain, stack_settings
 
@@ -31,10 +30,6 @@ MESSAGE = {"title": "Your points expire tonight", "summary": "One text, streamed
 CHUNKS = 10
 PUBLISH_SECONDS = 5.0
 DRAIN_TIMEOUT_SECONDS = 300.0
-
-
-def _recipient(n: int) -> str:
-    return f"7901{n:07d}"
 
 
 def _run_lane(moto: MotoServer, lane: str) -> dict[str, Any]:
@@ -49,7 +44,7 @@ def _run_lane(moto: MotoServer, lane: str) -> dict[str, Any]:
         with OtherTraffic(stack, limit=limit, window=WINDOW_SECONDS, share=limit // 2):
             for chunk in range(CHUNKS):
                 part = range(chunk * BLAST_REQUESTS // CHUNKS, (chunk + 1) * BLAST_REQUESTS // CHUNKS)
-                stack.publish(({"userIds": [_recipient(n)], "message": MESSAGE} for n in part), queue_url=queue_url)
+                stack.publish(({"userIds": [recipient(n)], "message": MESSAGE} for n in part), queue_url=queue_url)
                 threading.Event().wait(max(0.0, started + (chunk + 1) * PUBLISH_SECONDS / CHUNKS - time.monotonic()))
             publish_seconds = time.monotonic() - started
             drained = drain(sources, DRAIN_TIMEOUT_SECONDS)
@@ -62,37 +57,18 @@ def _run_lane(moto: MotoServer, lane: str) -> dict[str, Any]:
             "drained": drained,
             "violations": stack.sandbox.violations,
             "publish_seconds": publish_seconds,
+            "max_recipients": stack.sandbox.max_recipients,
             "batch_size": config.batch_size,
         }
 
 
 def _figure(lane: str, run: dict[str, Any]) -> Figure:
-    bound = math.ceil(BLAST_REQUESTS / MAX_RECIPIENTS)
-    target = math.floor(bound * TARGET_RATIO)
-    delivered: collections.Counter[str] = run["delivered"]
-    wanted = {_recipient(n) for n in range(BLAST_REQUESTS)}
-    exactly_once = set(delivered) == wanted and all(count == 1 for count in delivered.values())
-    problems = [
-        *([] if exactly_once else ["a recipient missed or reached twice"]),
-        *([f"{run['violations']} calls over the limit"] if run["violations"] else []),
-        *([] if run["drained"] else ["the queues did not drain in time"]),
-        *([] if run["calls"] <= target else [f"{run['calls']} calls where {bound} would do"]),
-    ]
-    return Figure(
-        name=f"streamed one-text blast, {lane} lane (1/{SCALE} model)",
-        value=run["calls"],
-        value_text=f"{run['calls']} calls, each recipient once: {'yes' if exactly_once else 'NO'}",
-        baseline_text=f"{bound} = ceil({BLAST_REQUESTS:,} / {MAX_RECIPIENTS}) calls",
-        ratio=run["calls"] / bound,
-        target=f"≤ {TARGET_RATIO:.2f}x ({target} calls)",
-        passed=not problems,
-        why="; ".join(problems),
-        details=[
-            f"{BLAST_REQUESTS:,} requests published in {CHUNKS} chunks over {run['publish_seconds']:.1f} s while the"
-            f" pollers ran and other traffic took half the slots; window {WINDOW_SECONDS:g} s, BatchSize"
-            f" {run['batch_size']}",
-            f"recipients per call: {' '.join(str(s) for s in run['sizes'])}",
-        ],
+    return blast_figure(
+        f"streamed one-text blast, {lane} lane (1/{SCALE} model)",
+        run,
+        f"{BLAST_REQUESTS:,} requests published in {CHUNKS} chunks over {run['publish_seconds']:.1f} s while the"
+        f" pollers ran and other traffic took half the slots; window {WINDOW_SECONDS:g} s, BatchSize"
+        f" {run['batch_size']}",
     )
 
 

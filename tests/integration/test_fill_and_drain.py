@@ -72,7 +72,7 @@ def test_a_blast_streamed_over_seconds_while_slots_are_free_part_of_the_time_cos
             part = users[chunk * BLAST // CHUNKS : (chunk + 1) * BLAST // CHUNKS]
             stack.publish([{"userIds": [u], "message": TEXT} for u in part], queue_url=stack.aws.bulk_queue.url)
             threading.Event().wait(0.2)
-        assert all(source.drain(timeout=180) for source in stack.sources)
+        assert all(source.drain(timeout=300) for source in stack.sources)
 
     calls = [c for c in stack.sandbox.calls if c.body["message"]["title"] == TEXT["title"]]
     assert Counter(u for c in calls for u in c.body["userIds"]) == Counter(users), "every recipient exactly once"
@@ -113,7 +113,7 @@ def test_a_mergeable_backlog_drains_in_one_call_per_text_at_the_vendors_rate(dra
     stack.start_consumers()
     assert all(source.wait_ready(120) for source in stack.sources)
     started = time.monotonic()
-    assert all(source.drain(timeout=180) for source in stack.sources)
+    assert all(source.drain(timeout=300) for source in stack.sources)
 
     calls = sorted(stack.sandbox.calls, key=lambda c: c.arrived_at)
     wanted = Counter(u for r in requests for u in r["userIds"])
