@@ -47,12 +47,13 @@ from imshop_push.stages.history_copies import WriteKeptHistory
 from imshop_push.stages.hold import Hold
 from imshop_push.stages.intake import DropExpired, Parse
 from imshop_push.stages.keys_kept import KeysKept
-from imshop_push.stages.pending import ReleasePending, TakePending
+from imshop_push.stages.pending import ReleasePending
 from imshop_push.stages.plan import Plan
 from imshop_push.stages.progress import EarlierProgress
 from imshop_push.stages.send import Send
 from imshop_push.stages.settle import Settle
 from imshop_push.stages.supersede import Supersede
+from imshop_push.stages.take_pending import TakePending
 from imshop_push.state import StateStore
 
 STAGES: tuple[Callable[[Context], Stage], ...] = (

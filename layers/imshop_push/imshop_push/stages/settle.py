@@ -11,7 +11,7 @@ from imshop_push.batch import Attempt, Batch
 from imshop_push.fate import Fate, Track
 from imshop_push.model import Deferral, StoreError
 from imshop_push.ports import Context
-from imshop_push.sqs_copies import held_until_of
+from imshop_push.sqs_copies import delay_until, held_until_of
 from imshop_push.stages.fallback import FallbackSwitch, carried
 from imshop_push.stages.intake import count_expired
 from imshop_push.stages.pending import Pooling
@@ -63,11 +63,10 @@ class Settle:
         deferrals = []
         for track in deferred:
             retry_at = track.retry_at if track.retry_at is not None else now
-            delay = max(0, int(retry_at - now + 0.999))
             request = track.req
             deferral = Deferral(
                 track.message,
-                delay,
+                delay_until(retry_at, now),
                 request.idempotency_key,
                 request.key_is_message_id,
                 order(track, now),

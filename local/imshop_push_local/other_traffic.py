@@ -1,0 +1,44 @@
+"""Other executions' calls, as the shared limiter sees them: a thread that takes some of the slots of every window
+and holds each for a window (a call's worth), so that a scenario runs with free slots only part of the time."""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import TYPE_CHECKING
+
+from imshop_push.rate_limit import Permit, WindowPolicy
+from imshop_push.rate_limit_dynamodb import LIMITER_ITEM_ID, DynamoDBRateLimiter
+
+if TYPE_CHECKING:
+    from imshop_push_local.stack import LocalStack
+
+
+class OtherTraffic:
+    """Takes `share` of the `limit` slots of every `window` seconds, evenly spread, until the block ends."""
+
+    def __init__(self, stack: LocalStack, *, limit: int, window: float, share: int) -> None:
+        self._limiter = DynamoDBRateLimiter(
+            stack.aws.client("dynamodb"),
+            stack.aws.table_name,
+            LIMITER_ITEM_ID,
+            WindowPolicy(limit=limit, window_seconds=window, margin_seconds=0.0, worst_case_call_seconds=1.0),
+        )
+        self._pace = window / max(1, share)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def __enter__(self) -> OtherTraffic:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            outcome = self._limiter.try_acquire(time.time())
+            if isinstance(outcome, Permit):
+                self._limiter.release(outcome, time.time())
+            self._stop.wait(self._pace)
