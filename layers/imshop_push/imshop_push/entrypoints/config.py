@@ -12,6 +12,10 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
+from imshop_push.domain.bearer_key import (
+    ConfigError,
+    bearer_key,
+)
 from imshop_push.domain.send_time import (
     DEFAULT_QUIET_HOURS_TIMEZONE,
     DEFAULT_STATE_TTL_SECONDS,
@@ -27,10 +31,6 @@ DEFAULT_HTTP_TIMEOUT_SECONDS = 10.0
 DEFAULT_CONNECT_TIMEOUT_SECONDS = 3.0
 SAM_LOCAL_HOST = "host.docker.internal"  # the developer's machine, seen from a `sam local` container
 DEFAULT_HISTORY_RETENTION_DAYS = 90
-
-
-class ConfigError(ValueError):
-    """A variable is missing or malformed; the message names it."""
 
 
 class ParameterUnreadableError(RuntimeError):
@@ -51,23 +51,6 @@ def read_secure_string(name: str) -> str:
     except parameters.exceptions.GetParameterError as e:
         raise ParameterUnreadableError(str(e) or type(e).__name__) from None  # SSM's words, never a value
     return str(value or "").strip()
-
-
-def bearer_key(key: str, *, source: str) -> str:
-    """The key as it can go into `Authorization: Bearer <key>`: surrounding whitespace dropped, then only visible
-    ASCII (a Bearer token's alphabet). Anything else is refused here, as a configuration error that names where
-    the key came from and never the key: sent as is, a newline makes http.client raise with the whole header
-    in its message (and so in Lambda's log), and a control character would be refused by the vendor every call.
-    """
-    stripped = key.strip()
-    if not stripped:
-        raise ConfigError(f"{source} is empty")
-    if not all("!" <= c <= "~" for c in stripped):
-        raise ConfigError(
-            f"{source} is not a usable API key: it holds a space, a control or a non-ASCII character between its"
-            " first and last character (the key is not shown)"
-        )
-    return stripped
 
 
 @dataclass(frozen=True, slots=True)
