@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import dataclasses
 import json
 from typing import Any
 
 from hypothesis import given
 from hypothesis import strategies as st
 
+from imshop_push.domain.fallback import switch_digests
 from imshop_push.domain.model import Content, Recipient
 from imshop_push.domain.state import CallRecord, CallStatus, delivery_digests
 from imshop_push.domain.status import Answer, StoredRequest, answer
@@ -87,12 +87,18 @@ def test_a_recipient_of_a_call_whose_outcome_is_unknown_or_failed_is_not_reached
     assert answered.recipient.as_json() == {"reached": False, "why": "not-yet"}
 
 
-def test_a_call_that_carried_a_fallback_text_says_so() -> None:
-    request = settled(Outcome.SENT, done=True, reached=2, calls=1)
-    fallback = dataclasses.replace(call(ALICE, BOB), text="fallback")
-    answered = ask(request=request, kept=record(), calls=(fallback,), recipient=BOB)
-    assert answered.recipient is not None
-    assert answered.recipient.text == "fallback"
+def test_a_recipient_reached_by_the_fallback_text_is_answered_with_it() -> None:
+    """A fallback call records, per switched recipient, a switch digest under the request's own text."""
+    request = settled(Outcome.SENT, done=True, reached=2, calls=2)
+    own = call(ALICE)
+    switched = CallRecord("a1", CallStatus.SENT, frozenset(switch_digests(TEXT, [("userIds", BOB)])), NOW - 1_000)
+    calls = (own, switched)
+    bob = ask(request=request, kept=record(), calls=calls, recipient=BOB).recipient
+    alice = ask(request=request, kept=record(), calls=calls, recipient=ALICE).recipient
+    assert bob is not None
+    assert alice is not None
+    assert bob.as_json() == {"reached": True, "at": NOW - 1_000, "text": "fallback"}
+    assert alice.as_json() == {"reached": True, "at": NOW - 5_000, "text": "own"}
 
 
 def test_live_fates_and_their_times() -> None:

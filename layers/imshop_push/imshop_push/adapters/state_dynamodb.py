@@ -250,7 +250,6 @@ def call_record(item: dict[str, Any]) -> CallRecord:
         CallStatus(item["status"]["S"]),
         unpack_digests(item["digests"]["B"]),
         int(at) if at is not None else None,
-        item.get("text", {}).get("S", "own"),
     )
 
 

@@ -57,10 +57,9 @@ def _digest(body: str, carried: Carried) -> str:
     return digest.hexdigest()
 
 
-def switch_digests(request: NotificationRequest, recipients: Iterable[Recipient]) -> list[bytes]:
+def switch_digests(own: Content, recipients: Iterable[Recipient]) -> list[bytes]:
     """The record, per recipient, that the fallback of a request with this own text reached (or may have). Hashed
     under a personalisation of its own: never equal to a digest of a text sent (`state.delivery_digests`)."""
-    own = request.content
     prefix = "\x1f".join((own.title, own.summary, own.deeplink or "", ""))
     return [
         hashlib.blake2b(f"{prefix}{field}\x1f{rid}".encode(), digest_size=DIGEST_SIZE, person=b"imshop-switch").digest()

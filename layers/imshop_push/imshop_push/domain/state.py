@@ -62,7 +62,6 @@ class CallRecord:
     status: CallStatus
     digests: frozenset[bytes]
     at_ms: int | None = None  # when the record was written: for a sent call, when IMSHOP confirmed it
-    text: str = "own"  # which text the call carried: the request's own, or a fallback
 
 
 class Settlement(NamedTuple):

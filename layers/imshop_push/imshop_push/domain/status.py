@@ -16,6 +16,7 @@ import enum
 from collections.abc import Sequence
 from typing import Any, NamedTuple
 
+from imshop_push.domain.fallback import switch_digests
 from imshop_push.domain.model import Content
 from imshop_push.domain.state import CallRecord, CallStatus, delivery_digests
 from imshop_push.domain.status_record import (
@@ -39,6 +40,13 @@ class Fate(enum.StrEnum):
     CANCELLED = "cancelled"
     EXPIRED = "expired"
     DEAD_LETTERED = "dead-lettered"
+
+
+class Text(enum.StrEnum):
+    """Which text reached a recipient: the request's own, or its fallback's (the request was switched)."""
+
+    OWN = "own"
+    FALLBACK = "fallback"
 
 
 class Why(enum.StrEnum):
@@ -216,11 +224,19 @@ def _recipient(
 ) -> RecipientAnswer:
     content = record.content if record is not None else None
     if content is not None:
-        digests = set(_digests(content, recipient))
-        reached = [c for c in calls if c.status is CallStatus.SENT and not digests.isdisjoint(c.digests)]
+        # A call of its own text holds the recipient's delivery digest; a call of its fallback's text, the
+        # recipient's switch digest under the request's own text (`fallback.switch_digests`).
+        texts = {Text.OWN: set(_digests(content, recipient)), Text.FALLBACK: set(_switch_digests(content, recipient))}
+        reached = [
+            (c, text)
+            for c in calls
+            if c.status is CallStatus.SENT
+            for text, digests in texts.items()
+            if not digests.isdisjoint(c.digests)
+        ]
         if reached:
-            last = max(reached, key=lambda c: c.at_ms or 0)
-            return RecipientAnswer(True, last.at_ms, last.text)
+            last, text = max(reached, key=lambda pair: pair[0].at_ms or 0)
+            return RecipientAnswer(True, last.at_ms, text)
     if record is not None and record.members and _not_a_member(key, recipient, record.members):
         return RecipientAnswer(False, why=Why.NOT_A_RECIPIENT)
     if stop is not None:
@@ -232,6 +248,10 @@ def _recipient(
 
 def _digests(content: Content, recipient: str) -> list[bytes]:
     return delivery_digests(content, [(field, recipient) for field in RECIPIENT_FIELDS])
+
+
+def _switch_digests(content: Content, recipient: str) -> list[bytes]:
+    return switch_digests(content, [(field, recipient) for field in RECIPIENT_FIELDS])
 
 
 def _not_a_member(key: str, recipient: str, members: bytes) -> bool:

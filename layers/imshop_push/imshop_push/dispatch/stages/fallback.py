@@ -68,7 +68,7 @@ def call_digests(call: PlannedCall, owners: Sequence[Track]) -> list[bytes]:
         fallback = track.req.fallback
         if track.switched and fallback is not None and fallback.content == call.content:
             wanted = set(track.remaining)
-            digests += switch_digests(track.req, [r for r in call.recipients if r in wanted])
+            digests += switch_digests(track.req.content, [r for r in call.recipients if r in wanted])
     return digests
 
 

@@ -50,7 +50,7 @@ class EarlierProgress:
         unknown = set().union(*(progress.get(a, NO_PROGRESS)[1] for a in track.history))
         digests = dict(zip(recipients, delivery_digests(request.content, recipients), strict=True))
         if request.fallback is not None:
-            switched = dict(zip(recipients, switch_digests(request, recipients), strict=True))
+            switched = dict(zip(recipients, switch_digests(request.content, recipients), strict=True))
             failed = set().union(*(progress.get(a, NO_PROGRESS)[2] for a in track.history))
             if any(d in sent or d in unknown or d in failed for d in switched.values()):
                 track.switched = True
