@@ -12,38 +12,24 @@ Every error of the DynamoDB client leaves this module as a `StateStoreError`.
 from __future__ import annotations
 
 import logging
-import time
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
 from botocore.exceptions import BotoCoreError, ClientError
 
 from imshop_push.adapters.aws_errors import error_code
-from imshop_push.adapters.dynamodb_batches import BatchedTable
+from imshop_push.adapters.dynamodb_batches import DynamoDBStore
 from imshop_push.domain.collapse import supersedes
 from imshop_push.domain.state import StateStoreError
 from imshop_push.domain.threads import map_in_threads
 
 if TYPE_CHECKING:
-    from mypy_boto3_dynamodb import DynamoDBClient
+    pass
 
 logger = logging.getLogger(__name__)
 
 
-class DynamoDBVersionStore:
-    def __init__(
-        self,
-        client: DynamoDBClient,
-        table_name: str,
-        *,
-        ttl_seconds: int,
-        sleep: Callable[[float], None] = time.sleep,
-    ) -> None:
-        self._client = client
-        self._table = table_name
-        self._ttl = ttl_seconds
-        self._batches = BatchedTable(client, table_name, sleep=sleep)
-
+class DynamoDBVersionStore(DynamoDBStore):
     def record(self, versions: Mapping[str, str], *, now: float) -> set[str]:
         expiration = str(int(now) + self._ttl)
 

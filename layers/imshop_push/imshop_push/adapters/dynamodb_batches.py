@@ -71,3 +71,21 @@ class BatchedTable:
 def _chunks[T](items: Sequence[T], size: int) -> Iterator[Sequence[T]]:
     for start in range(0, len(items), size):
         yield items[start : start + size]
+
+
+class DynamoDBStore:
+    """A store kept in one table of its own: its client, how long its items live, and its batched reads and writes.
+    The state, collapse and pending stores share this much and differ in their items."""
+
+    def __init__(
+        self,
+        client: DynamoDBClient,
+        table_name: str,
+        *,
+        ttl_seconds: int,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self._client = client
+        self._table = table_name
+        self._ttl = ttl_seconds
+        self._batches = BatchedTable(client, table_name, sleep=sleep)

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any, cast
 from botocore.exceptions import ClientError
 
 from imshop_push.adapters.aws_errors import error_code, translated
-from imshop_push.adapters.dynamodb_batches import BatchedTable
+from imshop_push.adapters.dynamodb_batches import DynamoDBStore
 from imshop_push.domain.pending import PendingCopy, decode_legacy_copy, new_token
 from imshop_push.domain.state import StateStoreError
 
@@ -33,7 +33,7 @@ WAKE_KEY = "\x00wake"
 logger = logging.getLogger(__name__)
 
 
-class DynamoDBPendingPool:
+class DynamoDBPendingPool(DynamoDBStore):
     def __init__(
         self,
         client: DynamoDBClient,
@@ -43,11 +43,8 @@ class DynamoDBPendingPool:
         sleep: Callable[[float], None] = time.sleep,
         clock: Callable[[], float] = time.time,
     ) -> None:
-        self._client = client
-        self._table = table_name
-        self._ttl = ttl_seconds
+        super().__init__(client, table_name, ttl_seconds=ttl_seconds, sleep=sleep)
         self._clock = clock
-        self._batches = BatchedTable(client, table_name, sleep=sleep)
 
     def put(self, group: str, copies: Sequence[PendingCopy], *, now: float) -> None:
         expiration = {"N": str(int(now) + self._ttl)}

@@ -12,14 +12,13 @@ Every error of the DynamoDB client leaves this module as a `StateStoreError`: th
 from __future__ import annotations
 
 import logging
-import time
-from collections.abc import Callable, Collection, Sequence
+from collections.abc import Collection, Sequence
 from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
 from imshop_push.adapters.aws_errors import error_code, translated
-from imshop_push.adapters.dynamodb_batches import MAX_UNPROCESSED_ROUNDS, BatchedTable
+from imshop_push.adapters.dynamodb_batches import MAX_UNPROCESSED_ROUNDS, BatchedTable, DynamoDBStore
 from imshop_push.domain.state import (
     CallRecord,
     CallStatus,
@@ -34,27 +33,14 @@ from imshop_push.domain.status_record import Report, SoFar, StatusRecord, to_ms
 from imshop_push.domain.threads import map_in_threads
 
 if TYPE_CHECKING:
-    from mypy_boto3_dynamodb import DynamoDBClient
+    pass
 
 logger = logging.getLogger(__name__)
 
 __all__ = ["MAX_UNPROCESSED_ROUNDS", "DynamoDBStateStore"]
 
 
-class DynamoDBStateStore:
-    def __init__(
-        self,
-        client: DynamoDBClient,
-        table_name: str,
-        *,
-        ttl_seconds: int,
-        sleep: Callable[[float], None] = time.sleep,
-    ) -> None:
-        self._client = client
-        self._table = table_name
-        self._ttl = ttl_seconds
-        self._batches = BatchedTable(client, table_name, sleep=sleep)
-
+class DynamoDBStateStore(DynamoDBStore):
     def claim_many(
         self, requests: Sequence[tuple[str, str]], *, attempt_id: str, now: float, lease_until: float
     ) -> dict[str, Claim]:
