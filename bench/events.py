@@ -137,8 +137,8 @@ def six_mb_event(seed: int, *, recipients: tuple[int, int], contents: int, short
 
 
 def lower_bound_of(event: dict[str, Any]) -> int:
-    from imshop_push.parsing import parse_body
-    from imshop_push.planning import Delivery, lower_bound
+    from imshop_push.domain.parsing import parse_body
+    from imshop_push.domain.planning import Delivery, lower_bound
 
     deliveries = []
     for record in event["Records"]:

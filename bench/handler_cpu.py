@@ -26,8 +26,8 @@ class _CpuProbe:
         import fastjsonschema
         from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType
 
-        from imshop_push.imshop_client import ImshopClient
-        from imshop_push.validation import request_schema
+        from imshop_push.adapters.imshop_client import ImshopClient
+        from imshop_push.domain.validation import request_schema
 
         self.context = _Context()
         self._validator = fastjsonschema.compile(request_schema())
@@ -45,7 +45,7 @@ class _CpuProbe:
             self._validator(document)
 
     def parse(self, bodies: list[str]) -> None:
-        from imshop_push.parsing import parse_body
+        from imshop_push.domain.parsing import parse_body
 
         for body in bodies:
             parse_body(body, message_id="m")

@@ -35,7 +35,7 @@ def _percentile(values: list[float], fraction: float) -> float:
 
 
 def _entries(now_ms: int) -> list[Any]:
-    from imshop_push.history import HistoryEntry
+    from imshop_push.domain.history import HistoryEntry
 
     rng = random.Random(7)
     entries = [
@@ -60,7 +60,7 @@ class _RequestCount:
 
 
 def history_figures(console: Console, moto: MotoServer) -> list[Figure]:
-    from imshop_push.history_dynamodb import DynamoDBHistoryReader, DynamoDBHistoryWriter
+    from imshop_push.adapters.history_dynamodb import DynamoDBHistoryReader, DynamoDBHistoryWriter
     from imshop_push_local.aws_emulator import LocalTuning, provision
 
     aws = provision(
@@ -100,7 +100,7 @@ def history_figures(console: Console, moto: MotoServer) -> list[Figure]:
 
 
 def _key(user: str, entry: str) -> dict[str, Any]:
-    from imshop_push.history import user_key
+    from imshop_push.domain.history import user_key
 
     return {"user": {"S": user_key(user)}, "id": {"S": entry}}
 
@@ -132,7 +132,7 @@ class _Confirming:
     worst_case_seconds = 1.0
 
     def send(self, payload: dict[str, object]) -> Any:
-        from imshop_push.model import CallOutcome, CallResult
+        from imshop_push.domain.model import CallOutcome, CallResult
 
         return CallOutcome(CallResult.SENT, "success", 200)
 
@@ -156,12 +156,12 @@ def _write_figure(client: Any, table: str) -> Figure:
     written to moto: the DynamoDB requests that cost, counted on the client."""
     import json
 
-    from imshop_push.history_dynamodb import DynamoDBHistoryWriter
-    from imshop_push.inbound import InboundMessage
-    from imshop_push.model import Deadline
-    from imshop_push.pipeline import Dispatcher
-    from imshop_push.rate_limit import PRE_CALL_ALLOWANCE_SECONDS, InProcessRateLimiter, WindowPolicy
-    from imshop_push.state import InProcessStateStore
+    from imshop_push.adapters.history_dynamodb import DynamoDBHistoryWriter
+    from imshop_push.dispatch.pipeline import Dispatcher
+    from imshop_push.domain.inbound import InboundMessage
+    from imshop_push.domain.model import Deadline
+    from imshop_push.domain.rate_limit import PRE_CALL_ALLOWANCE_SECONDS, InProcessRateLimiter, WindowPolicy
+    from imshop_push.domain.state import InProcessStateStore
 
     metrics: dict[str, int] = {}
     dispatcher = Dispatcher(

@@ -60,7 +60,7 @@ def _handle_in_worker(console: Console, sandbox: ImshopSandbox, event: dict[str,
 
 def _check_delivery(sandbox: ImshopSandbox, event: dict[str, Any]) -> list[str]:
     """Exactly once per (content, recipient), nothing over 1000 recipients per call."""
-    from imshop_push.parsing import parse_body
+    from imshop_push.domain.parsing import parse_body
 
     expected: set[tuple[str, str, str | None, str, str]] = set()
     for record in event["Records"]:

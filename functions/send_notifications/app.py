@@ -19,10 +19,11 @@ from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, pro
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from imshop_push.config import ConfigError, Settings
-from imshop_push.inbound import InboundMessage
-from imshop_push.model import Disposition, RecordResult
-from imshop_push.runtime import Runtime
+from imshop_push.domain.bearer_key import ConfigError
+from imshop_push.domain.inbound import InboundMessage
+from imshop_push.domain.model import Disposition, RecordResult
+from imshop_push.entrypoints.config import Settings
+from imshop_push.entrypoints.runtime import Runtime
 
 logger = Logger()
 # The domain logs through stdlib logging (no Powertools in the layer's logic); give it the same JSON format.

@@ -13,7 +13,7 @@ from collections import Counter
 from collections.abc import Sequence
 from typing import Any
 
-from imshop_push.history import entry_id, user_key
+from imshop_push.domain.history import entry_id, user_key
 from imshop_push_local.demo_checks import exactly_once, print_metrics, recipients
 from imshop_push_local.function_output import FunctionOutput
 from imshop_push_local.stack import LocalStack

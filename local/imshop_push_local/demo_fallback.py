@@ -15,7 +15,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from imshop_push.masking import mask_recipient
+from imshop_push.domain.masking import mask_recipient
 from imshop_push_local.stack import LocalStack, StackSettings
 
 PEAK = 120

@@ -6,8 +6,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from imshop_push.history import entry_id
-from imshop_push.masking import mask_recipient
+from imshop_push.domain.history import entry_id
+from imshop_push.domain.masking import mask_recipient
 from imshop_push_local.function_output import FunctionOutput
 from imshop_push_local.stack import LocalStack
 

@@ -10,8 +10,8 @@ import json
 import time
 from typing import Any
 
-from imshop_push.masking import mask_recipients
-from imshop_push.parsing import PoisonMessageError, parse_body
+from imshop_push.domain.masking import mask_recipients
+from imshop_push.domain.parsing import PoisonMessageError, parse_body
 from imshop_push_local.demo_checks import exactly_once, print_metrics, recipients
 from imshop_push_local.function_output import FunctionOutput
 from imshop_push_local.invoke import EVENTS_DIR, sample_events

@@ -10,8 +10,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from imshop_push.masking import mask_recipient
-from imshop_push.status_dynamodb import lookup
+from imshop_push.adapters.status_dynamodb import lookup
+from imshop_push.domain.masking import mask_recipient
 from imshop_push_local.demo_schedule import rfc3339
 from imshop_push_local.stack import LocalStack, StackSettings
 from imshop_push_local.status import describe

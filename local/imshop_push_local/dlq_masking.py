@@ -22,7 +22,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Final
 
-from imshop_push.masking import mask_recipient
+from imshop_push.domain.masking import mask_recipient
 
 MAX_DEPTH: Final = 24
 """Containers shown from the top (nested JSON strings included); a request in three envelopes needs 9."""
@@ -160,7 +160,7 @@ def _document(value: Any, depth: int) -> Any:
 
 
 def _fields_of(document: dict[str, Any]) -> Mapping[str, _Field]:
-    """As the dispatcher unwraps (imshop_push.parsing): an envelope only when it has all its marks."""
+    """As the dispatcher unwraps (imshop_push.domain.parsing): an envelope only when it has all its marks."""
     if all(name in document for name in ("detail", "detail-type", "source", "id")):
         return _EVENTBRIDGE_FIELDS
     if document.get("Type") == "Notification" and "Message" in document and "MessageId" in document:

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import ClientError
 
-from imshop_push.sqs_copies import REASON_ATTRIBUTE, SOURCE_ID_ATTRIBUTE
+from imshop_push.domain.sqs_copies import REASON_ATTRIBUTE, SOURCE_ID_ATTRIBUTE
 from imshop_push_local.dlq_masking import DEFAULT_PREVIEW_CHARS, mask_text, preview_body
 from imshop_push_local.dlq_names import CliError, describe_client_error, queue_url_of
 

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
 
-from imshop_push.masking import mask_recipients
+from imshop_push.domain.masking import mask_recipients
 from imshop_push_local.dlq_queue import DeadLetter
 from imshop_push_local.invoke_once import Invocation
 from imshop_push_local.sandbox.models import ReceivedCall

@@ -7,8 +7,8 @@ import threading
 import time
 from typing import TYPE_CHECKING
 
-from imshop_push.rate_limit import Permit, WindowPolicy
-from imshop_push.rate_limit_dynamodb import LIMITER_ITEM_ID, DynamoDBRateLimiter
+from imshop_push.adapters.rate_limit_dynamodb import LIMITER_ITEM_ID, DynamoDBRateLimiter
+from imshop_push.domain.rate_limit import Permit, WindowPolicy
 
 if TYPE_CHECKING:
     from imshop_push_local.stack import LocalStack

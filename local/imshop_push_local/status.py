@@ -5,7 +5,7 @@
 
 Which table: `--table-name`, else `STATE_TABLE_NAME` (the function's own variable: with `AWS_ENDPOINT_URL` set
 too, any local stack, `make demo`'s included), else the `StateTableName` output of the deployed stack. Read-only
-(`imshop_push.status_dynamodb`). Recipient ids are never printed: the JSON answer has none, the text masks it.
+(`imshop_push.adapters.status_dynamodb`). Recipient ids are never printed: the JSON answer has none, the text masks it.
 """
 
 from __future__ import annotations
@@ -19,10 +19,10 @@ from datetime import UTC, datetime
 
 from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError, NoRegionError
 
-from imshop_push.masking import mask_recipient
-from imshop_push.state import StateStoreError
-from imshop_push.status import Answer, Fate, Why
-from imshop_push.status_dynamodb import lookup
+from imshop_push.adapters.status_dynamodb import lookup
+from imshop_push.domain.masking import mask_recipient
+from imshop_push.domain.state import StateStoreError
+from imshop_push.domain.status import Answer, Fate, Why
 from imshop_push_local.dlq_names import DEFAULT_STACK_NAME, CliError, client, session, stack_output
 
 TABLE_ENV = "STATE_TABLE_NAME"

@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
-from imshop_push.state import ClaimStatus, Settlement
-from imshop_push.state_dynamodb import DynamoDBStateStore
+from imshop_push.adapters.state_dynamodb import DynamoDBStateStore
+from imshop_push.domain.state import ClaimStatus, Settlement
 from imshop_push_local.aws_emulator import LocalAws, MotoServer, provision
 
 

@@ -60,7 +60,8 @@ def aws(moto_server: MotoServer, monkeypatch: pytest.MonkeyPatch, tmp_path: Any)
 
 
 def _dead_letter(aws: LocalAws, body: str, source_id: str, *, extra: dict[str, Any] | None = None) -> None:
-    """As imshop_push.sqs_outbox writes poison: original body and attributes, plus `error` and `sourceMessageId`."""
+    """As imshop_push.adapters.sqs_outbox writes poison: original body and attributes, plus `error` and
+    `sourceMessageId`."""
     attributes = {**(extra or {}), **_attributes(source_id)}
     aws.client("sqs").send_message(QueueUrl=aws.dlq_url, MessageBody=body, MessageAttributes=attributes)
 

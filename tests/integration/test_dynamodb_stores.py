@@ -9,10 +9,10 @@ from typing import Any
 
 import pytest
 
-from imshop_push.rate_limit import Permit, WindowPolicy, wait_for_permit
-from imshop_push.rate_limit_dynamodb import LIMITER_ITEM_ID, DynamoDBRateLimiter
-from imshop_push.state import CallStatus, ClaimStatus, Settlement, call_id
-from imshop_push.state_dynamodb import DynamoDBStateStore
+from imshop_push.adapters.rate_limit_dynamodb import LIMITER_ITEM_ID, DynamoDBRateLimiter
+from imshop_push.adapters.state_dynamodb import DynamoDBStateStore
+from imshop_push.domain.rate_limit import Permit, WindowPolicy, wait_for_permit
+from imshop_push.domain.state import CallStatus, ClaimStatus, Settlement, call_id
 from imshop_push_local.aws_emulator import LocalAws, MotoServer, provision
 
 

@@ -12,15 +12,15 @@ from typing import Any
 
 import pytest
 
-from imshop_push.collapse import version
-from imshop_push.history import HistoryEntry, collapsed_entry_id, entry_id, history_copy_token, user_key
-from imshop_push.history_dynamodb import DynamoDBHistoryReader, DynamoDBHistoryWriter
-from imshop_push.inbound import InboundMessage
-from imshop_push.model import CallOutcome, CallResult, Deadline, Disposition
-from imshop_push.pipeline import Dispatcher
-from imshop_push.rate_limit import PRE_CALL_ALLOWANCE_SECONDS, InProcessRateLimiter, WindowPolicy
-from imshop_push.sqs_outbox import SourceQueue
-from imshop_push.state_dynamodb import DynamoDBStateStore
+from imshop_push.adapters.history_dynamodb import DynamoDBHistoryReader, DynamoDBHistoryWriter
+from imshop_push.adapters.sqs_outbox import SourceQueue
+from imshop_push.adapters.state_dynamodb import DynamoDBStateStore
+from imshop_push.dispatch.pipeline import Dispatcher
+from imshop_push.domain.collapse import version
+from imshop_push.domain.history import HistoryEntry, collapsed_entry_id, entry_id, history_copy_token, user_key
+from imshop_push.domain.inbound import InboundMessage
+from imshop_push.domain.model import CallOutcome, CallResult, Deadline, Disposition
+from imshop_push.domain.rate_limit import PRE_CALL_ALLOWANCE_SECONDS, InProcessRateLimiter, WindowPolicy
 from imshop_push_local.aws_emulator import LocalAws, MotoServer, provision
 from imshop_push_local.stack import LocalStack, StackSettings
 

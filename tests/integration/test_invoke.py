@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from imshop_push.parsing import PoisonMessageError, parse_body
+from imshop_push.domain.parsing import PoisonMessageError, parse_body
 from imshop_push_local.invoke import ENV_FILE, invoke, main, sample_events
 from imshop_push_local.stack import REPO_ROOT
 

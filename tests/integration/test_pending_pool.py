@@ -12,12 +12,12 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from imshop_push.inbound import InboundMessage
-from imshop_push.model import Deferral
-from imshop_push.pending import PendingCopy, inbound_of, pending_copy
-from imshop_push.pending_dynamodb import DynamoDBPendingPool
-from imshop_push.sqs_batches import attributes_size, utf8_size
-from imshop_push.sqs_copies import requeue_entry
+from imshop_push.adapters.pending_dynamodb import DynamoDBPendingPool
+from imshop_push.domain.inbound import InboundMessage
+from imshop_push.domain.model import Deferral
+from imshop_push.domain.pending import PendingCopy, inbound_of, pending_copy
+from imshop_push.domain.sqs_batches import attributes_size, utf8_size
+from imshop_push.domain.sqs_copies import requeue_entry
 from imshop_push_local.aws_emulator import LocalAws, MotoServer, provision
 
 if TYPE_CHECKING:

@@ -15,8 +15,8 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from imshop_push.parsing import parse_body
-from imshop_push.publisher import (
+from imshop_push.domain.parsing import parse_body
+from imshop_push.producers.publisher import (
     InvalidNotificationError,
     NotificationDraft,
     PublishError,

@@ -10,12 +10,12 @@ from typing import Any
 
 import pytest
 
-from imshop_push.config import Settings
-from imshop_push.dispatcher import Disposition
-from imshop_push.inbound import InboundMessage
-from imshop_push.rate_limit import Permit, WindowPolicy
-from imshop_push.rate_limit_dynamodb import LIMITER_ITEM_ID, DynamoDBRateLimiter
-from imshop_push.runtime import Runtime
+from imshop_push.adapters.rate_limit_dynamodb import LIMITER_ITEM_ID, DynamoDBRateLimiter
+from imshop_push.dispatch.dispatcher import Disposition
+from imshop_push.domain.inbound import InboundMessage
+from imshop_push.domain.rate_limit import Permit, WindowPolicy
+from imshop_push.entrypoints.config import Settings
+from imshop_push.entrypoints.runtime import Runtime
 from imshop_push_local.aws_emulator import LocalAws, MotoServer, provision
 from imshop_push_local.sandbox import ImshopSandbox
 

@@ -46,16 +46,16 @@ def test_sam_build_output_is_a_working_function(tmp_path: Path) -> None:
     )
     layer = build_dir / "ImshopPushLayer" / "python"
     function = build_dir / "SendNotificationsFunction"
-    assert (layer / "imshop_push" / "schemas" / "notification_request.json").is_file()
+    assert (layer / "imshop_push" / "domain" / "schemas" / "notification_request.json").is_file()
     assert not (layer / "boto3").exists(), "boto3 comes with the Lambda runtime and must not be shipped"
     # Lambda's file system is read-only: without shipped bytecode every cold start compiles everything again.
-    for module in ("imshop_push/dispatcher", "aws_lambda_powertools/logging/logger", "urllib3/connectionpool"):
+    for module in ("imshop_push/dispatch/dispatcher", "aws_lambda_powertools/logging/logger", "urllib3/connectionpool"):
         folder, name = module.rsplit("/", 1)
         assert (layer / folder / "__pycache__" / f"{name}.cpython-313.pyc").is_file(), module
 
     paths = [str(function), str(layer), str(lambda_runtime_packages(tmp_path / "runtime"))]
     probe = (
-        "import app, imshop_push.validation as v;"
+        "import app, imshop_push.domain.validation as v;"
         "v.validate_request({'userIds': ['1'], 'message': {'title': 't', 'summary': 's'}});"
         "print(app.lambda_handler.__name__)"
     )
@@ -81,4 +81,4 @@ def test_sam_build_output_is_a_working_function(tmp_path: Path) -> None:
         check=True,
         timeout=60,
     )
-    assert result.stdout.strip() == "imshop_push.history_handler"
+    assert result.stdout.strip() == "imshop_push.entrypoints.history_handler"

@@ -8,12 +8,12 @@ from typing import Any
 
 import pytest
 
-from imshop_push.inbound import InboundMessage
-from imshop_push.model import Deferral
-from imshop_push.pending import wake_body
-from imshop_push.sqs_batches import SQS_MAX_MESSAGE_BYTES
-from imshop_push.sqs_copies import KEY_ATTRIBUTE
-from imshop_push.sqs_outbox import SourceQueue
+from imshop_push.adapters.sqs_outbox import SourceQueue
+from imshop_push.domain.inbound import InboundMessage
+from imshop_push.domain.model import Deferral
+from imshop_push.domain.pending import wake_body
+from imshop_push.domain.sqs_batches import SQS_MAX_MESSAGE_BYTES
+from imshop_push.domain.sqs_copies import KEY_ATTRIBUTE
 from imshop_push_local.aws_emulator import MotoServer, make_client
 
 REGION = "eu-central-1"

@@ -14,9 +14,9 @@ from typing import Any
 
 import pytest
 
-from imshop_push.state import ClaimStatus, Settlement
-from imshop_push.state_dynamodb import DynamoDBStateStore
-from imshop_push.status_record import Outcome, Report, SoFar
+from imshop_push.adapters.state_dynamodb import DynamoDBStateStore
+from imshop_push.domain.state import ClaimStatus, Settlement
+from imshop_push.domain.status_record import Outcome, Report, SoFar
 from imshop_push_local.aws_emulator import MotoServer, provision
 from imshop_push_local.demo_schedule import rfc3339
 from imshop_push_local.sandbox.models import Fault

@@ -11,13 +11,13 @@ from collections.abc import Iterator, Sequence
 
 import pytest
 
-from imshop_push.config import Settings
-from imshop_push.history import HistoryEntry
-from imshop_push.history_api import HistoryApi
-from imshop_push.history_handler import parameter_key
-from imshop_push.inbound import InboundMessage
-from imshop_push.model import Disposition
-from imshop_push.runtime import Runtime
+from imshop_push.domain.history import HistoryEntry
+from imshop_push.domain.inbound import InboundMessage
+from imshop_push.domain.model import Disposition
+from imshop_push.entrypoints.config import Settings
+from imshop_push.entrypoints.history_api import HistoryApi
+from imshop_push.entrypoints.history_handler import parameter_key
+from imshop_push.entrypoints.runtime import Runtime
 from imshop_push_local.aws_clients import DEFAULT_REGION, emulator_env, make_client
 from imshop_push_local.aws_emulator import MotoServer
 from imshop_push_local.sandbox import ImshopSandbox

@@ -11,8 +11,8 @@ from typing import Any
 
 import pytest
 
-from imshop_push.collapse import version
-from imshop_push.collapse_dynamodb import DynamoDBVersionStore
+from imshop_push.adapters.collapse_dynamodb import DynamoDBVersionStore
+from imshop_push.domain.collapse import version
 from imshop_push_local.aws_emulator import LocalAws, MotoServer, provision
 from imshop_push_local.demo_schedule import rfc3339, wait_for_titles
 from imshop_push_local.stack import LocalStack, StackSettings

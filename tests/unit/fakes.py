@@ -15,13 +15,13 @@ from dataclasses import dataclass
 from typing import Any
 
 from fake_clock import FakeClock
-from imshop_push.history import HistoryEntry, HistoryStoreError, decode_kept, encode_kept, history_copy_body
-from imshop_push.inbound import InboundMessage
-from imshop_push.lanes import Lane
-from imshop_push.model import CallOutcome, CallResult, Deferral, Poison
-from imshop_push.pending import InProcessPendingPool, PendingCopy
-from imshop_push.rate_limit import Denied, InProcessRateLimiter, Permit, RateLimiterError, WindowPolicy
-from imshop_push.state import CallRecord, CallStatus, Claim, InProcessStateStore, Settlement, StateStoreError
+from imshop_push.domain.history import HistoryEntry, HistoryStoreError, decode_kept, encode_kept, history_copy_body
+from imshop_push.domain.inbound import InboundMessage
+from imshop_push.domain.lanes import Lane
+from imshop_push.domain.model import CallOutcome, CallResult, Deferral, Poison
+from imshop_push.domain.pending import InProcessPendingPool, PendingCopy
+from imshop_push.domain.rate_limit import Denied, InProcessRateLimiter, Permit, RateLimiterError, WindowPolicy
+from imshop_push.domain.state import CallRecord, CallStatus, Claim, InProcessStateStore, Settlement, StateStoreError
 
 WORST_CASE = 13.0
 SENT = CallOutcome(CallResult.SENT, "success", 200)

@@ -24,14 +24,14 @@ from fakes import (
 )
 
 from fake_clock import FakeClock
-from imshop_push.dispatcher import Deadline, Dispatcher, Disposition, RecordResult
-from imshop_push.inbound import InboundMessage
-from imshop_push.model import CallOutcome, CallResult, Deferral
-from imshop_push.observability import METRIC_NAMES
-from imshop_push.rate_limit import InProcessRateLimiter, WindowPolicy
-from imshop_push.runtime import invocation_deadline
-from imshop_push.send_time import SendTime
-from imshop_push.sqs_copies import requeue_entry
+from imshop_push.dispatch.dispatcher import Deadline, Dispatcher, Disposition, RecordResult
+from imshop_push.domain.inbound import InboundMessage
+from imshop_push.domain.model import CallOutcome, CallResult, Deferral
+from imshop_push.domain.observability import METRIC_NAMES
+from imshop_push.domain.rate_limit import InProcessRateLimiter, WindowPolicy
+from imshop_push.domain.send_time import SendTime
+from imshop_push.domain.sqs_copies import requeue_entry
+from imshop_push.entrypoints.runtime import invocation_deadline
 
 QUEUE_ARN = "arn:aws:sqs:eu-central-1:123456789012:imshop-push-requests"
 SHIPPED = {"title": "Заказ отправлен", "summary": "Заказ передан в доставку"}

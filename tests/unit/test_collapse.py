@@ -11,12 +11,12 @@ from harness import lambda_attributes
 from hypothesis import example, given
 from hypothesis import strategies as st
 
-from imshop_push.collapse import order_of, slot_id, version
-from imshop_push.drafts import InvalidNotificationError, NotificationDraft
-from imshop_push.inbound import InboundMessage
-from imshop_push.model import Deferral
-from imshop_push.parsing import PoisonMessageError, parse_body
-from imshop_push.sqs_copies import requeue_entry
+from imshop_push.domain.collapse import order_of, slot_id, version
+from imshop_push.domain.inbound import InboundMessage
+from imshop_push.domain.model import Deferral
+from imshop_push.domain.parsing import PoisonMessageError, parse_body
+from imshop_push.domain.sqs_copies import requeue_entry
+from imshop_push.producers.drafts import InvalidNotificationError, NotificationDraft
 
 MESSAGE = {"title": "Заказ отправлен", "summary": "Заказ 1042 передан в доставку"}
 BASE = {"userIds": ["79991234567"], "message": MESSAGE}

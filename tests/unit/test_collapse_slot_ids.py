@@ -10,9 +10,9 @@ from harness import Harness, msg
 from hypothesis import given
 from hypothesis import strategies as st
 
-from imshop_push.collapse import slot_id
-from imshop_push.dispatcher import Disposition
-from imshop_push.model import Recipient, RecipientField
+from imshop_push.dispatch.dispatcher import Disposition
+from imshop_push.domain.collapse import slot_id
+from imshop_push.domain.model import Recipient, RecipientField
 
 US = "\x1f"
 FIELDS: tuple[RecipientField, ...] = ("userIds", "installIds")

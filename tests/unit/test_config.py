@@ -9,7 +9,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from imshop_push.config import ConfigError, HistorySettings, Settings, bearer_key, check_api_url
+from imshop_push.domain.bearer_key import ConfigError, bearer_key
+from imshop_push.entrypoints.config import HistorySettings, Settings, check_api_url
 
 URL = "https://push.imshop.example/api/v1/notifications/7f3c9e0a-path-token"
 BASE = {"IMSHOP_API_URL": URL}

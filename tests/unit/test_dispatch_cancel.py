@@ -15,9 +15,9 @@ from hypothesis import strategies as st
 from test_dispatch_send_time import scheduled
 
 from fake_clock import T0
-from imshop_push.dispatcher import Disposition
-from imshop_push.model import CallOutcome, CallResult
-from imshop_push.parsing import storable_key
+from imshop_push.dispatch.dispatcher import Disposition
+from imshop_push.domain.model import CallOutcome, CallResult
+from imshop_push.domain.parsing import storable_key
 
 
 def cancel(key: str) -> str:

@@ -9,7 +9,7 @@ import pytest
 from fakes import SENT, WORST_CASE, ExecutionCrashError
 from harness import AMBIGUOUS, FAILED, SHIPPED, Harness, body, drain, msg, requeued_copy
 
-from imshop_push.dispatcher import Disposition
+from imshop_push.dispatch.dispatcher import Disposition
 
 
 def test_a_failed_merged_call_after_a_sent_one_resends_only_the_unsent_recipients() -> None:

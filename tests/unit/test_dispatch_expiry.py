@@ -8,7 +8,7 @@ from collections import Counter
 from harness import BONUS, SHIPPED, Harness, body, msg, requeued_copy
 
 from fake_clock import T0
-from imshop_push.dispatcher import Disposition
+from imshop_push.dispatch.dispatcher import Disposition
 
 
 def test_an_expired_request_is_dropped_counted_and_never_sent() -> None:

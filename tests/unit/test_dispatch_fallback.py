@@ -15,13 +15,13 @@ from harness import AMBIGUOUS, FAILED, QUEUE_ARN, Harness, msg, phones, requeued
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from imshop_push.dispatcher import Disposition
-from imshop_push.fallback import FALLBACK_ATTRIBUTE, carried_of
-from imshop_push.inbound import InboundMessage
-from imshop_push.lanes import Lane
-from imshop_push.model import Carried
-from imshop_push.pending import GROUP_ATTRIBUTE, wake_body
-from imshop_push.rate_limit import Denied, InProcessRateLimiter, Permit, WindowPolicy
+from imshop_push.dispatch.dispatcher import Disposition
+from imshop_push.domain.fallback import FALLBACK_ATTRIBUTE, carried_of
+from imshop_push.domain.inbound import InboundMessage
+from imshop_push.domain.lanes import Lane
+from imshop_push.domain.model import Carried
+from imshop_push.domain.pending import GROUP_ATTRIBUTE, wake_body
+from imshop_push.domain.rate_limit import Denied, InProcessRateLimiter, Permit, WindowPolicy
 
 STATUS = {"title": "Статус заказа изменился", "summary": "Откройте заказ в приложении"}
 SECONDS = 30.0  # less than a window: a denied call cannot wait for its slot in-process

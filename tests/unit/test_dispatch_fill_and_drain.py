@@ -10,9 +10,9 @@ from harness import BONUS, QUEUE_ARN, Harness, body, msg, phones, requeued_copy
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from imshop_push.inbound import InboundMessage
-from imshop_push.pending import GROUP_ATTRIBUTE, wake_body
-from imshop_push.sqs_copies import SQS_MAX_DELAY_SECONDS, delay_until
+from imshop_push.domain.inbound import InboundMessage
+from imshop_push.domain.pending import GROUP_ATTRIBUTE, wake_body
+from imshop_push.domain.sqs_copies import SQS_MAX_DELAY_SECONDS, delay_until
 
 WINDOW = 60.0
 MAX_RECIPIENTS = 50

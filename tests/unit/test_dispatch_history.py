@@ -13,10 +13,10 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from fake_clock import T0
-from imshop_push.dispatcher import Disposition
-from imshop_push.history import HistoryEntry, entry_id, history_copy_body
-from imshop_push.model import CallOutcome, CallResult
-from imshop_push.parsing import PoisonMessageError, parse_body
+from imshop_push.dispatch.dispatcher import Disposition
+from imshop_push.domain.history import HistoryEntry, entry_id, history_copy_body
+from imshop_push.domain.model import CallOutcome, CallResult
+from imshop_push.domain.parsing import PoisonMessageError, parse_body
 
 REJECTED = CallOutcome(CallResult.REJECTED, "IMSHOP answered 400", 400)
 

@@ -13,9 +13,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from fake_clock import T0
-from imshop_push.dispatcher import Disposition
-from imshop_push.history import HistoryEntry, collapsed_entry_id, entry_id
-from imshop_push.inbound import InboundMessage
+from imshop_push.dispatch.dispatcher import Disposition
+from imshop_push.domain.history import HistoryEntry, collapsed_entry_id, entry_id
+from imshop_push.domain.inbound import InboundMessage
 
 KEY = "order-123-status"
 PAID = {"title": "Заказ оплачен", "summary": "Спасибо"}

@@ -9,10 +9,10 @@ import pytest
 from fakes import SENT
 from harness import AMBIGUOUS, BONUS, FAILED, QUEUE_ARN, SHIPPED, Harness, body, lambda_attributes, msg, requeued_copy
 
-from imshop_push.dispatcher import Disposition
-from imshop_push.inbound import InboundMessage
-from imshop_push.model import CallOutcome, CallResult
-from imshop_push.sqs_copies import dead_letter_entry
+from imshop_push.dispatch.dispatcher import Disposition
+from imshop_push.domain.inbound import InboundMessage
+from imshop_push.domain.model import CallOutcome, CallResult
+from imshop_push.domain.sqs_copies import dead_letter_entry
 
 
 def test_the_same_key_twice_in_a_batch_with_the_same_content_is_sent_once() -> None:

@@ -9,13 +9,13 @@ from typing import Any
 from fakes import FakeBacklog, FakeDeadLetters, FakeImshopClient
 from harness import BONUS, QUEUE_ARN, SHIPPED, Harness, body, msg, phones
 
-from imshop_push.config import Settings
-from imshop_push.dead_letters_by_lane import DeadLettersByLane
-from imshop_push.dispatcher import Disposition
-from imshop_push.inbound import InboundMessage
-from imshop_push.lanes import Lanes
-from imshop_push.model import Poison
-from imshop_push.runtime import Runtime
+from imshop_push.adapters.dead_letters_by_lane import DeadLettersByLane
+from imshop_push.dispatch.dispatcher import Disposition
+from imshop_push.domain.inbound import InboundMessage
+from imshop_push.domain.lanes import Lanes
+from imshop_push.domain.model import Poison
+from imshop_push.entrypoints.config import Settings
+from imshop_push.entrypoints.runtime import Runtime
 
 BULK_ARN = "arn:aws:sqs:eu-central-1:123456789012:imshop-push-bulk"
 
@@ -69,7 +69,8 @@ def test_without_a_bulk_queue_every_record_is_transactional() -> None:
 def test_bulk_queue_arn_is_read_once_and_checked() -> None:
     import pytest
 
-    from imshop_push.config import ConfigError, Settings
+    from imshop_push.domain.bearer_key import ConfigError
+    from imshop_push.entrypoints.config import Settings
 
     env = {"IMSHOP_API_URL": "https://imshop.example/push"}
     assert Settings.from_env(env).bulk_queue_arn is None
@@ -81,7 +82,12 @@ def test_bulk_queue_arn_is_read_once_and_checked() -> None:
 def test_the_publisher_sends_to_the_lane_it_is_told() -> None:
     from typing import Any, cast
 
-    from imshop_push.publisher import LaneQueues, NotificationDraft, publish_notification, publish_notifications
+    from imshop_push.producers.publisher import (
+        LaneQueues,
+        NotificationDraft,
+        publish_notification,
+        publish_notifications,
+    )
 
     class Sqs:
         def __init__(self) -> None:

@@ -9,9 +9,9 @@ from fakes import SENT
 from harness import AMBIGUOUS, BONUS, SHIPPED, Harness, body, msg, phones
 
 from fake_clock import T0
-from imshop_push.dispatcher import Disposition
-from imshop_push.model import CallOutcome, CallResult
-from imshop_push.observability import METRIC_NAMES
+from imshop_push.dispatch.dispatcher import Disposition
+from imshop_push.domain.model import CallOutcome, CallResult
+from imshop_push.domain.observability import METRIC_NAMES
 
 
 def test_same_content_across_records_is_one_call_with_recipients_deduplicated() -> None:

@@ -15,13 +15,13 @@ from hypothesis import strategies as st
 from test_dispatch_shared_waiting import SECONDS, busy, one_recipient_each, wake_message
 from test_dispatch_supersede import DELIVERED_TEXT, PAID, T0_MS, collapsed, sent_titles
 
-from imshop_push.collapse import epoch_ms, order_of
-from imshop_push.dispatcher import Disposition
-from imshop_push.inbound import InboundMessage
-from imshop_push.model import Deferral
-from imshop_push.parsing import parse_body
-from imshop_push.pending import GROUP_ATTRIBUTE, wake_body, wake_group
-from imshop_push.sqs_copies import ORDER_ATTRIBUTE, RESERVED_ATTRIBUTES, copy_order, order_value, requeue_entry
+from imshop_push.dispatch.dispatcher import Disposition
+from imshop_push.domain.collapse import epoch_ms, order_of
+from imshop_push.domain.inbound import InboundMessage
+from imshop_push.domain.model import Deferral
+from imshop_push.domain.parsing import parse_body
+from imshop_push.domain.pending import GROUP_ATTRIBUTE, wake_body, wake_group
+from imshop_push.domain.sqs_copies import ORDER_ATTRIBUTE, RESERVED_ATTRIBUTES, copy_order, order_value, requeue_entry
 
 LEGACY_ORDER_ATTRIBUTES = ("createdAt", "firstReceivedAt")
 """What copies carried before the order was bound to the body: a producer may use these names for anything."""

@@ -10,8 +10,8 @@ from typing import Any
 from fakes import SENT
 from harness import BONUS, SHIPPED, Harness, body, msg
 
-from imshop_push.dispatcher import Disposition
-from imshop_push.model import CallOutcome, CallResult
+from imshop_push.dispatch.dispatcher import Disposition
+from imshop_push.domain.model import CallOutcome, CallResult
 
 
 def test_poison_goes_to_the_dlq_with_its_reason_and_the_rest_of_the_batch_is_sent() -> None:

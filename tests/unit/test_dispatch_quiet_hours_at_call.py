@@ -14,13 +14,13 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from fake_clock import T0
-from imshop_push.dispatcher import Disposition
-from imshop_push.inbound import InboundMessage
-from imshop_push.pending import GROUP_ATTRIBUTE, wake_body
-from imshop_push.rate_limit import PRE_CALL_ALLOWANCE_SECONDS, InProcessRateLimiter, WindowPolicy
-from imshop_push.send_time import QuietHours, SendTime, parse_window
-from imshop_push.sqs_copies import SQS_MAX_DELAY_SECONDS
-from imshop_push.state import CallStatus
+from imshop_push.dispatch.dispatcher import Disposition
+from imshop_push.domain.inbound import InboundMessage
+from imshop_push.domain.pending import GROUP_ATTRIBUTE, wake_body
+from imshop_push.domain.rate_limit import PRE_CALL_ALLOWANCE_SECONDS, InProcessRateLimiter, WindowPolicy
+from imshop_push.domain.send_time import QuietHours, SendTime, parse_window
+from imshop_push.domain.sqs_copies import SQS_MAX_DELAY_SECONDS
+from imshop_push.domain.state import CallStatus
 
 BULK_ARN = "arn:aws:sqs:eu-central-1:123456789012:imshop-push-bulk"
 TTL = 14 * 24 * 3600

@@ -15,13 +15,13 @@ from hypothesis import strategies as st
 from test_rate_limit import violations
 
 from fake_clock import T0, FakeClock
-from imshop_push.config import Settings
-from imshop_push.dispatcher import Disposition
-from imshop_push.lanes import Lane
-from imshop_push.model import CallOutcome, CallResult
-from imshop_push.parsing import parse_body
-from imshop_push.rate_limit import PRE_CALL_ALLOWANCE_SECONDS, Denied, InProcessRateLimiter, Permit, WindowPolicy
-from imshop_push.runtime import Runtime
+from imshop_push.dispatch.dispatcher import Disposition
+from imshop_push.domain.lanes import Lane
+from imshop_push.domain.model import CallOutcome, CallResult
+from imshop_push.domain.parsing import parse_body
+from imshop_push.domain.rate_limit import PRE_CALL_ALLOWANCE_SECONDS, Denied, InProcessRateLimiter, Permit, WindowPolicy
+from imshop_push.entrypoints.config import Settings
+from imshop_push.entrypoints.runtime import Runtime
 
 
 def test_429_blocks_the_limiter_until_retry_after_and_the_call_is_retried() -> None:
@@ -184,7 +184,7 @@ def test_a_call_whose_checks_stalled_past_the_reserved_allowance_takes_a_slot_ag
     """Between a permit and its call the host may stall (a slow record write); the slot's reservation covers
     only the allowance of that, so a later call could arrive less than a window after another. The stale permit
     is given back unused and the call goes out on a slot taken again."""
-    from imshop_push.state import CallStatus
+    from imshop_push.domain.state import CallStatus
 
     h = Harness(limit=1, window=10.0, margin=0.0, limiter_class=SlowAcquireLimiter)
     limiter = h.limiter
@@ -325,7 +325,7 @@ def test_a_permit_used_within_its_allowance_is_used_and_one_past_it_is_not() -> 
 def test_a_permit_whose_acquire_ran_past_the_last_call_start_is_given_back_and_the_request_waits() -> None:
     """A permit still within its allowance does not make the invocation longer: a call started after
     `last_call_start` eats the time kept for the history and settling, or outlives the invocation."""
-    from imshop_push.model import Deadline
+    from imshop_push.domain.model import Deadline
 
     h, limiter = slow_acquire_harness(limit=1, durations=[PRE_CALL_ALLOWANCE_SECONDS / 2])
     deadline = Deadline(hard=T0 + 60.0, last_call_start=T0 + PRE_CALL_ALLOWANCE_SECONDS / 4)

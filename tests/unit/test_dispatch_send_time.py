@@ -11,11 +11,11 @@ from zoneinfo import ZoneInfo
 from harness import BONUS, Harness, body, msg, requeued_copy
 
 from fake_clock import T0
-from imshop_push.dispatcher import Disposition
-from imshop_push.inbound import InboundMessage
-from imshop_push.model import Deferral
-from imshop_push.send_time import QuietHours, SendTime, parse_window
-from imshop_push.state import ClaimStatus
+from imshop_push.dispatch.dispatcher import Disposition
+from imshop_push.domain.inbound import InboundMessage
+from imshop_push.domain.model import Deferral
+from imshop_push.domain.send_time import QuietHours, SendTime, parse_window
+from imshop_push.domain.state import ClaimStatus
 
 BULK_ARN = "arn:aws:sqs:eu-central-1:123456789012:imshop-push-bulk"
 TTL = 14 * 24 * 3600

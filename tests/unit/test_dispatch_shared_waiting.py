@@ -10,12 +10,12 @@ import pytest
 from fakes import FlakyPendingPool
 from harness import BONUS, FAILED, QUEUE_ARN, Harness, body, msg, phones, requeued_copy
 
-from imshop_push.dispatcher import Disposition
-from imshop_push.inbound import InboundMessage
-from imshop_push.lanes import Lane
-from imshop_push.parsing import parse_body
-from imshop_push.pending import GROUP_ATTRIBUTE, TAKE_MAX_ITEMS, PendingCopy, wake_body
-from imshop_push.rate_limit import Denied
+from imshop_push.dispatch.dispatcher import Disposition
+from imshop_push.domain.inbound import InboundMessage
+from imshop_push.domain.lanes import Lane
+from imshop_push.domain.parsing import parse_body
+from imshop_push.domain.pending import GROUP_ATTRIBUTE, TAKE_MAX_ITEMS, PendingCopy, wake_body
+from imshop_push.domain.rate_limit import Denied
 
 SECONDS = 30.0  # less than the window: a denied call cannot wait for its slot in-process
 

@@ -13,11 +13,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from fake_clock import T0
-from imshop_push.dispatcher import Disposition
-from imshop_push.inbound import InboundMessage
-from imshop_push.model import CallOutcome, CallResult
-from imshop_push.status import StoredRequest, answer
-from imshop_push.status_record import Outcome, member_digests, to_ms
+from imshop_push.dispatch.dispatcher import Disposition
+from imshop_push.domain.inbound import InboundMessage
+from imshop_push.domain.model import CallOutcome, CallResult
+from imshop_push.domain.status import StoredRequest, answer
+from imshop_push.domain.status_record import Outcome, member_digests, to_ms
 
 
 def later(seconds: float, **fields: object) -> str:

@@ -10,8 +10,8 @@ import pytest
 from fakes import FlakyLimiter
 from harness import BONUS, FAILED, SHIPPED, Harness, body, flaky_limiter, msg
 
-from imshop_push.dispatcher import Disposition
-from imshop_push.state import Settlement, StateStoreError
+from imshop_push.dispatch.dispatcher import Disposition
+from imshop_push.domain.state import Settlement, StateStoreError
 
 
 def test_state_store_failing_on_claim_sends_the_whole_batch_back_but_still_dead_letters_poison() -> None:

@@ -14,11 +14,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from fake_clock import T0
-from imshop_push.collapse import InProcessVersionStore
-from imshop_push.dispatcher import Dispatcher, Disposition
-from imshop_push.inbound import InboundMessage
-from imshop_push.model import StoreError
-from imshop_push.runtime import invocation_deadline
+from imshop_push.dispatch.dispatcher import Dispatcher, Disposition
+from imshop_push.domain.collapse import InProcessVersionStore
+from imshop_push.domain.inbound import InboundMessage
+from imshop_push.domain.model import StoreError
+from imshop_push.entrypoints.runtime import invocation_deadline
 
 KEY = "order-123-status"
 PAID = {"title": "Заказ оплачен", "summary": "Спасибо"}

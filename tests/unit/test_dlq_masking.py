@@ -115,7 +115,7 @@ def test_known_fields_stay_readable_in_every_envelope() -> None:
 def test_every_field_of_the_request_schema_is_known_or_a_recipient_field() -> None:
     """A field added to the schema must be classified here, or its values are masked like unknown ones."""
     schema_path = (
-        Path(__file__).resolve().parents[2] / "layers/imshop_push/imshop_push/schemas/notification_request.json"
+        Path(__file__).resolve().parents[2] / "layers/imshop_push/imshop_push/domain/schemas/notification_request.json"
     )
     schema = json.loads(schema_path.read_text(encoding="utf-8"))
     for name, spec in schema["properties"].items():

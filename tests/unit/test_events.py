@@ -14,8 +14,8 @@ import yaml
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from imshop_push.config import Settings
-from imshop_push.parsing import PoisonMessageError, parse_body
+from imshop_push.domain.parsing import PoisonMessageError, parse_body
+from imshop_push.entrypoints.config import Settings
 
 ROOT = Path(__file__).resolve().parents[2]
 EVENTS = ROOT / "events"

@@ -9,9 +9,9 @@ from typing import Any
 
 import pytest
 
-from imshop_push.model import Content, Fallback
-from imshop_push.parsing import PoisonMessageError, parse_body
-from imshop_push.state import ClaimStatus, InProcessStateStore
+from imshop_push.domain.model import Content, Fallback
+from imshop_push.domain.parsing import PoisonMessageError, parse_body
+from imshop_push.domain.state import ClaimStatus, InProcessStateStore
 
 STATUS = {"title": "Статус заказа изменился", "summary": "Откройте заказ в приложении"}
 REQUEST: dict[str, Any] = {

@@ -7,9 +7,9 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from imshop_push.fate import Fate, Track
-from imshop_push.inbound import InboundMessage
-from imshop_push.model import Content, Disposition, NotificationRequest, RecordResult
+from imshop_push.domain.fate import Fate, Track
+from imshop_push.domain.inbound import InboundMessage
+from imshop_push.domain.model import Content, Disposition, NotificationRequest, RecordResult
 
 NOW = datetime(2027, 1, 15, 12, 0, tzinfo=UTC)
 

@@ -22,9 +22,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import app
-from imshop_push.config import ParameterUnreadableError, Settings
-from imshop_push.model import Deferral, Poison
-from imshop_push.runtime import Runtime
+from imshop_push.domain.model import Deferral, Poison
+from imshop_push.entrypoints.config import ParameterUnreadableError, Settings
+from imshop_push.entrypoints.runtime import Runtime
 
 pytestmark = pytest.mark.filterwarnings("ignore:No application metrics to publish:UserWarning")
 

@@ -17,11 +17,12 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from test_handler import FakeContext
 
-from imshop_push import history_handler
-from imshop_push.config import ConfigError, HistorySettings
-from imshop_push.history import DAY_SECONDS, HistoryEntry
-from imshop_push.history_api import HistoryApi, KeyUnavailableError
-from imshop_push.observability import METRIC_NAMES
+from imshop_push.domain.bearer_key import ConfigError
+from imshop_push.domain.history import DAY_SECONDS, HistoryEntry
+from imshop_push.domain.observability import METRIC_NAMES
+from imshop_push.entrypoints import history_handler
+from imshop_push.entrypoints.config import HistorySettings
+from imshop_push.entrypoints.history_api import HistoryApi, KeyUnavailableError
 
 KEY = "s3cr3t-history-key"
 NOW = 1_800_000_000.0

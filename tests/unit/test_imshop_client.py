@@ -20,11 +20,11 @@ from urllib3.exceptions import (
     SSLError,
 )
 
-from imshop_push.config import ConfigError
-from imshop_push.imshop_client import ImshopClient, classify
-from imshop_push.model import CallOutcome, CallResult
-from imshop_push.parsing import parse_body
-from imshop_push.planning import Delivery, plan_calls
+from imshop_push.adapters.imshop_client import ImshopClient, classify
+from imshop_push.domain.bearer_key import ConfigError
+from imshop_push.domain.model import CallOutcome, CallResult
+from imshop_push.domain.parsing import parse_body
+from imshop_push.domain.planning import Delivery, plan_calls
 
 URL = "https://push.imshop.example/api/v1/notifications/7f3c9e0a-path-token"
 TOKEN = "7f3c9e0a-path-token"

@@ -18,8 +18,8 @@ from hypothesis import strategies as st
 from test_rate_limit import policy, violations
 
 from fake_clock import T0, FakeClock
-from imshop_push.lanes import Lane, Lanes
-from imshop_push.rate_limit import Denied, InProcessRateLimiter, Permit, WindowPolicy, new_token, wait_for_permit
+from imshop_push.domain.lanes import Lane, Lanes
+from imshop_push.domain.rate_limit import Denied, InProcessRateLimiter, Permit, WindowPolicy, new_token, wait_for_permit
 
 RELEASE, BULK, TRANSACTIONAL = 0, 1, 2  # order of events in one instant: bulk before transactional
 

@@ -10,8 +10,8 @@ from harness import BONUS, Harness, body, msg, phones
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from imshop_push.dispatcher import Disposition
-from imshop_push.inbound import InboundMessage
+from imshop_push.dispatch.dispatcher import Disposition
+from imshop_push.domain.inbound import InboundMessage
 
 SECONDS = 30.0  # less than the window: a call without a slot cannot wait for it in process
 

@@ -18,9 +18,9 @@ from aws_lambda_powertools.utilities.validation.exceptions import SchemaValidati
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from imshop_push.model import NotificationRequest
-from imshop_push.parsing import MAX_KEY_BYTES, PoisonMessageError, parse_body, storable_key
-from imshop_push.validation import request_schema, validate_request
+from imshop_push.domain.model import NotificationRequest
+from imshop_push.domain.parsing import MAX_KEY_BYTES, PoisonMessageError, parse_body, storable_key
+from imshop_push.domain.validation import request_schema, validate_request
 
 SQS_ID = "9f1c1b52-5c2e-4a4e-8a3c-3f2d7c0f6a11"
 EVENT_ID = "7bf73129-1428-4cd3-a780-95db273d1602"

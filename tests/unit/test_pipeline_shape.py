@@ -54,13 +54,18 @@ def test_every_stage_is_a_small_module_of_small_functions(path: Path) -> None:
             assert node.end_lineno - node.lineno < 60, f"{path.name}: {node.name}"
 
 
-ADAPTERS = ("imshop_push.imshop_client", "imshop_push.sqs_outbox", "imshop_push.state_dynamodb", "urllib3")
+ADAPTERS = (
+    "imshop_push.adapters.imshop_client",
+    "imshop_push.adapters.sqs_outbox",
+    "imshop_push.adapters.state_dynamodb",
+    "urllib3",
+)
 
 
 def test_importing_the_domain_loads_no_adapter() -> None:
     """The values the stages pass around live with the model, so the domain runs without the adapters' libraries.
     (botocore itself still comes in with Powertools, which `parsing` uses for its schema errors.)"""
-    code = f"import sys, imshop_push.pipeline; print(sorted(m for m in {ADAPTERS!r} if m in sys.modules))"
+    code = f"import sys, imshop_push.dispatch.pipeline; print(sorted(m for m in {ADAPTERS!r} if m in sys.modules))"
     completed = subprocess.run(
         [sys.executable, "-c", code],
         env={"PYTHONPATH": str(PACKAGE.parent)},

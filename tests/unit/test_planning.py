@@ -11,8 +11,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from imshop_push.model import Content, Recipient, RecipientField
-from imshop_push.planning import Delivery, PlannedCall, lower_bound, plan_calls
+from imshop_push.domain.model import Content, Recipient, RecipientField
+from imshop_push.domain.planning import Delivery, PlannedCall, lower_bound, plan_calls
 
 CONTENTS = [
     Content("Заказ отправлен", "Заказ передан в доставку", None),

@@ -16,18 +16,18 @@ from typing import Any, cast
 import pytest
 from harness import Harness, msg
 
-from imshop_push.dispatcher import Disposition
-from imshop_push.inbound import InboundMessage
-from imshop_push.parsing import PoisonMessageError, parse_body
-from imshop_push.publisher import (
+from imshop_push.dispatch.dispatcher import Disposition
+from imshop_push.domain.inbound import InboundMessage
+from imshop_push.domain.parsing import PoisonMessageError, parse_body
+from imshop_push.domain.sqs_batches import SQS_MAX_MESSAGE_BYTES
+from imshop_push.domain.sqs_copies import RESERVED_ATTRIBUTES
+from imshop_push.producers.publisher import (
     InvalidNotificationError,
     NotificationDraft,
     PublishError,
     publish_notification,
     publish_notifications,
 )
-from imshop_push.sqs_batches import SQS_MAX_MESSAGE_BYTES
-from imshop_push.sqs_copies import RESERVED_ATTRIBUTES
 
 QUEUE_URL = "https://sqs.eu-central-1.amazonaws.com/123456789012/imshop-push-queue"
 ROOT = Path(__file__).resolve().parents[2]
@@ -415,7 +415,7 @@ def test_max_attempts_must_be_positive() -> None:
 
 
 def test_importing_the_publisher_does_not_import_boto3() -> None:
-    code = "import sys, imshop_push.publisher; sys.exit('boto3' in sys.modules)"
+    code = "import sys, imshop_push.producers.publisher; sys.exit('boto3' in sys.modules)"
     env_path = str(ROOT / "layers" / "imshop_push")
     completed = subprocess.run(
         [sys.executable, "-c", code], env={"PYTHONPATH": env_path}, capture_output=True, text=True, check=False

@@ -8,9 +8,14 @@ import json
 import pytest
 from test_publisher import QUEUE_URL, FakeSqs
 
-from imshop_push.model import Content, Fallback
-from imshop_push.parsing import parse_body
-from imshop_push.publisher import FallbackText, InvalidNotificationError, NotificationDraft, publish_notification
+from imshop_push.domain.model import Content, Fallback
+from imshop_push.domain.parsing import parse_body
+from imshop_push.producers.publisher import (
+    FallbackText,
+    InvalidNotificationError,
+    NotificationDraft,
+    publish_notification,
+)
 
 STATUS = FallbackText(title="Статус заказа изменился", summary="Подробности в приложении", deeplink="myshop://orders")
 

@@ -13,9 +13,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from test_publisher import QUEUE_URL, FakeSqs, _client
 
-from imshop_push.model import Cancel
-from imshop_push.parsing import parse_body, parse_message
-from imshop_push.publisher import (
+from imshop_push.domain.model import Cancel
+from imshop_push.domain.parsing import parse_body, parse_message
+from imshop_push.domain.send_time import DEFAULT_STATE_TTL_SECONDS, SendTime
+from imshop_push.producers.publisher import (
     InvalidNotificationError,
     LaneQueues,
     NotificationDraft,
@@ -23,7 +24,6 @@ from imshop_push.publisher import (
     publish_notification,
     publish_notifications,
 )
-from imshop_push.send_time import DEFAULT_STATE_TTL_SECONDS, SendTime
 
 MSK = timezone(timedelta(hours=3))
 QUEUES = LaneQueues(transactional=QUEUE_URL, bulk=QUEUE_URL + "-bulk")

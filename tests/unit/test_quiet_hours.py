@@ -10,8 +10,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from imshop_push.config import ConfigError, Settings
-from imshop_push.send_time import QuietHours, SendTime, load_zone
+from imshop_push.domain.bearer_key import ConfigError
+from imshop_push.domain.send_time import QuietHours, SendTime, load_zone
+from imshop_push.entrypoints.config import Settings
 
 BASE = {"IMSHOP_API_URL": "https://push.imshop.example/api"}
 MOSCOW = ZoneInfo("Europe/Moscow")

@@ -16,7 +16,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from fake_clock import T0, FakeClock
-from imshop_push.rate_limit import (
+from imshop_push.domain.rate_limit import (
     Denied,
     InProcessRateLimiter,
     Permit,

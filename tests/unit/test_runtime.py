@@ -12,14 +12,14 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from fake_clock import T0, FakeClock
-from imshop_push.config import Settings
-from imshop_push.dispatcher import Deadline, Dispatcher, Disposition, RecordResult
-from imshop_push.factories import AwsClients
-from imshop_push.inbound import InboundMessage
-from imshop_push.model import FINISH_RESERVE_FRACTION, FINISH_RESERVE_SECONDS
-from imshop_push.rate_limit import PRE_CALL_ALLOWANCE_SECONDS, InProcessRateLimiter, RateLimiter, WindowPolicy
-from imshop_push.runtime import Runtime
-from imshop_push.state import InProcessStateStore, StateStore
+from imshop_push.dispatch.dispatcher import Deadline, Dispatcher, Disposition, RecordResult
+from imshop_push.domain.inbound import InboundMessage
+from imshop_push.domain.model import FINISH_RESERVE_FRACTION, FINISH_RESERVE_SECONDS
+from imshop_push.domain.rate_limit import PRE_CALL_ALLOWANCE_SECONDS, InProcessRateLimiter, RateLimiter, WindowPolicy
+from imshop_push.domain.state import InProcessStateStore, StateStore
+from imshop_push.entrypoints.config import Settings
+from imshop_push.entrypoints.factories import AwsClients
+from imshop_push.entrypoints.runtime import Runtime
 
 
 class DeadlineProbe:
@@ -158,7 +158,7 @@ def dead_letters_and_warnings(
     settings = Settings.from_env(
         {"IMSHOP_API_URL": "https://imshop.example/push/token", "BULK_QUEUE_ARN": BULK_ARN, **env}
     )
-    with caplog.at_level(logging.WARNING, logger="imshop_push.runtime"):
+    with caplog.at_level(logging.WARNING, logger="imshop_push.entrypoints.runtime"):
         runtime = Runtime(
             settings,
             metric=lambda _name, _value: None,
@@ -248,7 +248,7 @@ def run_with_timeouts(
         backlog_sink=lambda _sqs: backlog,
     )
     body = '{"userIds": ["u1"], "message": {"title": "t", "summary": "s"}}'
-    with caplog.at_level(logging.ERROR, logger="imshop_push.runtime"):
+    with caplog.at_level(logging.ERROR, logger="imshop_push.entrypoints.runtime"):
         results = runtime.handle(
             [InboundMessage("m1", body), InboundMessage("bad", "{")], remaining_seconds=function_timeout
         )

@@ -14,10 +14,10 @@ from harness import BONUS, FAILED, SHIPPED, Harness, body, msg, requeued_copy
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from imshop_push.inbound import InboundMessage
-from imshop_push.model import CallOutcome
-from imshop_push.pending import GROUP_ATTRIBUTE, InProcessPendingPool, PendingCopy, wake_body
-from imshop_push.rate_limit import Denied
+from imshop_push.domain.inbound import InboundMessage
+from imshop_push.domain.model import CallOutcome
+from imshop_push.domain.pending import GROUP_ATTRIBUTE, InProcessPendingPool, PendingCopy, wake_body
+from imshop_push.domain.rate_limit import Denied
 
 SECONDS = 30.0
 TEXTS = (SHIPPED, BONUS)

@@ -12,10 +12,11 @@ import pytest
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-from imshop_push.inbound import InboundMessage, to_send_attributes
-from imshop_push.model import Deferral, Poison
-from imshop_push.sqs_batches import SQS_MAX_MESSAGE_BYTES, payload_size
-from imshop_push.sqs_copies import (
+from imshop_push.adapters.sqs_outbox import DeadLetterQueue, SourceQueue
+from imshop_push.domain.inbound import InboundMessage, to_send_attributes
+from imshop_push.domain.model import Deferral, Poison
+from imshop_push.domain.sqs_batches import SQS_MAX_MESSAGE_BYTES, payload_size
+from imshop_push.domain.sqs_copies import (
     KEY_ATTRIBUTE,
     MAX_REASON_CHARACTERS,
     MIN_REASON_BYTES,
@@ -24,7 +25,6 @@ from imshop_push.sqs_copies import (
     dead_letter_entry,
     requeue_entry,
 )
-from imshop_push.sqs_outbox import DeadLetterQueue, SourceQueue
 
 QUEUE_ARN = "arn:aws:sqs:eu-central-1:123456789012:imshop-push-requests"
 MESSAGE_ID = "6f1c2b9e-0d4a-4c1e-9b7f-3a2d5e8c1f00"
@@ -168,7 +168,7 @@ def test_a_copy_that_cannot_fit_even_alone_with_its_key_goes_back_to_sqs_and_say
     fine = InboundMessage("m2", request_body(1000), QUEUE_ARN)
     sqs = FakeSqs()
 
-    with caplog.at_level(logging.ERROR, logger="imshop_push.sqs_outbox"):
+    with caplog.at_level(logging.ERROR, logger="imshop_push.adapters.sqs_outbox"):
         failed = SourceQueue(lambda: cast(Any, sqs)).requeue(
             [Deferral(too_big, 5, MESSAGE_ID, True), Deferral(fine, 5, "m2", True)]
         )
@@ -242,7 +242,7 @@ def test_a_body_at_the_limit_is_dead_lettered_without_attributes(caplog: pytest.
     assert len(body.encode()) == SQS_MAX_MESSAGE_BYTES
     sqs = FakeSqs()
 
-    with caplog.at_level(logging.WARNING, logger="imshop_push.sqs_copies"):
+    with caplog.at_level(logging.WARNING, logger="imshop_push.domain.sqs_copies"):
         failed = DeadLetterQueue(lambda: cast(Any, sqs), "https://dlq").send(
             [Poison(InboundMessage(MESSAGE_ID, body, QUEUE_ARN), "IMSHOP answered 413", MESSAGE_ID)]
         )

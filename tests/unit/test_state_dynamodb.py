@@ -9,10 +9,10 @@ from typing import Any, cast
 import pytest
 from botocore.exceptions import ClientError, EndpointConnectionError
 
-from imshop_push.rate_limit import Denied, Permit, RateLimiterError, WindowPolicy
-from imshop_push.rate_limit_dynamodb import DynamoDBRateLimiter
-from imshop_push.state import CallStatus, ClaimStatus, Settlement, StateStoreError
-from imshop_push.state_dynamodb import MAX_UNPROCESSED_ROUNDS, DynamoDBStateStore
+from imshop_push.adapters.rate_limit_dynamodb import DynamoDBRateLimiter
+from imshop_push.adapters.state_dynamodb import MAX_UNPROCESSED_ROUNDS, DynamoDBStateStore
+from imshop_push.domain.rate_limit import Denied, Permit, RateLimiterError, WindowPolicy
+from imshop_push.domain.state import CallStatus, ClaimStatus, Settlement, StateStoreError
 
 
 class ThrottledDynamoDB:

@@ -9,10 +9,10 @@ from typing import Any
 from hypothesis import given
 from hypothesis import strategies as st
 
-from imshop_push.model import Content, Recipient
-from imshop_push.state import CallRecord, CallStatus, delivery_digests
-from imshop_push.status import Answer, StoredRequest, answer
-from imshop_push.status_record import Outcome, Report, StatusRecord, member_digests
+from imshop_push.domain.model import Content, Recipient
+from imshop_push.domain.state import CallRecord, CallStatus, delivery_digests
+from imshop_push.domain.status import Answer, StoredRequest, answer
+from imshop_push.domain.status_record import Outcome, Report, StatusRecord, member_digests
 
 NOW = 1_800_000_000_000
 TEXT = Content("Заказ передан в доставку", "Курьер приедет завтра", None)

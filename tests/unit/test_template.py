@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 import yaml
 
-from imshop_push.observability import METRIC_NAMES
+from imshop_push.domain.observability import METRIC_NAMES
 
 TEMPLATE_PATH = Path(__file__).resolve().parents[2] / "template.yaml"
 REGION = "eu-central-1"
@@ -833,8 +833,8 @@ def test_a_bonus_reminder_run_is_one_notification_however_often_scheduler_delive
 ) -> None:
     """EventBridge Scheduler delivers at least once and retries a run under its scheduled time: every delivery
     of one run must carry one idempotency key, and the next run a new one (docs/contract.md#body-forms)."""
-    from imshop_push.model import NotificationRequest
-    from imshop_push.parsing import parse_message
+    from imshop_push.domain.model import NotificationRequest
+    from imshop_push.domain.parsing import parse_message
 
     payload = '{"userIds": ["79990000001"], "message": {"title": "Бонусы", "summary": "Сгорают в пятницу"}}'
 
@@ -903,7 +903,7 @@ def test_every_queue_takes_exactly_the_message_size_the_dispatcher_sizes_its_cop
 ) -> None:
     """Re-enqueued copies and dead letters are cut to SQS_MAX_MESSAGE_BYTES; a queue that took larger messages
     would hand the dispatcher bodies whose copies no queue could take back."""
-    from imshop_push.sqs_batches import SQS_MAX_MESSAGE_BYTES
+    from imshop_push.domain.sqs_batches import SQS_MAX_MESSAGE_BYTES
 
     queues = resources_of(template, "AWS::SQS::Queue")
     assert queues

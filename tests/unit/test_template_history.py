@@ -25,7 +25,7 @@ from test_template import (
     the_history_function,
 )
 
-from imshop_push import history
+from imshop_push.domain import history
 
 HISTORY_CONDITION = {"Fn::Equals": [{"Ref": "NotificationHistory"}, "Enabled"]}
 HISTORY_RESOURCES = (
@@ -180,7 +180,7 @@ def test_the_webhook_entry_point_is_the_layers_handler() -> None:
     import runpy
     from pathlib import Path
 
-    from imshop_push.history_handler import lambda_handler
+    from imshop_push.entrypoints.history_handler import lambda_handler
 
     app = Path(__file__).resolve().parents[2] / "functions" / "notification_history" / "app.py"
     assert runpy.run_path(str(app))["lambda_handler"] is lambda_handler

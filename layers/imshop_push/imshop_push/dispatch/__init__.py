@@ -1,0 +1,1 @@
+"""The dispatch pipeline: `pipeline.py` lists the stages (`stages/`), `ports.py` declares what they talk to."""

@@ -1,0 +1,61 @@
+"""Fill before you spend: a partial call of a content that is still arriving waits with it in the pending pool
+(`pending.py`, `stages/pending.py`) rather than spending a slot on the few recipients it holds."""
+
+from __future__ import annotations
+
+import logging
+
+from imshop_push.dispatch.ports import Context
+from imshop_push.domain.batch import Batch
+from imshop_push.domain.fate import Track
+from imshop_push.domain.model import StoreError
+from imshop_push.domain.pending import group_of
+
+logger = logging.getLogger(__name__)
+
+
+class JoinWaiting:
+    """A content is *still arriving* when more than one request of the batch carries it, or when a wake of its
+    group is due within about a window (earlier batches of it wait in the pool). Its partial call then waits for the
+    rest, whether or not a slot is free: it joins that wake, or opens the group with a wake one window away, in
+    which later batches gather. A request nothing else carries and whose content waits nowhere (an order status)
+    is sent as planned, and so is a full call: neither would gain from waiting. A transactional call in the pool
+    has its lane's priority again once its wake waits for a slot: it may take up to a window longer than one that
+    waited on its own, the price of sharing the call."""
+
+    def __init__(self, ctx: Context) -> None:
+        self._ctx = ctx
+
+    def holds(self, batch: Batch, index: int) -> bool:
+        """Call `index` waits in the pool (its requests are deferred to the group's wake); False: send it."""
+        ctx, call = self._ctx, batch.attempt.calls[index]
+        owners = batch.owners(call)
+        if ctx.pending is None or not owners or len(call.recipients) >= ctx.limits.max_recipients:
+            return False  # a call every owner left (switched to a fallback's text) is dropped by the sender
+        arn = owners[0].message.event_source_arn
+        if any(_stays(t, batch, index, arn) for t in owners):
+            return False
+        group = group_of(arn, call.content)
+        try:
+            wake_at = ctx.pending.armed(group)  # one read: a later batch of the stream finds the earlier ones
+        except StoreError:
+            logger.exception("cannot tell whether the content waits in the pool: the call goes on")
+            return False
+        now, window = ctx.clock(), ctx.limits.window_seconds
+        # A wake overdue by less than two windows is live, as for deferrals (`ensure_wake`): an execution busy with
+        # other groups may have written it again for a later window.
+        if wake_at is not None and now - 2 * window <= wake_at <= now + window:
+            turn = max(now, wake_at)
+        elif len(owners) > 1 or any(t.switched for t in owners):  # a fallback's text is shared, though
+            turn = now + window  # about a window for the rest of the stream to arrive
+        else:
+            return False
+        batch.joining.add(group)
+        for track in owners:
+            track.defer(turn)
+        return True
+
+
+def _stays(track: Track, batch: Batch, index: int, arn: str) -> bool:
+    """The wake's own requests are sent; a request other calls carry too goes with them; one call, one queue."""
+    return track.message_id in batch.taken or track.pending != {index} or track.message.event_source_arn != arn
