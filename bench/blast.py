@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from imshop_push_local.aws_emulator import MotoServer
+    from imshop_push_local.stack import LocalStack
 
 from bench.common import Console, Figure
 from bench.stack_runs import consumers, drain, stack_settings
@@ -64,19 +65,25 @@ def _run_lane(console: Console, moto: MotoServer, lane: str) -> dict[str, Any]:
         with consumers(stack, batch_divisor=SCALE) as sources:
             drained = drain(sources, DRAIN_TIMEOUT_SECONDS)
             [config] = [s.config for s in sources if s.config.queue_url == queue_url]
-        calls = [c for c in stack.sandbox.calls if c.body.get("message", {}).get("title") == BLAST_MESSAGE["title"]]
         return {
-            "calls": len(calls),
-            "sizes": [len(c.body.get("userIds", [])) for c in calls],
-            "delivered": collections.Counter(u for c in calls if c.delivered for u in c.body.get("userIds", [])),
-            "drained": drained,
-            "violations": stack.sandbox.violations,
+            **blast_run(stack, BLAST_MESSAGE["title"], drained),
             "publish_seconds": publish_seconds,
-            "window": stack.sandbox.rate_limit_window_seconds,
-            "max_recipients": stack.sandbox.max_recipients,
-            "batch_size": config.batch_size,
-            "batching": config.batching_window_seconds,
+            "config": config,
         }
+
+
+def blast_run(stack: LocalStack, title: str, drained: bool) -> dict[str, Any]:
+    """What the sandbox saw of the blast's text, and the limits it enforced."""
+    calls = [c for c in stack.sandbox.calls if c.body.get("message", {}).get("title") == title]
+    return {
+        "calls": len(calls),
+        "sizes": [len(c.body.get("userIds", [])) for c in calls],
+        "delivered": collections.Counter(u for c in calls if c.delivered for u in c.body.get("userIds", [])),
+        "drained": drained,
+        "violations": stack.sandbox.violations,
+        "window": stack.sandbox.rate_limit_window_seconds,
+        "max_recipients": stack.sandbox.max_recipients,
+    }
 
 
 def _figure(lane: str, run: dict[str, Any]) -> Figure:
@@ -85,7 +92,7 @@ def _figure(lane: str, run: dict[str, Any]) -> Figure:
         run,
         f"{BUSY_REQUESTS} distinct-text requests first (limiter busy), then {BLAST_REQUESTS:,} published in"
         f" {run['publish_seconds']:.1f} s, both before the pollers started; window {run['window']:g} s,"
-        f" BatchSize {run['batch_size']}, batching window {run['batching']:g} s",
+        f" BatchSize {run['config'].batch_size}, batching window {run['config'].batching_window_seconds:g} s",
     )
 
 

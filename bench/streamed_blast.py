@@ -14,7 +14,6 @@ few seconds are within the vendor's minute. On the transactional lane the blast 
 
 from __future__ import annotations
 
-import collections
 import threading
 import time
 from typing import TYPE_CHECKING, Any
@@ -22,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from imshop_push_local.aws_emulator import MotoServer
 
-from bench.blast import BLAST_REQUESTS, MAX_RECIPIENTS, SCALE, WINDOW_SECONDS, blast_figure, recipient
+from bench.blast import BLAST_REQUESTS, MAX_RECIPIENTS, SCALE, WINDOW_SECONDS, blast_figure, blast_run, recipient
 from bench.common import Console, Figure
 from bench.stack_runs import consumers, drain, stack_settings
 
@@ -49,17 +48,7 @@ def _run_lane(moto: MotoServer, lane: str) -> dict[str, Any]:
             publish_seconds = time.monotonic() - started
             drained = drain(sources, DRAIN_TIMEOUT_SECONDS)
         [config] = [s.config for s in sources if s.config.queue_url == queue_url]
-        calls = [c for c in stack.sandbox.calls if c.body.get("message", {}).get("title") == MESSAGE["title"]]
-        return {
-            "calls": len(calls),
-            "sizes": [len(c.body.get("userIds", [])) for c in calls],
-            "delivered": collections.Counter(u for c in calls if c.delivered for u in c.body.get("userIds", [])),
-            "drained": drained,
-            "violations": stack.sandbox.violations,
-            "publish_seconds": publish_seconds,
-            "max_recipients": stack.sandbox.max_recipients,
-            "batch_size": config.batch_size,
-        }
+        return {**blast_run(stack, MESSAGE["title"], drained), "publish_seconds": publish_seconds, "config": config}
 
 
 def _figure(lane: str, run: dict[str, Any]) -> Figure:
@@ -68,7 +57,7 @@ def _figure(lane: str, run: dict[str, Any]) -> Figure:
         run,
         f"{BLAST_REQUESTS:,} requests published in {CHUNKS} chunks over {run['publish_seconds']:.1f} s while the"
         f" pollers ran and other traffic took half the slots; window {WINDOW_SECONDS:g} s, BatchSize"
-        f" {run['batch_size']}",
+        f" {run['config'].batch_size}",
     )
 
 

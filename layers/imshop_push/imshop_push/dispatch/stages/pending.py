@@ -145,9 +145,14 @@ class ReleasePending:
     def _write_later_wakes(self, batch: Batch) -> None:
         """After the calls: each wake this batch left for a later window, delayed to its turn (a new message)."""
         now = self._ctx.clock()
-        for wake, group, turn in batch.later_wakes:
-            if not self._ctx.backlog.wake(wake.message.event_source_arn, group, delay_until(turn, now)):
-                wake.give_back("could not write the wake again for its turn")
+        later = batch.later_wakes
+        if not later:
+            return
+        failed = self._ctx.backlog.write_wakes(
+            [(w.message.event_source_arn, g, delay_until(t, now)) for w, g, t in later]
+        )
+        for position in failed:
+            later[position][0].give_back("could not write the wake again for its turn")
 
     def _renew(self, waiting: dict[str, list[Taken]]) -> None:
         """Left waiting is waiting still: written again, each item's expiration starts over."""

@@ -63,18 +63,20 @@ class TakePending:
             self._reserve_time(batch)
 
     def _ration(self, batch: Batch, wakes: list[tuple[Track, str]]) -> list[tuple[Track, str]]:
-        """The wakes whose groups this invocation takes: one window's calls' worth (a group is at least a call).
-        Taking more would only claim requests the limit cannot send before the invocation ends, and write them
-        back to the pool. Each of the others is written again once the calls are made (`ReleasePending`), delayed
-        to the window in which its turn comes, so that the backlog leaves at the vendor's rate, window after
-        window. Their groups stay armed: the wake written again is the one deferrals rely on."""
+        """The wakes whose groups this invocation takes: half a window's calls' worth (a group is at least a call),
+        since an event source runs at least two executions side by side (SQS's minimum concurrency): together they
+        fill a window. Taking more would only claim requests the limit cannot send before the invocation ends,
+        and write them back to the pool, and a short function timeout would not hold the calls. Each of the others
+        is written again once the calls are made (`ReleasePending`), delayed to the window in which its turn comes,
+        so that the backlog leaves at the vendor's rate, window after window. Their groups stay armed: the wake
+        written again is the one deferrals rely on."""
         ctx = self._ctx
-        limit = max(1, ctx.limits.rate_limit_requests)
+        per_window, take = max(1, ctx.limits.rate_limit_requests), max(1, ctx.limits.rate_limit_requests // 2)
         now, window = ctx.clock(), ctx.limits.window_seconds
-        for position, (wake, group) in enumerate(wakes[limit:]):
+        for position, (wake, group) in enumerate(wakes[take:]):
             wake.wake("its turn comes in a later window: written again, delayed to it")
-            batch.later_wakes.append((wake, group, now + (1 + position // limit) * window))
-        return wakes[:limit]
+            batch.later_wakes.append((wake, group, now + (1 + position // per_window) * window))
+        return wakes[:take]
 
     def _take_limit(self, wakes: int, batch: Batch) -> int:
         """Each wake's share of what the time until the first call can claim."""
