@@ -21,7 +21,12 @@ Figures (issue 4):
                        per lane, vs the lower bound; a 1/10 model of 3,000 requests (bench/blast.py)
  10. aws requests      SQS + DynamoDB requests the function makes per 1,000 notification requests, beside the same
                        scenario run on the code and template of --baseline-ref (bench/aws_requests.py)
- 11. fallback          unique one-recipient personal pushes with one fallback, arriving while the limiter is
+ 11. backlog drain     the demo's backlog shape (40 texts x 10 requests) on the transactional lane: calls vs the
+                       lower bound, time to drain vs the limit's windows, quiet and with a core kept busy
+                       (bench/backlog_drain.py)
+ 12. streamed blast    IMSHOP calls for a one-text blast published over seconds, one recipient per message, while
+                       other traffic holds half the budget, per lane, vs the lower bound (bench/streamed_blast.py)
+ 13. fallback          unique one-recipient personal pushes with one fallback, arriving while the limiter is
                        saturated: calls, share reached by the fallback, latency p50/p95/max, beside the same
                        traffic without a fallback (bench/fallback.py)
 
@@ -43,6 +48,7 @@ if TYPE_CHECKING:
     from imshop_push_local.sandbox import ImshopSandbox
 
 from bench.aws_requests import BASELINE_REF, aws_requests
+from bench.backlog_drain import backlog_drain
 from bench.blast import blast
 from bench.calls_per_batch import calls_per_batch
 from bench.calls_per_window import calls_per_window
@@ -54,8 +60,23 @@ from bench.history_figures import history_figures
 from bench.idle_latency import idle_latency
 from bench.lanes import lanes
 from bench.peak_rss import _child_handle, peak_rss
+from bench.streamed_blast import streamed_blast
 
-SECTIONS = ("cold", "cpu", "rss", "calls", "window", "latency", "lanes", "history", "blast", "aws", "fallback")
+SECTIONS = (
+    "cold",
+    "cpu",
+    "rss",
+    "calls",
+    "window",
+    "latency",
+    "lanes",
+    "history",
+    "blast",
+    "aws",
+    "backlog",
+    "stream",
+    "fallback",
+)
 
 
 def _table(figures: Sequence[Figure]) -> list[str]:
@@ -89,7 +110,7 @@ def _measure(console: Console, only: Sequence[str], baseline_ref: str | None) ->
         if "cold" in only:
             figures.append(cold_start(console))
         figures += [measure(console, sandbox) for name, measure in in_process.items() if name in only]
-    if {"window", "latency", "lanes", "history", "blast", "aws", "fallback"} & set(only):
+    if {"window", "latency", "lanes", "history", "blast", "aws", "backlog", "stream", "fallback"} & set(only):
         console.progress("starting the AWS emulator (moto server)")
         with MotoServer() as moto:
             through_event_source = {"window": calls_per_window, "latency": idle_latency}
@@ -102,6 +123,10 @@ def _measure(console: Console, only: Sequence[str], baseline_ref: str | None) ->
                 figures += blast(console, moto)
             if "aws" in only:
                 figures += aws_requests(console, moto, baseline_ref)
+            if "backlog" in only:
+                figures += backlog_drain(console, moto)
+            if "stream" in only:
+                figures += streamed_blast(console, moto)
             if "fallback" in only:
                 figures += fallback(console, moto)
     return figures

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from imshop_push_local.aws_emulator import MotoServer
+    from imshop_push_local.stack import LocalStack
 
 from bench.common import Console, Figure
 from bench.stack_runs import consumers, drain, stack_settings
@@ -40,7 +41,7 @@ TARGET_RATIO = 4 / 3  # the issue's "at most 4 calls" for a lower bound of 3
 DRAIN_TIMEOUT_SECONDS = 300.0
 
 
-def _recipient(n: int) -> str:
+def recipient(n: int) -> str:
     return f"7900{n:07d}"
 
 
@@ -51,39 +52,56 @@ def _run_lane(console: Console, moto: MotoServer, lane: str) -> dict[str, Any]:
     with LocalStack(settings, moto=moto) as stack:
         queue_url = stack.aws.bulk_queue.url if lane == "bulk" else stack.aws.queue_url
         busy = [
-            {"userIds": [_recipient(900_000 + n)], "message": {"title": f"Busy {n}", "summary": f"Busy {n}"}}
+            {"userIds": [recipient(900_000 + n)], "message": {"title": f"Busy {n}", "summary": f"Busy {n}"}}
             for n in range(BUSY_REQUESTS)
         ]
         stack.publish(busy, queue_url=queue_url)
         started = time.monotonic()
         stack.publish(
-            ({"userIds": [_recipient(n)], "message": BLAST_MESSAGE} for n in range(BLAST_REQUESTS)),
+            ({"userIds": [recipient(n)], "message": BLAST_MESSAGE} for n in range(BLAST_REQUESTS)),
             queue_url=queue_url,
         )
         publish_seconds = time.monotonic() - started
         with consumers(stack, batch_divisor=SCALE) as sources:
             drained = drain(sources, DRAIN_TIMEOUT_SECONDS)
             [config] = [s.config for s in sources if s.config.queue_url == queue_url]
-        calls = [c for c in stack.sandbox.calls if c.body.get("message", {}).get("title") == BLAST_MESSAGE["title"]]
         return {
-            "calls": len(calls),
-            "sizes": [len(c.body.get("userIds", [])) for c in calls],
-            "delivered": collections.Counter(u for c in calls if c.delivered for u in c.body.get("userIds", [])),
-            "drained": drained,
-            "violations": stack.sandbox.violations,
+            **blast_run(stack, BLAST_MESSAGE["title"], drained),
             "publish_seconds": publish_seconds,
-            "window": stack.sandbox.rate_limit_window_seconds,
-            "max_recipients": stack.sandbox.max_recipients,
-            "batch_size": config.batch_size,
-            "batching": config.batching_window_seconds,
+            "config": config,
         }
 
 
+def blast_run(stack: LocalStack, title: str, drained: bool) -> dict[str, Any]:
+    """What the sandbox saw of the blast's text, and the limits it enforced."""
+    calls = [c for c in stack.sandbox.calls if c.body.get("message", {}).get("title") == title]
+    return {
+        "calls": len(calls),
+        "sizes": [len(c.body.get("userIds", [])) for c in calls],
+        "delivered": collections.Counter(u for c in calls if c.delivered for u in c.body.get("userIds", [])),
+        "drained": drained,
+        "violations": stack.sandbox.violations,
+        "window": stack.sandbox.rate_limit_window_seconds,
+        "max_recipients": stack.sandbox.max_recipients,
+    }
+
+
 def _figure(lane: str, run: dict[str, Any]) -> Figure:
+    return blast_figure(
+        f"one-text blast, 1 recipient/message, {lane} lane (1/{SCALE} model)",
+        run,
+        f"{BUSY_REQUESTS} distinct-text requests first (limiter busy), then {BLAST_REQUESTS:,} published in"
+        f" {run['publish_seconds']:.1f} s, both before the pollers started; window {run['window']:g} s,"
+        f" BatchSize {run['config'].batch_size}, batching window {run['config'].batching_window_seconds:g} s",
+    )
+
+
+def blast_figure(name: str, run: dict[str, Any], how: str) -> Figure:
+    """Calls of a blast of BLAST_REQUESTS recipients (`recipient(n)`) vs its lower bound, each recipient once."""
     bound = math.ceil(BLAST_REQUESTS / run["max_recipients"])
     ratio = run["calls"] / bound
     delivered: collections.Counter[str] = run["delivered"]
-    missing = BLAST_REQUESTS - sum(1 for n in range(BLAST_REQUESTS) if _recipient(n) in delivered)
+    missing = BLAST_REQUESTS - sum(1 for n in range(BLAST_REQUESTS) if recipient(n) in delivered)
     twice = sum(1 for count in delivered.values() if count > 1)
     exactly_once = not missing and not twice and len(delivered) == BLAST_REQUESTS
     problems = [
@@ -94,7 +112,7 @@ def _figure(lane: str, run: dict[str, Any]) -> Figure:
         *([] if run["calls"] <= math.floor(bound * TARGET_RATIO) else [f"{run['calls']} calls where {bound} would do"]),
     ]
     return Figure(
-        name=f"one-text blast, 1 recipient/message, {lane} lane (1/{SCALE} model)",
+        name=name,
         value=run["calls"],
         value_text=f"{run['calls']} calls, each recipient once: {'yes' if exactly_once else 'NO'}",
         baseline_text=f"{bound} = ceil({BLAST_REQUESTS:,} / {run['max_recipients']}) calls",
@@ -102,12 +120,7 @@ def _figure(lane: str, run: dict[str, Any]) -> Figure:
         target=f"≤ {TARGET_RATIO:.2f}x ({math.floor(bound * TARGET_RATIO)} calls)",
         passed=not problems,
         why="; ".join(problems),
-        details=[
-            f"{BUSY_REQUESTS} distinct-text requests first (limiter busy), then {BLAST_REQUESTS:,} published in"
-            f" {run['publish_seconds']:.1f} s, both before the pollers started; window {run['window']:g} s,"
-            f" BatchSize {run['batch_size']}, batching window {run['batching']:g} s",
-            f"recipients per call: {' '.join(str(s) for s in run['sizes'])}",
-        ],
+        details=[how, f"recipients per call: {' '.join(str(s) for s in run['sizes'])}"],
     )
 
 

@@ -144,6 +144,9 @@ class _NoBacklog:
     def wake(self, event_source_arn: str, group: str, delay_seconds: int) -> bool:
         return True
 
+    def write_wakes(self, wakes: Any) -> set[int]:
+        return set()
+
     def history_copy(self, event_source_arn: str, token: str) -> bool:
         return True
 

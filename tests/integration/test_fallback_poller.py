@@ -9,10 +9,12 @@ from collections import Counter
 
 import pytest
 from test_shared_waiting import (  # type: ignore[import-not-found]
-    OtherExecutions,
+    LIMIT,
+    WINDOW,
     stack,  # noqa: F401 - the fixture: the same stack as the one-text blast's
 )
 
+from imshop_push_local.other_traffic import OtherTraffic
 from imshop_push_local.stack import LocalStack
 
 PUSHES = 200  # eight batches of the stack's 25: without shared waiting of the switched, a call each at least
@@ -32,7 +34,7 @@ def test_switched_personal_pushes_of_many_batches_share_the_fallbacks_calls(stac
         for n, user in enumerate(users)
     ]
     stack.start_consumers()
-    with OtherExecutions(stack):
+    with OtherTraffic(stack, limit=LIMIT, window=WINDOW):  # other executions take every slot
         stack.publish(requests)
     assert all(source.drain(timeout=120) for source in stack.sources)
 

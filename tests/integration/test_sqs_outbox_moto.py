@@ -11,6 +11,7 @@ import pytest
 from imshop_push.adapters.sqs_outbox import SourceQueue
 from imshop_push.domain.inbound import InboundMessage
 from imshop_push.domain.model import Deferral
+from imshop_push.domain.pending import wake_body
 from imshop_push.domain.sqs_batches import SQS_MAX_MESSAGE_BYTES
 from imshop_push.domain.sqs_copies import KEY_ATTRIBUTE
 from imshop_push_local.aws_emulator import MotoServer, make_client
@@ -81,3 +82,18 @@ def test_a_near_limit_cyrillic_backlog_request_is_re_enqueued_and_received_back_
     assert copy["Body"].encode() == body.encode()
     assert copy["MessageAttributes"][KEY_ATTRIBUTE]["StringValue"] == sent_id
     assert copy["MessageAttributes"]["tenant"]["StringValue"] == "myshop"
+
+
+def test_wakes_written_again_go_ten_to_a_batch_each_to_its_queue_and_a_missing_queue_fails_alone(sqs: Any) -> None:
+    (url, arn), (other_url, other_arn) = queue(sqs), queue(sqs)
+    missing = arn.rsplit(":", 1)[0] + ":no-such-queue"
+    wakes = [(arn, f"content:{n}", 0) for n in range(12)] + [(missing, "content:lost", 0), (other_arn, "content:x", 0)]
+
+    failed = SourceQueue(lambda: sqs).write_wakes(wakes)
+
+    assert failed == {12}
+    bodies = []
+    while messages := sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10, WaitTimeSeconds=0).get("Messages"):
+        bodies += [m["Body"] for m in messages]
+    assert sorted(bodies) == sorted(wake_body(f"content:{n}") for n in range(12))
+    assert receive_one(sqs, other_url)["Body"] == wake_body("content:x")

@@ -143,6 +143,9 @@ class FakeBacklog(RecordingSink[Deferral]):
         self.wakes.append((event_source_arn, group, delay_seconds))
         return True
 
+    def write_wakes(self, wakes: Sequence[tuple[str, str, int]]) -> set[int]:
+        return {n for n, (arn, group, delay) in enumerate(wakes) if not self.wake(arn, group, delay)}
+
     def history_copy(self, event_source_arn: str, token: str) -> bool:
         if self.fail_history_copies:
             return False

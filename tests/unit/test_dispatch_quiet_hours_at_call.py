@@ -72,7 +72,8 @@ def test_a_bulk_call_that_waited_for_a_slot_into_the_quiet_hours_is_deferred_to_
 
     assert [utc(c.at) for c in h.api.calls] == ["08:00:00"], "the second call is not sent inside the quiet hours"
     [deferral] = h.backlog.received
-    assert T0 + 2 * 3600 <= h.clock() + deferral.delay_seconds < T0 + 2 * 3600 + 1, "deferred to their end"
+    # Back within a second before their end (Hold waits the rest in process), never later.
+    assert T0 + 2 * 3600 - 1 < h.clock() + deferral.delay_seconds <= T0 + 2 * 3600, "deferred to their end"
 
 
 def test_a_transactional_call_that_waited_into_the_quiet_hours_is_sent() -> None:
@@ -172,7 +173,8 @@ def test_a_bulk_call_whose_last_checks_run_into_the_quiet_hours_is_not_sent() ->
     assert h.run(bulk("b", body(users=["u1"]))) == {"b": Disposition.DEFERRED}
     assert h.api.calls == []
     [deferral] = h.backlog.received
-    assert T0 + 2 * 3600 <= h.clock() + deferral.delay_seconds < T0 + 2 * 3600 + 1, "deferred to their end"
+    # Back within a second before their end (Hold waits the rest in process), never later.
+    assert T0 + 2 * 3600 - 1 < h.clock() + deferral.delay_seconds <= T0 + 2 * 3600, "deferred to their end"
 
 
 def test_bulk_requests_waiting_together_in_the_pending_pool_are_not_sent_inside_the_quiet_hours() -> None:
@@ -185,7 +187,9 @@ def test_bulk_requests_waiting_together_in_the_pending_pool_are_not_sent_inside_
 
     deliver_until_done(h, requests)
 
-    assert h.metrics["RequestsPooled"] == 3, "they waited in the pool first"
+    assert h.metrics["RequestsPooled"] >= 3, "they waited in the pool first"
 
-    assert [utc(c.at) for c in h.api.calls] == ["10:00:00"]
+    # Back together at 10:00, they wait about a window for more of their text (fill before you spend).
+    [call] = h.api.calls
+    assert T0 + 2 * 3600 - 30 <= call.at <= T0 + 2 * 3600 + 61, utc(call.at)
     assert sorted(r for _, r in h.api.calls[0].recipients) == ["u0", "u1", "u2"]

@@ -276,7 +276,11 @@ def test_the_handler_wires_url_key_and_dead_letters_from_the_environment(outbox:
     assert poison.message.event_source_arn == QUEUE_ARN
 
 
-def test_envelopes_from_eventbridge_and_sns_are_merged_with_raw_requests(outbox: Outbox) -> None:
+def test_envelopes_from_eventbridge_and_sns_are_merged_with_raw_requests(
+    outbox: Outbox, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A full call goes at once; a partial one of a text more than one request carries would wait to fill.
+    monkeypatch.setenv("MAX_RECIPIENTS_PER_REQUEST", "2")
     detail = {"userIds": [OTHER_PHONE], "message": {"title": "Бонусы", "summary": "Сгорают завтра"}}
     eventbridge = {
         "version": "0",

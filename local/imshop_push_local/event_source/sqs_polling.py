@@ -20,8 +20,12 @@ if TYPE_CHECKING:
 
 # SQS caps one ReceiveMessage at 10 messages; larger batches take several calls, as Lambda's do.
 SQS_MAX_RECEIVE = 10
-# Long-poll the first message of a batch, but briefly: a worker also checks that its parent lives.
-_RECEIVE_WAIT_SECONDS = 1
+# SQS's long poll returns a delayed message the moment it becomes visible. moto's notices new sends only and
+# looks at delayed messages again once a second, which would hold a wake or a copy delayed to its turn up to a
+# second past it (half of a 2 s window). An idle worker short-polls at this pace instead, so what is due is
+# received about when it is due, as Lambda's poller receives it (a tenth of a 2 s window late at most, and a
+# few receives a second per idle worker: moto shares the machine's cores with the functions).
+IDLE_POLL_SECONDS = 0.2
 # Inside an open batching window, short polls at this pace gather the rest of the batch.
 _WINDOW_POLL_SECONDS = 0.02
 
@@ -37,7 +41,7 @@ def collect_batch(sqs: SQSClient, config: EventSourceConfig) -> list[MessageType
         response = sqs.receive_message(
             QueueUrl=config.queue_url,
             MaxNumberOfMessages=min(SQS_MAX_RECEIVE, config.batch_size - len(batch)),
-            WaitTimeSeconds=_RECEIVE_WAIT_SECONDS if deadline is None else 0,
+            WaitTimeSeconds=0,
             MessageSystemAttributeNames=["All"],
             MessageAttributeNames=["All"],
         )

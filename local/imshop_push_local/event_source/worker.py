@@ -42,7 +42,7 @@ from imshop_push_local.event_source.shapes import (
     load_handler,
     to_event,
 )
-from imshop_push_local.event_source.sqs_polling import collect_batch, delete_settled
+from imshop_push_local.event_source.sqs_polling import IDLE_POLL_SECONDS, collect_batch, delete_settled
 
 if TYPE_CHECKING:
     from multiprocessing.connection import Connection
@@ -97,6 +97,8 @@ def worker_main(spec: WorkerSpec, conn: Connection) -> None:
             report = _invoke(spec.index, handler, environment, messages, conn)
             delete_settled(sqs, spec.config, spec.index, messages, report)
             send(conn, Done(report))
+        else:
+            time.sleep(IDLE_POLL_SECONDS)
 
 
 def _invoke(

@@ -76,6 +76,28 @@ class SourceQueue:
             return False
         return True
 
+    def write_wakes(self, wakes: Sequence[tuple[str, str, int]]) -> set[int]:
+        """Wakes written again for later windows (`stages/take_pending.py`): ten to a SendMessageBatch, side by side,
+        so that a batch full of them is written within the invocation's finishing reserve."""
+        failed: set[int] = set()
+        by_queue: dict[str, list[tuple[str, dict[str, Any]]]] = {}
+        for position, (arn, group, delay_seconds) in enumerate(wakes):
+            try:
+                url = self._queue_url(arn)
+            except (ClientError, BotoCoreError, ValueError):
+                logger.exception("cannot resolve the queue of a wake")
+                failed.add(position)
+                continue
+            entry = {
+                "MessageBody": wake_body(group),
+                "DelaySeconds": max(0, min(SQS_MAX_DELAY_SECONDS, delay_seconds)),
+                "MessageAttributes": {GROUP_ATTRIBUTE: {"DataType": "String", "StringValue": group}},
+            }
+            by_queue.setdefault(url, []).append((str(position), entry))
+        for url, entries in by_queue.items():
+            failed |= {int(position) for position in _send_batches(self._client(), url, entries)}
+        return failed
+
     def history_copy(self, event_source_arn: str, token: str) -> bool:
         """History entries kept for later (`stages/history.py`): the next invocation that receives it writes them."""
         try:

@@ -37,12 +37,13 @@ from imshop_push.dispatch.stages.history_copies import WriteKeptHistory
 from imshop_push.dispatch.stages.hold import Hold
 from imshop_push.dispatch.stages.intake import DropExpired, Parse
 from imshop_push.dispatch.stages.keys_kept import KeysKept
-from imshop_push.dispatch.stages.pending import ReleasePending, TakePending
+from imshop_push.dispatch.stages.pending import ReleasePending
 from imshop_push.dispatch.stages.plan import Plan
 from imshop_push.dispatch.stages.progress import EarlierProgress
 from imshop_push.dispatch.stages.send import Send
 from imshop_push.dispatch.stages.settle import Settle
 from imshop_push.dispatch.stages.supersede import Supersede
+from imshop_push.dispatch.stages.take_pending import TakePending
 from imshop_push.domain.batch import Batch
 from imshop_push.domain.collapse import VersionStore
 from imshop_push.domain.history import HistoryWriter

@@ -44,6 +44,10 @@ class BacklogSink(Protocol):
         """A wake message of the pending pool to that queue (`pending.py`); False if it was not written."""
         ...
 
+    def write_wakes(self, wakes: Sequence[tuple[str, str, int]]) -> set[int]:
+        """Several wakes (queue ARN, group, delay seconds), batched; returns the positions of those not written."""
+        ...
+
     def history_copy(self, event_source_arn: str, token: str) -> bool:
         """A history copy to that queue: a later invocation writes the entries kept under `token`
         (`history.history_copy_body`); False if it was not written."""

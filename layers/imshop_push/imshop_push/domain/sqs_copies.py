@@ -58,6 +58,14 @@ type Attributes = dict[str, dict[str, Any]]
 logger = logging.getLogger(__name__)
 
 
+def delay_until(turn: float, now: float) -> int:
+    """The whole seconds SQS holds a message whose turn is `turn`: rounded down, never past the turn. Up to a second
+    early, the execution that receives it waits the rest for its slot in process and takes the slot the moment it
+    frees; a second late would leave a slot of a short window unused while the request sits in the queue. SQS's
+    15-minute cap is applied where the message is written."""
+    return int(max(0.0, turn - now))
+
+
 class EntryTooLargeError(ValueError):
     """Even shorn of everything that may go, the copy exceeds SQS's message limit: it cannot be written."""
 

@@ -1,5 +1,5 @@
-"""Join waiting: a partial merged call waits with its content in the pending pool rather than on its own
-(`pending.py`, `stages/pending.py`)."""
+"""Fill before you spend: a partial call of a content that is still arriving waits with it in the pending pool
+(`pending.py`, `stages/pending.py`) rather than spending a slot on the few recipients it holds."""
 
 from __future__ import annotations
 
@@ -15,45 +15,45 @@ logger = logging.getLogger(__name__)
 
 
 class JoinWaiting:
-    """A partial merged call waits with its content in the pool rather than on its own: it joins a wake due
-    within about a window, and it never waits in-process for a slot (it would then spend that slot on a few
-    recipients while more of them gather behind it). A personal text has no one to wait with: never asked, so
-    an order status is never held back. A transactional call in the pool has its lane's priority again once
-    its wake waits for a slot: it may take up to a window longer than a transactional call that waited on its
-    own, the price of sharing the call."""
+    """A content is *still arriving* when more than one request of the batch carries it, or when a wake of its
+    group is due within about a window (earlier batches of it wait in the pool). Its partial call then waits for the
+    rest, whether or not a slot is free: it joins that wake, or opens the group with a wake one window away, in
+    which later batches gather. A request nothing else carries and whose content waits nowhere (an order status)
+    is sent as planned, and so is a full call: neither would gain from waiting. A transactional call in the pool
+    has its lane's priority again once its wake waits for a slot: it may take up to a window longer than one that
+    waited on its own, the price of sharing the call."""
 
     def __init__(self, ctx: Context) -> None:
         self._ctx = ctx
 
-    def group(self, batch: Batch, index: int) -> str | None:
-        """The pending group of call `index` if it may wait in the pool; None if it is sent as planned."""
+    def holds(self, batch: Batch, index: int) -> bool:
+        """Call `index` waits in the pool (its requests are deferred to the group's wake); False: send it."""
         ctx, call = self._ctx, batch.attempt.calls[index]
         owners = batch.owners(call)
-        alone = len(owners) < 2 and not any(t.switched for t in owners)  # a fallback's text is shared, though
-        if ctx.pending is None or alone or len(call.recipients) >= ctx.limits.max_recipients:
-            return None
+        if ctx.pending is None or not owners or len(call.recipients) >= ctx.limits.max_recipients:
+            return False  # a call every owner left (switched to a fallback's text) is dropped by the sender
         arn = owners[0].message.event_source_arn
         if any(_stays(t, batch, index, arn) for t in owners):
-            return None
-        return group_of(arn, call.content)
-
-    def joins(self, batch: Batch, index: int, group: str) -> bool:
-        """Joined a wake armed for within about a window (one read)."""
-        assert self._ctx.pending is not None
+            return False
+        group = group_of(arn, call.content)
         try:
-            wake_at = self._ctx.pending.armed(group)
+            wake_at = ctx.pending.armed(group)  # one read: a later batch of the stream finds the earlier ones
         except StoreError:
             logger.exception("cannot tell whether the content waits in the pool: the call goes on")
             return False
-        now, window = self._ctx.clock(), self._ctx.limits.window_seconds
-        if wake_at is None or not now - window <= wake_at <= now + window:
+        now, window = ctx.clock(), ctx.limits.window_seconds
+        # A wake overdue by less than two windows is live, as for deferrals (`ensure_wake`): an execution busy with
+        # other groups may have written it again for a later window.
+        if wake_at is not None and now - 2 * window <= wake_at <= now + window:
+            turn = max(now, wake_at)
+        elif len(owners) > 1 or any(t.switched for t in owners):  # a fallback's text is shared, though
+            turn = now + window  # about a window for the rest of the stream to arrive
+        else:
             return False
-        self.wait(batch, index, max(now, wake_at))
-        return True
-
-    def wait(self, batch: Batch, index: int, turn: float) -> None:
-        for track in batch.owners(batch.attempt.calls[index]):
+        batch.joining.add(group)
+        for track in owners:
             track.defer(turn)
+        return True
 
 
 def _stays(track: Track, batch: Batch, index: int, arn: str) -> bool:

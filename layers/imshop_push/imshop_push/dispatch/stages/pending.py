@@ -1,89 +1,37 @@
 """Shared waiting, both ends of the pending pool (`pending.py`).
 
-`TakePending`, first: a wake message brings its group's pooled requests into the batch, where they are parsed,
-claimed, merged and sent like any other record. `Pooling`, inside Settle: a deferred group goes to the pool
-with one wake, instead of a copy per request (and a partial merged call of fresh requests may join the pool
-rather than wait for a slot on its own: `stages/join_waiting.py`). `ReleasePending`, last: what the batch
-finished leaves the pool; what it did not keeps a wake armed, or the wake message goes back to SQS.
+`TakePending`, first (`stages/take_pending.py`): a wake message brings its group's pooled requests into the batch.
+`Pooling`, inside Settle: a deferred group goes to the pool with one wake, instead of a copy per request (and a
+partial call of a content still arriving waits with it rather than spend a slot: `stages/join_waiting.py`).
+`ReleasePending`, last: what the batch finished leaves the pool; what it did not keeps a wake armed, or the wake
+message goes back to SQS.
 """
 
 from __future__ import annotations
 
 import logging
-import math
 from collections.abc import Sequence
-from dataclasses import replace
 
 from imshop_push.dispatch.ports import Context
 from imshop_push.domain import observability as m
 from imshop_push.domain.batch import Batch, Taken
 from imshop_push.domain.fate import Fate, Track
 from imshop_push.domain.model import (
-    FINISH_RESERVE_FRACTION,
-    FINISH_RESERVE_PER_RECORD_SECONDS,
     Content,
     Deferral,
     StoreError,
 )
 from imshop_push.domain.pending import (
-    TAKE_MAX_ITEMS,
-    TAKE_MIN_ITEMS,
-    TAKE_SECONDS_PER_ITEM,
     PendingCopy,
     group_of,
-    inbound_of,
     pending_copy,
-    wake_group,
 )
-from imshop_push.domain.sqs_copies import SQS_MAX_DELAY_SECONDS, EntryTooLargeError, requeue_entry
+from imshop_push.domain.sqs_copies import EntryTooLargeError, delay_until, requeue_entry
 
 logger = logging.getLogger(__name__)
 
 STILL_WAITING = frozenset({Fate.DEFERRED, Fate.RETRY, Fate.REQUEUED})
 """A taken request in one of these fates stays in the pool; any other fate finished it."""
-
-
-class TakePending:
-    def __init__(self, ctx: Context) -> None:
-        self._ctx = ctx
-
-    def __call__(self, batch: Batch) -> None:
-        wakes = [(t, group) for t in batch.tracks if (group := wake_group(t.message)) is not None]
-        pool = self._ctx.pending
-        known = {t.message_id for t in batch.tracks}
-        for wake, group in wakes:
-            if pool is None:
-                wake.wake("no pending pool is configured: nothing waits in it")
-                continue
-            try:
-                pool.disarm(group)  # before reading: what is pooled after this has a wake of its own
-                limit = self._take_limit(batch)
-                copies = pool.take(group, limit=limit)
-            except StoreError:
-                logger.exception("the pending pool is unavailable: the wake goes back to SQS")
-                wake.retry("pending pool unavailable")
-                continue
-            wake.wake(f"took {len(copies)} pending requests")
-            for copy in copies:
-                message = inbound_of(copy)
-                if message.message_id not in known:
-                    known.add(message.message_id)
-                    batch.tracks.append(Track(message))
-                    batch.taken[message.message_id] = Taken(group, copy.key, wake, len(copies) >= limit, copy)
-        if batch.taken:
-            self._reserve_time(batch)
-
-    def _take_limit(self, batch: Batch) -> int:
-        seconds = batch.deadline.last_call_start - self._ctx.clock()
-        return max(TAKE_MIN_ITEMS, min(TAKE_MAX_ITEMS - len(batch.taken), int(seconds / TAKE_SECONDS_PER_ITEM)))
-
-    def _reserve_time(self, batch: Batch) -> None:
-        """The taken requests are settled in this invocation too: their share of the reserve comes off the
-        time left for calls, as the runtime reserves it for the records SQS delivered."""
-        deadline = batch.deadline
-        room = max(0.0, deadline.hard - self._ctx.clock()) * FINISH_RESERVE_FRACTION
-        extra = min(room, FINISH_RESERVE_PER_RECORD_SECONDS * len(batch.taken))
-        batch.deadline = replace(deadline, last_call_start=deadline.last_call_start - extra)
 
 
 class Pooling:
@@ -108,9 +56,12 @@ class Pooling:
             else:  # a switched request waits with its fallback's text
                 fresh.setdefault((pair[0].message.event_source_arn, pair[0].text), []).append(pair)
         rest: list[tuple[Track, Deferral]] = []
-        for (arn, content), pairs in fresh.items():  # a lone personal text: no digest; a fallback's text is shared
-            group = group_of(arn, content) if (shared := len(pairs) > 1 or pairs[0][0].switched) or pooled else None
-            if group is None or (not shared and group not in pooled):
+        for (arn, content), pairs in fresh.items():
+            # A lone personal text: no digest. A lone request that joined its content's stream waits with it, and
+            # a fallback's text is shared.
+            shared = len(pairs) > 1 or pairs[0][0].switched
+            group = group_of(arn, content) if shared or pooled or batch.joining else None
+            if group is None or (not shared and group not in pooled and group not in batch.joining):
                 rest.extend(pairs)
                 continue
             pooled.setdefault(group, []).extend(pairs)
@@ -157,6 +108,7 @@ class ReleasePending:
         self._ctx = ctx
 
     def __call__(self, batch: Batch) -> None:
+        self._write_later_wakes(batch)
         pool = self._ctx.pending
         if pool is None or not batch.taken:
             return
@@ -189,6 +141,18 @@ class ReleasePending:
                 unwoken.setdefault(group, next(t.wake for t in batch.taken.values() if t.group == group))
         self._renew(waiting)
         self._wake_again(unwoken)
+
+    def _write_later_wakes(self, batch: Batch) -> None:
+        """After the calls: each wake this batch left for a later window, delayed to its turn (a new message)."""
+        now = self._ctx.clock()
+        later = batch.later_wakes
+        if not later:
+            return
+        failed = self._ctx.backlog.write_wakes(
+            [(w.message.event_source_arn, g, delay_until(t, now)) for w, g, t in later]
+        )
+        for position in failed:
+            later[position][0].give_back("could not write the wake again for its turn")
 
     def _renew(self, waiting: dict[str, list[Taken]]) -> None:
         """Left waiting is waiting still: written again, each item's expiration starts over."""
@@ -228,8 +192,7 @@ def ensure_wake(ctx: Context, group: str, event_source_arn: str, wake_at: float)
     except StoreError:
         logger.exception("cannot arm a wake: one is written anyway (two wakes only cost a read)")
         token = None
-    delay = min(SQS_MAX_DELAY_SECONDS, max(0, math.ceil(wake_at - now)))
-    written = ctx.backlog.wake(event_source_arn, group, delay)
+    written = ctx.backlog.wake(event_source_arn, group, delay_until(wake_at, now))
     if token is not None:
         try:
             if written:

@@ -1,6 +1,6 @@
 """Send: the planned calls one by one, each through the shared rate limiter, until they are done or the
-budget of this invocation is spent (then the rest waits in the backlog). A partial call of a content that
-waits in the pending pool joins it instead (`stages/join_waiting.py`)."""
+budget of this invocation is spent (then the rest waits in the backlog). A partial call of a content that is
+still arriving waits with it in the pending pool instead (`stages/join_waiting.py`)."""
 
 from __future__ import annotations
 
@@ -32,32 +32,29 @@ class Send:
         calls = batch.attempt.calls
         index = 0
         while index < len(calls):
-            group = self._join.group(batch, index)
-            if group is not None and self._join.joins(batch, index, group):
+            if self._join.holds(batch, index):
                 index += 1
                 continue
             try:
-                outcome = self._send(batch, index, group)
+                outcome = self._send(batch, index)
             except StoreError:
                 logger.exception("the state table is unavailable: the rest goes back to SQS")
                 for rest in calls[index:]:
                     for track in batch.owners(rest):
                         track.retry("state store unavailable")
                 return
-            if isinstance(outcome, Denied) and group is not None:  # no slot now: it waits with its content
-                self._join.wait(batch, index, outcome.retry_at)
-            elif isinstance(outcome, Denied):
+            if isinstance(outcome, Denied):
                 self._defer_rest(batch, calls[index:], outcome)
                 return
-            elif outcome:
+            if outcome:
                 batch.replace_call(index, outcome)
             index += 1
 
-    def _send(self, batch: Batch, index: int, group: str | None) -> Denied | list[PlannedCall]:
+    def _send(self, batch: Batch, index: int) -> Denied | list[PlannedCall]:
         """A call that may switch to a fallback first asks for a slot without waiting: denied, the requests whose
         turn comes too late are switched (`stages/fallback.py`), and what is left of the call waits for a slot,
         until its requests' deadline at most when each of them has a fallback."""
-        if group is None and self._fallback.may_switch(batch, index):
+        if self._fallback.may_switch(batch, index):
             outcome = self._sender.send(batch, index, wait=False)
             if not isinstance(outcome, Denied):
                 return outcome
@@ -68,7 +65,7 @@ class Send:
                 if not isinstance(outcome, Denied) or outcome.retry_at <= until:
                     return outcome
                 self._fallback.switch_late(batch, index, outcome.retry_at)
-        return self._sender.send(batch, index, wait=group is None)
+        return self._sender.send(batch, index)
 
     def _defer_rest(self, batch: Batch, calls: Sequence[PlannedCall], denied: Denied) -> None:
         """Out of budget for this invocation: spread the rest over the windows in which their turn comes.

@@ -15,7 +15,7 @@ from imshop_push.domain import observability as m
 from imshop_push.domain.batch import Attempt, Batch
 from imshop_push.domain.fate import Fate, Track
 from imshop_push.domain.model import Deferral, StoreError
-from imshop_push.domain.sqs_copies import held_until_of
+from imshop_push.domain.sqs_copies import delay_until, held_until_of
 from imshop_push.domain.state import CallStatus, Settlement
 from imshop_push.domain.status_record import Outcome, Report, SoFar, request_status, to_ms
 
@@ -63,11 +63,10 @@ class Settle:
         deferrals = []
         for track in deferred:
             retry_at = track.retry_at if track.retry_at is not None else now
-            delay = max(0, int(retry_at - now + 0.999))
             request = track.req
             deferral = Deferral(
                 track.message,
-                delay,
+                delay_until(retry_at, now),
                 request.idempotency_key,
                 request.key_is_message_id,
                 order(track, now),

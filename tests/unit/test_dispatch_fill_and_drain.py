@@ -1,0 +1,115 @@
+"""Every call counts (docs/contract.md#shared-waiting): a text that streams in over a window leaves in its lower
+bound of calls whenever slots are free, and a backlog leaves at the vendor's rate (no delay past its turn, no
+execution taking more wakes than one window's calls)."""
+
+from __future__ import annotations
+
+import math
+
+from harness import BONUS, QUEUE_ARN, Harness, body, msg, phones, requeued_copy
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from imshop_push.domain.inbound import InboundMessage
+from imshop_push.domain.pending import GROUP_ATTRIBUTE, wake_body
+from imshop_push.domain.sqs_copies import SQS_MAX_DELAY_SECONDS, delay_until
+
+WINDOW = 60.0
+MAX_RECIPIENTS = 50
+SECONDS = 20.0  # less than a window: an execution cannot wait in process for the next window's slots
+
+
+def stream_batch(index: int, size: int, first_user: int) -> list[InboundMessage]:
+    """`size` requests of one text, one recipient each, as one SQS batch hands them over."""
+    users = phones(size, first_user)
+    return [msg(f"s{index}-{n}", body(users=[u], message=BONUS, key=f"s{index}-{n}")) for n, u in enumerate(users)]
+
+
+def deliver(h: Harness, arrivals: list[tuple[float, list[InboundMessage]]], *, rounds: int = 200) -> None:
+    """SQS from here on: each batch arrives at its time; every copy and wake the executions write comes back as a
+    batch of its own once its delay has passed, until nothing waits."""
+    waiting = sorted(arrivals, key=lambda a: a[0])
+    for round_ in range(rounds):
+        if not waiting:
+            return
+        at, batch = waiting.pop(0)
+        h.clock.now = max(h.clock(), at)
+        copies, wakes = len(h.backlog.received), len(h.backlog.wakes)
+        results = h.results(*batch, seconds=SECONDS)
+        assert not any(r.disposition.is_failure for r in results.values()), results
+        for n, copy in enumerate(h.backlog.received[copies:]):
+            again = requeued_copy(copy, f"{copy.message.message_id.split('/')[0]}/{round_}.{n}")
+            waiting.append((h.clock() + min(copy.delay_seconds, SQS_MAX_DELAY_SECONDS), [again]))
+        for n, (_, group, delay) in enumerate(h.backlog.wakes[wakes:]):
+            wake = msg(f"wake/{round_}.{n}", wake_body(group), **{GROUP_ATTRIBUTE: group})
+            waiting.append((h.clock() + delay, [wake]))
+        waiting.sort(key=lambda a: a[0])
+    raise AssertionError("the stream never drained")
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    first=st.integers(2, 40),
+    later=st.lists(st.tuples(st.floats(0.5, WINDOW * 0.9), st.integers(1, 40)), max_size=6),
+    busy_slots=st.integers(0, 9),
+)
+def test_a_text_streaming_in_within_a_window_leaves_in_its_lower_bound_whatever_slots_are_free(
+    first: int, later: list[tuple[float, int]], busy_slots: int
+) -> None:
+    """The first batch carries the text more than once (a stream, not a personal text); later batches, lone
+    requests among them, arrive within the window after it. Other executions hold `busy_slots` of the 10."""
+    h = Harness(pending=True, window=WINDOW, max_recipients=MAX_RECIPIENTS, bulk_queue_arn=QUEUE_ARN)
+    for _ in range(busy_slots):
+        h.limiter.try_acquire(h.clock())
+    start = h.clock()
+    arrivals = [(start, stream_batch(0, first, 0))]
+    total = first
+    for index, (offset, size) in enumerate(sorted(later), start=1):
+        arrivals.append((start + offset, stream_batch(index, size, total)))
+        total += size
+
+    deliver(h, arrivals)
+
+    reached = sorted(r for c in h.api.calls for _, r in c.recipients)
+    assert reached == sorted(phones(total)), "every recipient exactly once"
+    assert len(h.api.calls) == math.ceil(total / MAX_RECIPIENTS), [len(c.recipients) for c in h.api.calls]
+
+
+def test_a_personal_text_and_a_full_call_go_at_once() -> None:
+    h = Harness(pending=True, window=WINDOW, max_recipients=MAX_RECIPIENTS, bulk_queue_arn=QUEUE_ARN)
+    status = msg("status", body(users=phones(1, 900), key="order-1"))
+    full = stream_batch(0, MAX_RECIPIENTS, 0)
+
+    h.run(status, *full, seconds=SECONDS)
+
+    assert sorted(len(c.recipients) for c in h.api.calls) == [1, MAX_RECIPIENTS]
+    assert h.backlog.wakes == []
+
+
+@given(turn=st.floats(0, 2e9), now=st.floats(0, 2e9))
+def test_a_delay_never_passes_its_turn_and_is_at_most_a_second_early(turn: float, now: float) -> None:
+    delay = delay_until(turn, now)
+    assert delay >= 0
+    if turn >= now:  # within a microsecond: the subtraction rounds
+        assert now + delay <= turn + 1e-6
+        assert turn < now + delay + 1 + 1e-6
+
+
+def test_an_execution_takes_half_a_windows_calls_worth_of_wakes_and_writes_the_others_again_for_their_turns() -> None:
+    h = Harness(pending=True, limit=4, window=WINDOW)
+    for _ in range(4):
+        h.limiter.try_acquire(h.clock())  # every slot taken: each text waits in the pool with a wake of its own
+    texts = 10
+    for n in range(texts):
+        content = {"title": f"T{n}", "summary": "s"}
+        h.run(*[msg(f"t{n}-{k}", body(users=[f"7999{n:03d}{k}"], message=content)) for k in (0, 1)], seconds=SECONDS)
+    assert len(h.backlog.wakes) == texts
+    h.clock.now += WINDOW * 2  # the slots are free again
+    wakes = [msg(f"wake-{n}", wake_body(g), **{GROUP_ATTRIBUTE: g}) for n, (_, g, _) in enumerate(h.backlog.wakes)]
+
+    h.run(*wakes, seconds=SECONDS)
+
+    assert len(h.api.calls) == 2, "the groups of the first two wakes: with another execution, one window's calls"
+    again = h.backlog.wakes[texts:]
+    assert sorted(delay for _, _, delay in again) == [60] * 4 + [120] * 4, "each to the window of its turn"
+    assert {g for _, g, _ in again} == {g for _, g, _ in h.backlog.wakes[2:texts]}
