@@ -156,8 +156,8 @@ class FakeBacklog(RecordingSink[Deferral]):
 class FlakyPendingPool(InProcessPendingPool):
     """The in-process pool; `fail` names operations that raise the store's error, as the adapter does."""
 
-    def __init__(self) -> None:
-        super().__init__()
+    def __init__(self, *, shared: bool = True) -> None:
+        super().__init__(shared=shared)
         self.fail: set[str] = set()
         self.takes = 0
 
@@ -194,6 +194,8 @@ class FlakyStateStore(InProcessStateStore):
         super().__init__()
         self.failing: set[str] = set()
         self.mark_sent_failures = 0  # how many "sent" records to refuse before taking them again
+        self.clock: FakeClock | None = None
+        self.seconds_per_claim = 0.0  # a slow table: each claim moves `clock` on
 
     def _maybe_fail(self, operation: str) -> None:
         if operation in self.failing:
@@ -203,6 +205,8 @@ class FlakyStateStore(InProcessStateStore):
         self, requests: Sequence[tuple[str, str]], *, attempt_id: str, now: float, lease_until: float
     ) -> dict[str, Claim]:
         self._maybe_fail("claim_many")
+        if self.clock is not None:
+            self.clock.now += self.seconds_per_claim * len(requests)
         return super().claim_many(requests, attempt_id=attempt_id, now=now, lease_until=lease_until)
 
     def start_attempt(self, attempt_id: str, call_count: int, *, now: float) -> None:

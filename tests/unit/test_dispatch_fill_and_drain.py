@@ -6,10 +6,12 @@ from __future__ import annotations
 
 import math
 
+from fakes import FlakyPendingPool
 from harness import BONUS, QUEUE_ARN, Harness, body, msg, phones, requeued_copy
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from imshop_push.dispatch.dispatcher import Disposition
 from imshop_push.domain.inbound import InboundMessage
 from imshop_push.domain.pending import GROUP_ATTRIBUTE, wake_body
 from imshop_push.domain.sqs_copies import SQS_MAX_DELAY_SECONDS, delay_until
@@ -19,13 +21,24 @@ MAX_RECIPIENTS = 50
 SECONDS = 20.0  # less than a window: an execution cannot wait in process for the next window's slots
 
 
+def wake_message(group: str, message_id: str) -> InboundMessage:
+    return msg(message_id, wake_body(group), **{GROUP_ATTRIBUTE: group})
+
+
 def stream_batch(index: int, size: int, first_user: int) -> list[InboundMessage]:
     """`size` requests of one text, one recipient each, as one SQS batch hands them over."""
     users = phones(size, first_user)
     return [msg(f"s{index}-{n}", body(users=[u], message=BONUS, key=f"s{index}-{n}")) for n, u in enumerate(users)]
 
 
-def deliver(h: Harness, arrivals: list[tuple[float, list[InboundMessage]]], *, rounds: int = 200) -> None:
+def deliver(
+    h: Harness,
+    arrivals: list[tuple[float, list[InboundMessage]]],
+    *,
+    rounds: int = 200,
+    seconds: float = SECONDS,
+    wakes_written: list[int] | None = None,
+) -> None:
     """SQS from here on: each batch arrives at its time; every copy and wake the executions write comes back as a
     batch of its own once its delay has passed, until nothing waits."""
     waiting = sorted(arrivals, key=lambda a: a[0])
@@ -35,14 +48,15 @@ def deliver(h: Harness, arrivals: list[tuple[float, list[InboundMessage]]], *, r
         at, batch = waiting.pop(0)
         h.clock.now = max(h.clock(), at)
         copies, wakes = len(h.backlog.received), len(h.backlog.wakes)
-        results = h.results(*batch, seconds=SECONDS)
+        results = h.results(*batch, seconds=seconds)
         assert not any(r.disposition.is_failure for r in results.values()), results
         for n, copy in enumerate(h.backlog.received[copies:]):
             again = requeued_copy(copy, f"{copy.message.message_id.split('/')[0]}/{round_}.{n}")
             waiting.append((h.clock() + min(copy.delay_seconds, SQS_MAX_DELAY_SECONDS), [again]))
         for n, (_, group, delay) in enumerate(h.backlog.wakes[wakes:]):
-            wake = msg(f"wake/{round_}.{n}", wake_body(group), **{GROUP_ATTRIBUTE: group})
-            waiting.append((h.clock() + delay, [wake]))
+            waiting.append((h.clock() + delay, [wake_message(group, f"wake/{round_}.{n}")]))
+            if wakes_written is not None:
+                wakes_written.append(delay)
         waiting.sort(key=lambda a: a[0])
     raise AssertionError("the stream never drained")
 
@@ -113,3 +127,57 @@ def test_an_execution_takes_half_a_windows_calls_worth_of_wakes_and_writes_the_o
     again = h.backlog.wakes[texts:]
     assert sorted(delay for _, _, delay in again) == [60] * 4 + [120] * 4, "each to the window of its turn"
     assert {g for _, g, _ in again} == {g for _, g, _ in h.backlog.wakes[2:texts]}
+
+
+def test_a_wake_on_a_slow_state_table_sends_what_it_could_claim_and_leaves_the_rest_with_a_wake_at_once() -> None:
+    """A claim takes 50 ms (an emulator, a throttled table, a busy host) and an invocation has 4 s before its last
+    call may start: a wake that claimed all of the 400 it took would pass that moment and defer them all, every
+    time, and the group would never drain."""
+    h = Harness(pending=True, window=2.0)
+    h.state.clock, h.state.seconds_per_claim = h.clock, 0.05
+    seconds = 20.0  # 4 s to the last call start: the reserve (3 s) and a worst-case call (13 s) come off
+    for _ in range(h.policy.limit):
+        h.limiter.try_acquire(h.clock())
+    for index in range(4):  # every slot taken: each batch of the text waits in the pool
+        h.results(*stream_batch(index, 100, 100 * index), seconds=seconds)
+    assert len(h.api.calls) == 0
+    assert h.pool.pooled(h.backlog.wakes[0][1]) == 400
+    h.clock.now += 3 * h.policy.window_seconds
+    h.dispatcher = h.execution()  # another environment: the wake message is what brings the group in
+    left: list[int] = []
+
+    deliver(h, [(h.clock(), [wake_message(h.backlog.wakes[0][1], "wake-0")])], seconds=seconds, wakes_written=left)
+
+    reached = sorted(r for c in h.api.calls for _, r in c.recipients)
+    assert reached == sorted(phones(400)), "every recipient exactly once"
+    assert 0 in left, "what a wake had no time to claim is taken again at once"
+
+
+def test_an_environment_takes_its_own_due_group_with_its_next_batch_and_the_wake_message_finds_nothing_left() -> None:
+    """The wake message is behind whatever the queue held when it was written: the environment that pooled the
+    group takes it itself once it is due, and the message, when it comes, costs a read and sends nothing."""
+    h = Harness(pending=True, limit=2, window=WINDOW)
+    for _ in range(2):
+        h.limiter.try_acquire(h.clock())
+    h.run(*stream_batch(0, 30, 0), seconds=SECONDS)
+    [(_, group, _)] = h.backlog.wakes
+    assert not h.api.calls
+    h.clock.now += 2 * WINDOW  # due, and the slots are free again
+
+    status = msg("status", body(users=phones(1, 900), message={"title": "Заказ 1", "summary": "в пути"}, key="o-1"))
+    assert h.run(status, seconds=SECONDS) == {"status": Disposition.DELIVERED}
+    assert sorted(len(c.recipients) for c in h.api.calls) == [1, 30], "its own group went with the next batch"
+
+    assert h.run(wake_message(group, "wake-late"), seconds=SECONDS) == {"wake-late": Disposition.DELIVERED}
+    assert len(h.api.calls) == 2, "the late wake message sent nothing again"
+    assert h.pool.pooled(group) == 0
+
+
+def test_a_pool_no_other_execution_shares_holds_no_partial_call() -> None:
+    """A local run without tables keeps the pool in its own memory: no one else would fill a held call."""
+    h = Harness(pending_pool=FlakyPendingPool(shared=False), window=WINDOW, max_recipients=MAX_RECIPIENTS)
+
+    h.run(*stream_batch(0, 10, 0), seconds=SECONDS)
+
+    assert [len(c.recipients) for c in h.api.calls] == [10]
+    assert h.backlog.wakes == []

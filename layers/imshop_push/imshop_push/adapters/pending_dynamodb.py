@@ -34,6 +34,8 @@ logger = logging.getLogger(__name__)
 
 
 class DynamoDBPendingPool(DynamoDBStore):
+    shared = True
+
     def __init__(
         self,
         client: DynamoDBClient,

@@ -16,7 +16,7 @@ from imshop_push.domain.history import HistoryWriter
 from imshop_push.domain.lanes import Lanes
 from imshop_push.domain.model import CallOutcome, Deferral, Poison
 from imshop_push.domain.observability import MetricSink
-from imshop_push.domain.pending import PendingPool
+from imshop_push.domain.pending import OpenGroups, PendingPool
 from imshop_push.domain.rate_limit import RateLimiter
 from imshop_push.domain.send_time import SendTime
 from imshop_push.domain.state import StateStore
@@ -78,4 +78,5 @@ class Context:
     lanes: Lanes = field(default=Lanes())
     history: HistoryWriter | None = None  # None: the history is not enabled
     pending: PendingPool | None = None  # None: deferred requests wait as copies, each on its own
+    open_groups: OpenGroups = field(default_factory=OpenGroups)  # this environment's pooled groups (`pending.py`)
     send_time: SendTime = field(default=SendTime())  # how far ahead sendAt may be; the bulk lane's quiet hours

@@ -47,6 +47,7 @@ class Batch:
     claimed: dict[str, Track] = field(default_factory=dict)  # by message id, in the order they were claimed
     taken: dict[str, Taken] = field(default_factory=dict)  # requests a wake took from the pending pool, by id
     pooled: set[tuple[str, str]] = field(default_factory=set)  # (group, key) of what this batch put in the pool
+    left_in_pool: set[str] = field(default_factory=set)  # groups of taken requests there was no time to claim
     joining: set[str] = field(default_factory=set)  # groups calls of this batch wait in to fill (`join_waiting.py`)
     later_wakes: list[tuple[Track, str, float]] = field(default_factory=list)
     """Wakes this batch did not take, with their group and turn: written again at the end (`take_pending.py`)."""

@@ -62,6 +62,10 @@ class PendingCopy(NamedTuple):
 class PendingPool(Protocol):
     """Every method raises `StoreError` when the pool is unavailable."""
 
+    shared: bool
+    """Other executions see what is pooled, and wake messages reach them. A partial call waits to fill only in
+    a shared pool: a pool in one process's memory (a local run without tables) has no one to fill it."""
+
     def put(self, group: str, copies: Sequence[PendingCopy], *, now: float) -> None:
         """Pool the copies (again): an item put again is replaced, and its expiration renewed."""
         ...
@@ -100,6 +104,33 @@ class PendingPool(Protocol):
         """When the group's written wake is due; None when none is (nothing of it waits, it is being taken right
         now, or the one armed is still being written and may yet fail)."""
         ...
+
+
+class OpenGroups:
+    """The groups this execution environment pooled requests in, with when their wake is due: taken by the
+    environment's next invocation once due, without waiting for the wake message.
+
+    A wake message is written to the back of its queue: behind a backlog it comes only once the backlog before
+    it has been received, and meanwhile the requests it would release wait while slots go unused. An environment
+    that keeps receiving batches takes its own groups when they are due; the wake message stays the guarantee
+    (it finds what is left, or nothing, at the cost of a read). Memory only: a new environment starts empty."""
+
+    def __init__(self) -> None:
+        self._due: dict[str, tuple[float, str]] = {}  # group: (due, the queue's ARN)
+
+    def opened(self, group: str, event_source_arn: str, due: float) -> None:
+        """The earlier due wins: the wake written first is the one the group waits for."""
+        known = self._due.get(group)
+        if known is None or due < known[0]:
+            self._due[group] = (due, event_source_arn)
+
+    def due(self, now: float) -> list[tuple[str, str]]:
+        """(group, ARN) of the groups due at `now`, the longest waiting first."""
+        ready = sorted((due, group, arn) for group, (due, arn) in self._due.items() if due <= now)
+        return [(group, arn) for _, group, arn in ready]
+
+    def taken(self, group: str) -> None:
+        self._due.pop(group, None)
 
 
 def group_of(event_source_arn: str, content: Content) -> str:
@@ -189,7 +220,8 @@ def rotated(keys: Sequence[str], after: str | None) -> list[str]:
 class InProcessPendingPool:
     """The same semantics in memory, for local runs without a table."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, shared: bool = True) -> None:
+        self.shared = shared  # its executions share this object (tests), or a local run's lone process
         self._groups: dict[str, dict[str, PendingCopy]] = {}
         self._wakes: dict[str, tuple[float, str | None]] = {}  # due, and its token while it is being written
         self._cursors: dict[str, str] = {}  # the last key of a take that did not take the whole group

@@ -65,7 +65,7 @@ def dynamodb_or_in_process_pending(settings: Settings, aws: AwsClients) -> Pendi
         from imshop_push.adapters.pending_dynamodb import DynamoDBPendingPool  # noqa: PLC0415
 
         return DynamoDBPendingPool(aws("dynamodb"), settings.pending_table_name, ttl_seconds=settings.state_ttl_seconds)
-    return InProcessPendingPool() if settings.state_table_name is None else None
+    return InProcessPendingPool(shared=False) if settings.state_table_name is None else None
 
 
 def dead_letter_queue(sqs: Callable[[], Any], queue_url: str) -> DeadLetterSink:

@@ -15,10 +15,14 @@ from imshop_push.domain.fate import Fate, Track
 from imshop_push.domain.model import NotificationRequest, StoreError
 from imshop_push.domain.state import Claim as StoredClaim
 from imshop_push.domain.state import ClaimStatus
+from imshop_push.domain.threads import AWS_THREADS
 
 logger = logging.getLogger(__name__)
 
 KEY_REUSED = "idempotencyKey: key reused with different content (it was already used for another notification)"
+LEFT_IN_POOL = "no time left to claim it before this invocation's calls: it waits in the pending pool for its wake"
+TAKEN_CLAIM_CHUNK = 2 * AWS_THREADS
+"""Pooled requests claimed side by side before the clock is read again."""
 NOT_CLAIMED_REASONS = {
     ClaimStatus.BUSY: "another execution is delivering this request",
     ClaimStatus.UNAVAILABLE: "state store unavailable for this request",
@@ -41,9 +45,39 @@ class Claim:
         self._ctx = ctx
 
     def __call__(self, batch: Batch) -> None:
-        """Claim one content per key. A content the store refuses as conflicting is poison, and the next content
-        under that key (if the batch has one) gets its turn; whatever content wins, the others are poison."""
+        """Claim one content per key: SQS's records all, then the requests a wake took from the pending pool, a
+        chunk at a time while the time until the first call allows (`_claim_taken`)."""
         contenders = variants_by_key([t for t in batch.parsed() if t.fate is Fate.RECEIVED])
+        taken = {
+            key: vs for key, vs in contenders.items() if all(t.message_id in batch.taken for v in vs for t in v.tracks)
+        }
+        self._claim({key: vs for key, vs in contenders.items() if key not in taken}, batch)
+        if taken:
+            self._claim_taken(taken, batch)
+
+    def _claim_taken(self, contenders: dict[str, list[Variant]], batch: Batch) -> None:
+        """A wake's requests are claimed until half the time to the first call is spent; the rest stay in the
+        pool, their wake written again at once. However slow the state table (an emulator, a throttled table, a
+        busy host), a wake then always makes calls of what it claimed: one that claimed everything it took
+        would reach the last moment a call may start and defer them all, every time. The first chunk is
+        always claimed unless no call can start any more."""
+        clock, last_call_start = self._ctx.clock, batch.deadline.last_call_start
+        start = clock()
+        cutoff = start + (last_call_start - start) / 2
+        keys = list(contenders)
+        for first in range(0, len(keys), TAKEN_CLAIM_CHUNK):
+            now = clock()
+            if now >= last_call_start or (first and now >= cutoff):
+                for key in keys[first:]:
+                    for track in (t for v in contenders[key] for t in v.tracks):
+                        track.retry(LEFT_IN_POOL)
+                        batch.left_in_pool.add(batch.taken[track.message_id].group)
+                return
+            self._claim({key: contenders[key] for key in keys[first : first + TAKEN_CLAIM_CHUNK]}, batch)
+
+    def _claim(self, contenders: dict[str, list[Variant]], batch: Batch) -> None:
+        """A content the store refuses as conflicting is poison, and the next content under that key (if the
+        batch has one) gets its turn; whatever content wins, the others are poison."""
         while contenders:
             turn = {key: vs[0] for key, vs in contenders.items()}
             try:

@@ -30,7 +30,9 @@ class JoinWaiting:
         """Call `index` waits in the pool (its requests are deferred to the group's wake); False: send it."""
         ctx, call = self._ctx, batch.attempt.calls[index]
         owners = batch.owners(call)
-        if ctx.pending is None or not owners or len(call.recipients) >= ctx.limits.max_recipients:
+        if ctx.pending is None or not ctx.pending.shared:  # no one else could fill it
+            return False
+        if not owners or len(call.recipients) >= ctx.limits.max_recipients:
             return False  # a call every owner left (switched to a fallback's text) is dropped by the sender
         arn = owners[0].message.event_source_arn
         if any(_stays(t, batch, index, arn) for t in owners):

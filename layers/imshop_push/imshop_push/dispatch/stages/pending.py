@@ -95,7 +95,10 @@ class Pooling:
             return [pair for pair in pairs if pair[0].message_id not in batch.taken]
         batch.pooled.update((group, copy.key) for copy in copies)
         wake_at = min(t.retry_at if t.retry_at is not None else self._ctx.clock() for t, _ in pairs)
-        if not ensure_wake(self._ctx, group, pairs[0][0].message.event_source_arn, wake_at):
+        arn = pairs[0][0].message.event_source_arn
+        if ensure_wake(self._ctx, group, arn, wake_at):
+            self._ctx.open_groups.opened(group, arn, wake_at)
+        else:
             for track, _ in pairs:
                 give_back_waiting(batch, track, "could not write the wake of its pending group")
         fresh = [t for t, _ in pairs if t.message_id not in batch.taken and all(t is not u for u, _ in unfit)]
@@ -140,7 +143,7 @@ class ReleasePending:
                 logger.exception("finished requests stay in the pending pool: the next wake finds them done")
                 unwoken.setdefault(group, next(t.wake for t in batch.taken.values() if t.group == group))
         self._renew(waiting)
-        self._wake_again(unwoken)
+        self._wake_again(unwoken, batch.left_in_pool)
 
     def _write_later_wakes(self, batch: Batch) -> None:
         """After the calls: each wake this batch left for a later window, delayed to its turn (a new message)."""
@@ -166,12 +169,16 @@ class ReleasePending:
                 for taken in left:
                     taken.wake.give_back("could not renew the requests it left in the pending pool")
 
-    def _wake_again(self, unwoken: dict[str, Track]) -> None:
-        """A window from now: what failed transiently, or did not fit in one take, is taken again then."""
-        retry_at = self._ctx.clock() + self._ctx.limits.window_seconds
+    def _wake_again(self, unwoken: dict[str, Track], left: set[str]) -> None:
+        """A window from now: what failed transiently, or did not fit in one take, is taken again then. At once:
+        what there was no time to claim (`stages/claim.py`), while this invocation's calls go."""
+        now = self._ctx.clock()
         for group, wake in unwoken.items():
             arn = wake.message.event_source_arn
-            if not ensure_wake(self._ctx, group, arn, retry_at):
+            retry_at = now if group in left else now + self._ctx.limits.window_seconds
+            if ensure_wake(self._ctx, group, arn, retry_at):
+                self._ctx.open_groups.opened(group, arn, retry_at)
+            else:
                 wake.give_back("could not write the next wake of its pending group")
 
 

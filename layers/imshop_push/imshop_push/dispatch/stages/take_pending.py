@@ -10,18 +10,28 @@ from dataclasses import replace
 from imshop_push.dispatch.ports import Context
 from imshop_push.domain.batch import Batch, Taken
 from imshop_push.domain.fate import Track
+from imshop_push.domain.inbound import InboundMessage
 from imshop_push.domain.model import FINISH_RESERVE_FRACTION, FINISH_RESERVE_PER_RECORD_SECONDS, StoreError
 from imshop_push.domain.pending import (
     TAKE_MAX_ITEMS,
     TAKE_MIN_ITEMS,
     TAKE_SECONDS_PER_ITEM,
+    VIRTUAL_PREFIX,
     PendingCopy,
     inbound_of,
+    wake_body,
     wake_group,
 )
 from imshop_push.domain.threads import map_in_threads
 
 logger = logging.getLogger(__name__)
+
+
+OWN_WAKE_PREFIX = f"{VIRTUAL_PREFIX}own-wake:"
+
+
+def is_own_wake(message: InboundMessage) -> bool:
+    return message.message_id.startswith(OWN_WAKE_PREFIX)
 
 
 class TakePending:
@@ -36,11 +46,14 @@ class TakePending:
                 wake.wake("no pending pool is configured: nothing waits in it")
             return
         wakes = self._ration(batch, wakes)
+        wakes += self._open_groups_due([g for _, g in wakes], rationed=len(batch.later_wakes) > 0)
         limit = self._take_limit(len(wakes), batch)
 
-        def take(group: str) -> list[PendingCopy] | None:
+        def take(wake: tuple[Track, str]) -> list[PendingCopy] | None:
+            track, group = wake
             try:
-                pool.disarm(group)  # before reading: what is pooled after this has a wake of its own
+                if not is_own_wake(track.message):  # an own take leaves the group's wake message to come
+                    pool.disarm(group)  # before reading: what is pooled after this has a wake of its own
                 return pool.take(group, limit=limit)
             except StoreError:
                 logger.exception("the pending pool is unavailable: the wake goes back to SQS")
@@ -48,7 +61,7 @@ class TakePending:
 
         known = {t.message_id for t in batch.tracks}
         # Side by side: the round trips of several wakes must leave time for their calls in this invocation.
-        for (wake, group), copies in zip(wakes, map_in_threads(take, [g for _, g in wakes]), strict=True):
+        for (wake, group), copies in zip(wakes, map_in_threads(take, wakes), strict=True):
             if copies is None:
                 wake.retry("pending pool unavailable")
                 continue
@@ -71,12 +84,31 @@ class TakePending:
         so that the backlog leaves at the vendor's rate, window after window. Their groups stay armed: the wake
         written again is the one deferrals rely on."""
         ctx = self._ctx
-        per_window, take = max(1, ctx.limits.rate_limit_requests), max(1, ctx.limits.rate_limit_requests // 2)
+        per_window, take = max(1, ctx.limits.rate_limit_requests), self._per_execution()
         now, window = ctx.clock(), ctx.limits.window_seconds
         for position, (wake, group) in enumerate(wakes[take:]):
             wake.wake("its turn comes in a later window: written again, delayed to it")
             batch.later_wakes.append((wake, group, now + (1 + position // per_window) * window))
         return wakes[:take]
+
+    def _open_groups_due(self, woken: list[str], *, rationed: bool) -> list[tuple[Track, str]]:
+        """This environment's own groups that are due (`OpenGroups`), up to the rest of the ration: taken as if
+        their wake had come, by a wake of this stage's making outside the batch (no SQS message to answer for).
+        Such a take does not disarm the group: the wake message armed for it still comes, and whatever this take
+        leaves in the pool is what that message would have found anyway. So nothing depends on the own take:
+        what it sends is sent; what it cannot give back (there is no message) stays covered by that wake."""
+        groups = self._ctx.open_groups
+        for group in woken:
+            groups.taken(group)
+        room = 0 if rationed else self._per_execution() - len(woken)
+        own: list[tuple[Track, str]] = []
+        for group, arn in groups.due(self._ctx.clock())[: max(0, room)]:
+            groups.taken(group)
+            own.append((Track(InboundMessage(f"{OWN_WAKE_PREFIX}{group}", wake_body(group), arn)), group))
+        return own
+
+    def _per_execution(self) -> int:
+        return max(1, self._ctx.limits.rate_limit_requests // 2)
 
     def _take_limit(self, wakes: int, batch: Batch) -> int:
         """Each wake's share of what the time until the first call can claim."""
