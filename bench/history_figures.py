@@ -141,10 +141,10 @@ class _NoBacklog:
     def requeue(self, deferrals: Any) -> set[str]:
         return set()
 
-    def wake(self, event_source_arn: str, group: str, delay_seconds: int) -> bool:
+    def wake(self, event_source_arn: str, group: str, delay_seconds: int, token: str | None = None) -> bool:
         return True
 
-    def write_wakes(self, wakes: Any) -> set[int]:
+    def write_wakes(self, wakes: Any, tokens: Any = ()) -> set[int]:
         return set()
 
     def history_copy(self, event_source_arn: str, token: str) -> bool:

@@ -15,7 +15,7 @@ import pytest
 from imshop_push.adapters.pending_dynamodb import DynamoDBPendingPool
 from imshop_push.domain.inbound import InboundMessage
 from imshop_push.domain.model import Deferral
-from imshop_push.domain.pending import PendingCopy, inbound_of, pending_copy
+from imshop_push.domain.pending import InProcessPendingPool, PendingCopy, PendingPool, inbound_of, pending_copy
 from imshop_push.domain.sqs_batches import attributes_size, utf8_size
 from imshop_push.domain.sqs_copies import requeue_entry
 from imshop_push_local.aws_emulator import LocalAws, MotoServer, provision
@@ -210,3 +210,34 @@ def test_pooling_a_request_again_renews_its_expiration(
     pool.put("e", [copy(1)], now=now + 5000)
     item = client.get_item(TableName=name, Key={"group": {"S": "e"}, "key": {"S": "m1"}}, ConsistentRead=True)
     assert item["Item"]["expiration"] == {"N": str(int(now + 5000) + 3600)}
+
+
+@pytest.fixture(params=["dynamodb", "in-process"])
+def either_pool(request: pytest.FixtureRequest) -> PendingPool:
+    if request.param == "in-process":
+        return InProcessPendingPool()
+    pool: DynamoDBPendingPool = request.getfixturevalue("pool")
+    return pool
+
+
+def test_a_wake_whose_group_was_taken_and_armed_again_since_is_obsolete(either_pool: PendingPool) -> None:
+    """A wake message of a group an execution took itself (without the message), and that later requests armed
+    again, would take those requests before their window: it is obsolete once the newer wake is written, and only
+    then (a wake still being written may fail)."""
+    pool, now, group = either_pool, time.time(), "content:token"
+    first = pool.arm(group, wake_at=now + 1, stale_before=now - 100, now=now)
+    assert first is not None
+    pool.written(group, first)
+    assert pool.disarm(group), "an own take disarms whatever is armed"
+    second = pool.arm(group, wake_at=now + 5, stale_before=now - 100, now=now)
+    assert second is not None
+    assert pool.disarm(group, first), "the newer wake is not written yet: the older one still takes"
+    second = pool.arm(group, wake_at=now + 5, stale_before=now - 100, now=now)
+    assert second is not None
+    pool.written(group, second)
+
+    assert not pool.disarm(group, first), "obsolete: the written newer wake takes what it would"
+    assert pool.armed(group) == pytest.approx(now + 5, abs=0.01), "and the newer wake stays armed"
+    assert pool.disarm(group, second)
+    assert pool.armed(group) is None
+    assert pool.disarm(group, first), "nothing armed: a late wake takes what is left"

@@ -126,6 +126,7 @@ class FakeBacklog(RecordingSink[Deferral]):
     def __init__(self, received: list[Deferral] | None = None) -> None:
         super().__init__(received)
         self.wakes: list[tuple[str, str, int]] = []  # (queue ARN, group, delay seconds)
+        self.wake_tokens: list[str | None] = []  # each wake's token, by position
         self.fail_wakes = False
         self.history_copies: list[InboundMessage] = []  # as SQS would hand them to a later invocation
         self.fail_history_copies = False
@@ -135,16 +136,21 @@ class FakeBacklog(RecordingSink[Deferral]):
     def requeue(self, deferrals: Sequence[Deferral]) -> set[str]:
         return self.take(deferrals)
 
-    def wake(self, event_source_arn: str, group: str, delay_seconds: int) -> bool:
+    def wake(self, event_source_arn: str, group: str, delay_seconds: int, token: str | None = None) -> bool:
         if self.while_writing_wake is not None and not self.while_writing_wake(event_source_arn, group, delay_seconds):
             return False
         if self.fail_wakes:
             return False
         self.wakes.append((event_source_arn, group, delay_seconds))
+        self.wake_tokens.append(token)
         return True
 
-    def write_wakes(self, wakes: Sequence[tuple[str, str, int]]) -> set[int]:
-        return {n for n, (arn, group, delay) in enumerate(wakes) if not self.wake(arn, group, delay)}
+    def write_wakes(self, wakes: Sequence[tuple[str, str, int]], tokens: Sequence[str | None] = ()) -> set[int]:
+        return {
+            n
+            for n, (arn, group, delay) in enumerate(wakes)
+            if not self.wake(arn, group, delay, tokens[n] if n < len(tokens) else None)
+        }
 
     def history_copy(self, event_source_arn: str, token: str) -> bool:
         if self.fail_history_copies:

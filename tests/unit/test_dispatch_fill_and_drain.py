@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 
 from imshop_push.dispatch.dispatcher import Disposition
 from imshop_push.domain.inbound import InboundMessage
-from imshop_push.domain.pending import GROUP_ATTRIBUTE, wake_body
+from imshop_push.domain.pending import GROUP_ATTRIBUTE, WAKE_TOKEN_ATTRIBUTE, wake_body
 from imshop_push.domain.sqs_copies import SQS_MAX_DELAY_SECONDS, delay_until
 
 WINDOW = 60.0
@@ -181,3 +181,33 @@ def test_a_pool_no_other_execution_shares_holds_no_partial_call() -> None:
 
     assert [len(c.recipients) for c in h.api.calls] == [10]
     assert h.backlog.wakes == []
+
+
+def test_a_late_wake_message_of_a_group_its_environment_took_leaves_the_text_arriving_since_to_its_window() -> None:
+    """The environment that pooled a text took it itself; the text goes on arriving, and its new requests open the
+    group again for a window. The first wake message, delivered late, must not send them before that window."""
+    h = Harness(pending=True, limit=4, window=WINDOW)
+    for _ in range(4):
+        h.limiter.try_acquire(h.clock())
+    h.run(*stream_batch(0, 30, 0), seconds=SECONDS)
+    [(_, group, _)] = h.backlog.wakes
+    [first_token] = h.backlog.wake_tokens
+    h.clock.now += 2 * WINDOW
+    h.run(
+        msg("status", body(users=phones(1, 900), message={"title": "Заказ", "summary": "."}, key="o")), seconds=SECONDS
+    )
+    assert sorted(len(c.recipients) for c in h.api.calls) == [1, 30], "taken by its own environment"
+    h.dispatcher = h.execution()
+    h.run(*stream_batch(1, 10, 30), seconds=SECONDS)  # the text goes on: it waits a window to fill
+    assert len(h.backlog.wakes) == 2
+
+    late = msg("wake-late", wake_body(group), **{GROUP_ATTRIBUTE: group, WAKE_TOKEN_ATTRIBUTE: first_token or ""})
+    assert h.run(late, seconds=SECONDS) == {"wake-late": Disposition.DELIVERED}
+    assert len(h.api.calls) == 2, "the late wake is obsolete: the 10 wait for their own window"
+
+    h.clock.now += WINDOW
+    newer = msg(
+        "wake-2", wake_body(group), **{GROUP_ATTRIBUTE: group, WAKE_TOKEN_ATTRIBUTE: h.backlog.wake_tokens[1] or ""}
+    )
+    h.run(newer, seconds=SECONDS)
+    assert [len(c.recipients) for c in h.api.calls][2:] == [10]

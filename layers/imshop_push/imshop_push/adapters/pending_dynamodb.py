@@ -80,7 +80,7 @@ class DynamoDBPendingPool(DynamoDBStore):
                 self._client.update_item(
                     TableName=self._table,
                     Key=self._wake_key(group),
-                    UpdateExpression="SET wake_at = :at, writer = :token, expiration = :exp",
+                    UpdateExpression="SET wake_at = :at, writer = :token, wake_token = :token, expiration = :exp",
                     ConditionExpression="attribute_not_exists(wake_at) OR wake_at < :stale OR wake_at > :at",
                     ExpressionAttributeValues={
                         ":at": {"N": f"{wake_at:.3f}"},
@@ -103,7 +103,7 @@ class DynamoDBPendingPool(DynamoDBStore):
         self._if_armed_by(group, token, "REMOVE writer", "pending pool written")
 
     def abandon(self, group: str, token: str) -> None:
-        self._if_armed_by(group, token, "REMOVE wake_at, writer", "pending pool abandon")
+        self._if_armed_by(group, token, "REMOVE wake_at, writer, wake_token", "pending pool abandon")
 
     def armed(self, group: str) -> float | None:
         with translated(StateStoreError, "pending pool armed"):
@@ -112,19 +112,30 @@ class DynamoDBPendingPool(DynamoDBStore):
             return None
         return float(item["wake_at"]["N"])
 
-    def disarm(self, group: str) -> None:
+    def disarm(self, group: str, token: str | None = None) -> bool:
         """Keeps where the next take starts (the item's other attribute)."""
+        request: dict[str, Any] = {
+            "TableName": self._table,
+            "Key": self._wake_key(group),
+            "UpdateExpression": "REMOVE wake_at, writer, wake_token",
+            "ConditionExpression": "attribute_exists(wake_at)",
+            "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
+        }
+        if token is not None:  # not when a newer wake, written, holds the group
+            request["ConditionExpression"] += (
+                " AND (attribute_not_exists(wake_token) OR wake_token = :token OR attribute_exists(writer))"
+            )
+            request["ExpressionAttributeValues"] = {":token": {"S": token}}
         try:
             with translated(StateStoreError, "pending pool disarm"):
-                self._client.update_item(
-                    TableName=self._table,
-                    Key=self._wake_key(group),
-                    UpdateExpression="REMOVE wake_at, writer",
-                    ConditionExpression="attribute_exists(wake_at)",
-                )
+                self._client.update_item(**request)
         except StateStoreError as e:
             if not _condition_failed(e):
-                raise  # else none was armed
+                raise
+            cause = cast("ClientError", e.__cause__)
+            armed = cast("dict[str, Any]", cause.response).get("Item")
+            return not armed or "wake_at" not in armed  # none was armed: the take goes on
+        return True
 
     def _if_armed_by(self, group: str, token: str, update: str, what: str) -> None:
         try:

@@ -15,7 +15,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from imshop_push.domain.history import history_copy_body
 from imshop_push.domain.model import Deferral, Poison
-from imshop_push.domain.pending import GROUP_ATTRIBUTE, wake_body
+from imshop_push.domain.pending import GROUP_ATTRIBUTE, WAKE_TOKEN_ATTRIBUTE, wake_body
 from imshop_push.domain.sqs_batches import batches
 from imshop_push.domain.sqs_copies import SQS_MAX_DELAY_SECONDS, EntryTooLargeError, dead_letter_entry, requeue_entry
 from imshop_push.domain.threads import map_in_threads
@@ -62,21 +62,21 @@ class SourceQueue:
             failed |= unfit | _send_batches(self._client(), url, entries)
         return failed
 
-    def wake(self, event_source_arn: str, group: str, delay_seconds: int) -> bool:
+    def wake(self, event_source_arn: str, group: str, delay_seconds: int, token: str | None = None) -> bool:
         """The wake of a pending group (`pending.py`), to the queue its requests came from."""
         try:
             self._client().send_message(
                 QueueUrl=self._queue_url(event_source_arn),
                 MessageBody=wake_body(group),
                 DelaySeconds=max(0, min(SQS_MAX_DELAY_SECONDS, delay_seconds)),
-                MessageAttributes={GROUP_ATTRIBUTE: {"DataType": "String", "StringValue": group}},
+                MessageAttributes=_wake_attributes(group, token),
             )
         except (ClientError, BotoCoreError, ValueError):
             logger.exception("cannot write the wake of a pending group")
             return False
         return True
 
-    def write_wakes(self, wakes: Sequence[tuple[str, str, int]]) -> set[int]:
+    def write_wakes(self, wakes: Sequence[tuple[str, str, int]], tokens: Sequence[str | None] = ()) -> set[int]:
         """Wakes written again for later windows (`stages/take_pending.py`): ten to a SendMessageBatch, side by side,
         so that a batch full of them is written within the invocation's finishing reserve."""
         failed: set[int] = set()
@@ -91,7 +91,7 @@ class SourceQueue:
             entry = {
                 "MessageBody": wake_body(group),
                 "DelaySeconds": max(0, min(SQS_MAX_DELAY_SECONDS, delay_seconds)),
-                "MessageAttributes": {GROUP_ATTRIBUTE: {"DataType": "String", "StringValue": group}},
+                "MessageAttributes": _wake_attributes(group, tokens[position] if position < len(tokens) else None),
             }
             by_queue.setdefault(url, []).append((str(position), entry))
         for url, entries in by_queue.items():
@@ -147,3 +147,10 @@ def _send_batches(client: SQSClient, url: str, entries: list[tuple[str, dict[str
         return {chunk[int(failure["Id"])][0] for failure in response.get("Failed", [])}
 
     return set().union(*map_in_threads(send, list(batches(entries, lambda item: item[1]))))
+
+
+def _wake_attributes(group: str, token: str | None) -> dict[str, Any]:
+    attributes = {GROUP_ATTRIBUTE: {"DataType": "String", "StringValue": group}}
+    if token is not None:
+        attributes[WAKE_TOKEN_ATTRIBUTE] = {"DataType": "String", "StringValue": token}
+    return attributes

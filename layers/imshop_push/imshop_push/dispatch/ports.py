@@ -40,12 +40,14 @@ class BacklogSink(Protocol):
         """Returns the message ids it could not write."""
         ...
 
-    def wake(self, event_source_arn: str, group: str, delay_seconds: int) -> bool:
-        """A wake message of the pending pool to that queue (`pending.py`); False if it was not written."""
+    def wake(self, event_source_arn: str, group: str, delay_seconds: int, token: str | None = None) -> bool:
+        """A wake message of the pending pool to that queue (`pending.py`), with the token it was armed with;
+        False if it was not written."""
         ...
 
-    def write_wakes(self, wakes: Sequence[tuple[str, str, int]]) -> set[int]:
-        """Several wakes (queue ARN, group, delay seconds), batched; returns the positions of those not written."""
+    def write_wakes(self, wakes: Sequence[tuple[str, str, int]], tokens: Sequence[str | None] = ()) -> set[int]:
+        """Several wakes (queue ARN, group, delay seconds), batched, each with its token (by position, when
+        given); returns the positions of those not written."""
         ...
 
     def history_copy(self, event_source_arn: str, token: str) -> bool:

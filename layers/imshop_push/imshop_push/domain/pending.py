@@ -37,6 +37,9 @@ from imshop_push.domain.model import Content
 GROUP_ATTRIBUTE = "pendingGroup"
 """Written on a wake for whoever reads the queue (the console, a DLQ listing); never read back: a producer can set
 any attribute, so a wake is known by its body alone (`wake_group`)."""
+WAKE_TOKEN_ATTRIBUTE = "pendingWakeToken"  # noqa: S105 - an attribute name, not a secret
+"""The token the wake was armed with: a wake whose group has since been armed by a newer one, written, is obsolete
+(`PendingPool.disarm`). Absent (a wake written before tokens, or by hand): the wake is taken as it always was."""
 _WAKE_FIELD = "pendingWake"
 _WAKE_ABOUT = "releases requests of one content waiting for rate budget"
 _WAKE_PREFIX = f'{{"{_WAKE_FIELD}": '
@@ -96,8 +99,11 @@ class PendingPool(Protocol):
         received, or another arm replaced it, meanwhile: then nothing changes)."""
         ...
 
-    def disarm(self, group: str) -> None:
-        """The wake is received: before the pool is read, so what is pooled after this arms a wake of its own."""
+    def disarm(self, group: str, token: str | None = None) -> bool:
+        """The wake armed with `token` (None: any wake) is received: before the pool is read, so what is pooled
+        after this arms a wake of its own. False, and nothing changes: the group is armed by another wake, written,
+        that will take whatever this one would have (this one is obsolete: its group was taken and armed again
+        since it was written, or an earlier wake replaced it)."""
         ...
 
     def armed(self, group: str) -> float | None:
@@ -179,6 +185,11 @@ def wake_group(message: InboundMessage) -> str | None:
     return group if isinstance(group, str) and group and body == wake_body(group) else None
 
 
+def wake_token(message: InboundMessage) -> str | None:
+    value = message.message_attributes.get(WAKE_TOKEN_ATTRIBUTE, {}).get("stringValue")
+    return value if isinstance(value, str) and value else None
+
+
 def wake_body(group: str) -> str:
     """Readable in the console or a DLQ listing: a wake holds no request and no recipient."""
     return json.dumps({_WAKE_FIELD: group, "about": _WAKE_ABOUT})
@@ -223,7 +234,7 @@ class InProcessPendingPool:
     def __init__(self, *, shared: bool = True) -> None:
         self.shared = shared  # its executions share this object (tests), or a local run's lone process
         self._groups: dict[str, dict[str, PendingCopy]] = {}
-        self._wakes: dict[str, tuple[float, str | None]] = {}  # due, and its token while it is being written
+        self._wakes: dict[str, tuple[float, str | None, str]] = {}  # due, its writer while being written, its token
         self._cursors: dict[str, str] = {}  # the last key of a take that did not take the whole group
         self._lock = threading.Lock()
 
@@ -251,14 +262,14 @@ class InProcessPendingPool:
             token = new_token()
             if armed is not None and stale_before <= armed[0] <= wake_at:
                 return None if armed[1] is None else token
-            self._wakes[group] = (wake_at, token)
+            self._wakes[group] = (wake_at, token, token)
             return token
 
     def written(self, group: str, token: str) -> None:
         with self._lock:
             armed = self._wakes.get(group)
             if armed is not None and armed[1] == token:
-                self._wakes[group] = (armed[0], None)
+                self._wakes[group] = (armed[0], None, token)
 
     def abandon(self, group: str, token: str) -> None:
         with self._lock:
@@ -266,9 +277,13 @@ class InProcessPendingPool:
             if armed is not None and armed[1] == token:
                 del self._wakes[group]
 
-    def disarm(self, group: str) -> None:
+    def disarm(self, group: str, token: str | None = None) -> bool:
         with self._lock:
+            armed = self._wakes.get(group)
+            if token is not None and armed is not None and armed[1] is None and armed[2] != token:
+                return False
             self._wakes.pop(group, None)
+            return True
 
     def armed(self, group: str) -> float | None:
         with self._lock:

@@ -18,7 +18,7 @@ from typing import Any
 from imshop_push.domain.fallback import FALLBACK_ATTRIBUTE, fallback_value
 from imshop_push.domain.inbound import InboundMessage, to_send_attributes
 from imshop_push.domain.model import Deferral, Poison
-from imshop_push.domain.pending import GROUP_ATTRIBUTE
+from imshop_push.domain.pending import GROUP_ATTRIBUTE, WAKE_TOKEN_ATTRIBUTE
 from imshop_push.domain.sqs_batches import SQS_MAX_MESSAGE_BYTES, attribute_size, attributes_size, utf8_size
 
 SQS_MAX_ATTRIBUTES = 10
@@ -42,6 +42,7 @@ RESERVED_ATTRIBUTES = frozenset(
         SOURCE_ID_ATTRIBUTE,
         ORDER_ATTRIBUTE,
         GROUP_ATTRIBUTE,
+        WAKE_TOKEN_ATTRIBUTE,
         HELD_ATTRIBUTE,
         FALLBACK_ATTRIBUTE,
     }

@@ -25,6 +25,7 @@ from imshop_push.domain.pending import (
     PendingCopy,
     group_of,
     pending_copy,
+    wake_token,
 )
 from imshop_push.domain.sqs_copies import EntryTooLargeError, delay_until, requeue_entry
 
@@ -152,7 +153,8 @@ class ReleasePending:
         if not later:
             return
         failed = self._ctx.backlog.write_wakes(
-            [(w.message.event_source_arn, g, delay_until(t, now)) for w, g, t in later]
+            [(w.message.event_source_arn, g, delay_until(t, now)) for w, g, t in later],
+            [wake_token(w.message) for w, _, _ in later],  # its group is still armed with this token
         )
         for position in failed:
             later[position][0].give_back("could not write the wake again for its turn")
@@ -199,7 +201,7 @@ def ensure_wake(ctx: Context, group: str, event_source_arn: str, wake_at: float)
     except StoreError:
         logger.exception("cannot arm a wake: one is written anyway (two wakes only cost a read)")
         token = None
-    written = ctx.backlog.wake(event_source_arn, group, delay_until(wake_at, now))
+    written = ctx.backlog.wake(event_source_arn, group, delay_until(wake_at, now), token)
     if token is not None:
         try:
             if written:

@@ -21,6 +21,7 @@ from imshop_push.domain.pending import (
     inbound_of,
     wake_body,
     wake_group,
+    wake_token,
 )
 from imshop_push.domain.threads import map_in_threads
 
@@ -52,8 +53,9 @@ class TakePending:
         def take(wake: tuple[Track, str]) -> list[PendingCopy] | None:
             track, group = wake
             try:
-                if not is_own_wake(track.message):  # an own take leaves the group's wake message to come
-                    pool.disarm(group)  # before reading: what is pooled after this has a wake of its own
+                # Before reading: what is pooled after this has a wake of its own.
+                if not pool.disarm(group, None if is_own_wake(track.message) else wake_token(track.message)):
+                    return []  # obsolete: a newer wake of the group, written, takes what this one would
                 return pool.take(group, limit=limit)
             except StoreError:
                 logger.exception("the pending pool is unavailable: the wake goes back to SQS")
@@ -94,9 +96,9 @@ class TakePending:
     def _open_groups_due(self, woken: list[str], *, rationed: bool) -> list[tuple[Track, str]]:
         """This environment's own groups that are due (`OpenGroups`), up to the rest of the ration: taken as if
         their wake had come, by a wake of this stage's making outside the batch (no SQS message to answer for).
-        Such a take does not disarm the group: the wake message armed for it still comes, and whatever this take
-        leaves in the pool is what that message would have found anyway. So nothing depends on the own take:
-        what it sends is sent; what it cannot give back (there is no message) stays covered by that wake."""
+        It disarms the group, so that what arrives after it opens the group again for a window. The wake message
+        still comes: obsolete once the group is armed again and written (`PendingPool.disarm`), else it takes
+        what is left, which covers what this take could not give back (it has no message to give back)."""
         groups = self._ctx.open_groups
         for group in woken:
             groups.taken(group)
