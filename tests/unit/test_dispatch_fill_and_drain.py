@@ -132,8 +132,9 @@ def test_an_execution_takes_half_a_windows_calls_worth_of_wakes_and_writes_the_o
 def test_a_wake_on_a_slow_state_table_sends_what_it_could_claim_and_leaves_the_rest_with_a_wake_at_once() -> None:
     """A claim takes 50 ms (an emulator, a throttled table, a busy host) and an invocation has 4 s before its last
     call may start: a wake that claimed all of the 400 it took would pass that moment and defer them all, every
-    time, and the group would never drain."""
-    h = Harness(pending=True, window=2.0)
+    time, and the group would never drain. A wake that sent whatever it claimed would send a partial call each
+    time."""
+    h = Harness(pending=True, window=2.0, max_recipients=40)
     h.state.clock, h.state.seconds_per_claim = h.clock, 0.05
     seconds = 20.0  # 4 s to the last call start: the reserve (3 s) and a worst-case call (13 s) come off
     for _ in range(h.policy.limit):
@@ -151,6 +152,7 @@ def test_a_wake_on_a_slow_state_table_sends_what_it_could_claim_and_leaves_the_r
     reached = sorted(r for c in h.api.calls for _, r in c.recipients)
     assert reached == sorted(phones(400)), "every recipient exactly once"
     assert 0 in left, "what a wake had no time to claim is taken again at once"
+    assert [len(c.recipients) for c in h.api.calls] == [40] * 10, "the remainder of a cut claim waits for the rest"
 
 
 def test_an_environment_takes_its_own_due_group_with_its_next_batch_and_the_wake_message_finds_nothing_left() -> None:

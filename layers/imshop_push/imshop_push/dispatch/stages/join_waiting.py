@@ -34,6 +34,10 @@ class JoinWaiting:
             return False
         if not owners or len(call.recipients) >= ctx.limits.max_recipients:
             return False  # a call every owner left (switched to a fallback's text) is dropped by the sender
+        if _left_over(batch, index, owners):  # what a cut claim leaves beyond full calls: taken again at once
+            for track in owners:
+                track.defer(ctx.clock())
+            return True
         arn = owners[0].message.event_source_arn
         if any(_stays(t, batch, index, arn) for t in owners):
             return False
@@ -56,6 +60,19 @@ class JoinWaiting:
         for track in owners:
             track.defer(turn)
         return True
+
+
+def _left_over(batch: Batch, index: int, owners: list[Track]) -> bool:
+    """The partial call of a group a wake took more of than it had time to claim (`stages/claim.py`), beside a
+    full call of it: its requests wait with the rest of the group, which a wake takes again at once, rather than
+    spend a slot on the remainder of what the claims reached. Alone, it is sent: a wake always makes progress."""
+    call = batch.attempt.calls[index]
+    taken = [batch.taken.get(t.message_id) for t in owners]
+    if not batch.left_in_pool or any(t is None or t.group not in batch.left_in_pool for t in taken):
+        return False
+    if any(t.pending != {index} for t in owners):
+        return False
+    return any(other.content == call.content for n, other in enumerate(batch.attempt.calls) if n != index)
 
 
 def _stays(track: Track, batch: Batch, index: int, arn: str) -> bool:

@@ -68,6 +68,8 @@ class TakePending:
                 wake.retry("pending pool unavailable")
                 continue
             wake.wake(f"took {len(copies)} pending requests")
+            if len(copies) >= limit:  # more wait: the next take comes at once, as for a cut claim
+                batch.left_in_pool.add(group)
             for copy in copies:
                 message = inbound_of(copy)
                 if message.message_id not in known:
