@@ -241,3 +241,19 @@ def test_a_wake_whose_group_was_taken_and_armed_again_since_is_obsolete(either_p
     assert pool.disarm(group, second)
     assert pool.armed(group) is None
     assert pool.disarm(group, first), "nothing armed: a late wake takes what is left"
+
+
+def test_an_announced_content_is_read_with_its_wake_in_one_state(either_pool: PendingPool) -> None:
+    pool, now = either_pool, time.time()
+    assert pool.state("content:a") == (None, None)
+    pool.announce(["content:a", "content:b"], until=now + 2, now=now)
+    token = pool.arm("content:a", wake_at=now + 1, stale_before=now - 100, now=now)
+    assert token is not None
+    pool.written("content:a", token)
+
+    a, b = pool.state("content:a"), pool.state("content:b")
+    assert a.wake_at == pytest.approx(now + 1, abs=0.01)
+    assert a.arriving_until == pytest.approx(now + 2, abs=0.01)
+    assert b == (None, pytest.approx(now + 2, abs=0.01))
+    assert pool.disarm("content:a")
+    assert pool.state("content:a").arriving_until == pytest.approx(now + 2, abs=0.01), "a take keeps the announce"

@@ -202,6 +202,7 @@ class FlakyStateStore(InProcessStateStore):
         self.mark_sent_failures = 0  # how many "sent" records to refuse before taking them again
         self.clock: FakeClock | None = None
         self.seconds_per_claim = 0.0  # a slow table: each claim moves `clock` on
+        self.while_claiming: Callable[..., None] | None = None  # runs before each claim_many (other executions)
 
     def _maybe_fail(self, operation: str) -> None:
         if operation in self.failing:
@@ -211,6 +212,8 @@ class FlakyStateStore(InProcessStateStore):
         self, requests: Sequence[tuple[str, str]], *, attempt_id: str, now: float, lease_until: float
     ) -> dict[str, Claim]:
         self._maybe_fail("claim_many")
+        if self.while_claiming is not None:
+            self.while_claiming(requests)
         if self.clock is not None:
             self.clock.now += self.seconds_per_claim * len(requests)
         return super().claim_many(requests, attempt_id=attempt_id, now=now, lease_until=lease_until)

@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 
 from imshop_push.dispatch.dispatcher import Disposition
 from imshop_push.domain.inbound import InboundMessage
+from imshop_push.domain.model import RecordResult
 from imshop_push.domain.pending import GROUP_ATTRIBUTE, WAKE_TOKEN_ATTRIBUTE, wake_body
 from imshop_push.domain.sqs_copies import SQS_MAX_DELAY_SECONDS, delay_until
 
@@ -213,3 +214,27 @@ def test_a_late_wake_message_of_a_group_its_environment_took_leaves_the_text_arr
     )
     h.run(newer, seconds=SECONDS)
     assert [len(c.recipients) for c in h.api.calls][2:] == [10]
+
+
+def test_a_lone_request_of_a_text_a_concurrent_batch_carries_joins_it_rather_than_going_alone() -> None:
+    """Two batches worked on side by side: one holds four requests of a text and has not pooled them yet, the other
+    holds the text's fifth. The first announced the text before its claims; the lone request waits with it."""
+    h = Harness(pending=True, window=WINDOW, max_recipients=MAX_RECIPIENTS)
+    four, [lone] = stream_batch(0, 4, 0), stream_batch(1, 1, 4)
+    concurrent = h.execution()
+    lone_results: dict[str, RecordResult] = {}
+
+    def lone_batch_meanwhile(*_: object) -> None:  # while the first batch claims its four
+        h.state.while_claiming = None
+        lone_results.update(concurrent.dispatch([lone], deadline=h.deadlines[-1]))
+
+    h.state.while_claiming = lone_batch_meanwhile
+    h.run(*four, seconds=SECONDS)
+
+    assert {r.disposition for r in lone_results.values()} == {Disposition.DEFERRED}, "it joins the text"
+    assert not h.api.calls
+    [(_, group, _)] = h.backlog.wakes
+    h.clock.now += WINDOW
+    h.dispatcher = h.execution()
+    h.run(wake_message(group, "wake"), seconds=SECONDS)
+    assert [len(c.recipients) for c in h.api.calls] == [5]

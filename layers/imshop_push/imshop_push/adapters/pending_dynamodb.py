@@ -21,8 +21,9 @@ from botocore.exceptions import ClientError
 
 from imshop_push.adapters.aws_errors import error_code, translated
 from imshop_push.adapters.dynamodb_batches import DynamoDBStore
-from imshop_push.domain.pending import PendingCopy, decode_legacy_copy, new_token
+from imshop_push.domain.pending import GroupState, PendingCopy, decode_legacy_copy, new_token
 from imshop_push.domain.state import StateStoreError
+from imshop_push.domain.threads import map_in_threads
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
@@ -106,11 +107,26 @@ class DynamoDBPendingPool(DynamoDBStore):
         self._if_armed_by(group, token, "REMOVE wake_at, writer, wake_token", "pending pool abandon")
 
     def armed(self, group: str) -> float | None:
-        with translated(StateStoreError, "pending pool armed"):
-            item = self._control(group)
-        if not item or "wake_at" not in item or "writer" in item:
-            return None
-        return float(item["wake_at"]["N"])
+        return self.state(group).wake_at
+
+    def state(self, group: str) -> GroupState:
+        with translated(StateStoreError, "pending pool state"):
+            item = self._control(group) or {}
+        wake_at = float(item["wake_at"]["N"]) if "wake_at" in item and "writer" not in item else None
+        arriving = float(item["arriving_until"]["N"]) if "arriving_until" in item else None
+        return GroupState(wake_at, arriving)
+
+    def announce(self, groups: Collection[str], *, until: float, now: float) -> None:
+        def one(group: str) -> None:
+            self._client.update_item(
+                TableName=self._table,
+                Key=self._wake_key(group),
+                UpdateExpression="SET arriving_until = :until, expiration = if_not_exists(expiration, :exp)",
+                ExpressionAttributeValues={":until": {"N": f"{until:.3f}"}, ":exp": {"N": str(int(now) + self._ttl)}},
+            )
+
+        with translated(StateStoreError, "pending pool announce"):
+            map_in_threads(one, list(groups))
 
     def disarm(self, group: str, token: str | None = None) -> bool:
         """Keeps where the next take starts (the item's other attribute)."""

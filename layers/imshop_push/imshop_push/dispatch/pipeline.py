@@ -8,7 +8,8 @@ owns them, and its results are read once, at the end. The order, and why:
    aside first, so that waiting for budget cannot use it);
 1. parse and validate every record (poison is known before any budget is spent), remember cancels, drop
    expired requests, and hold (re-enqueue, unclaimed) those not due yet: sendAt, the bulk lane's quiet hours;
-2. resolve idempotency keys inside the batch, claim each key (duplicates of delivered requests stop here);
+2. announce the contents the batch carries more than once (a concurrent batch's lone request of one joins
+   them), resolve idempotency keys inside the batch, claim each key (duplicates of delivered requests stop here);
 3. subtract what earlier attempts of the same request already delivered;
 4. plan the fewest calls (merge equal content, split at the recipient limit);
 5. send call by call, each through the shared rate limiter, recording progress before and after;
@@ -36,6 +37,7 @@ from imshop_push.dispatch.stages.history import History, ReserveHistoryTime
 from imshop_push.dispatch.stages.history_copies import WriteKeptHistory
 from imshop_push.dispatch.stages.hold import Hold
 from imshop_push.dispatch.stages.intake import DropExpired, Parse
+from imshop_push.dispatch.stages.join_waiting import AnnounceArriving
 from imshop_push.dispatch.stages.keys_kept import KeysKept
 from imshop_push.dispatch.stages.pending import ReleasePending
 from imshop_push.dispatch.stages.plan import Plan
@@ -64,6 +66,7 @@ STAGES: tuple[Callable[[Context], Stage], ...] = (
     RecordCancels,
     DropExpired,
     Hold,
+    AnnounceArriving,
     Claim,
     EarlierProgress,
     Supersede,

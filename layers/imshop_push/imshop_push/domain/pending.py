@@ -62,6 +62,11 @@ class PendingCopy(NamedTuple):
     sent_timestamp_ms: int | None
 
 
+class GroupState(NamedTuple):
+    wake_at: float | None  # when its written wake is due (as `armed`)
+    arriving_until: float | None  # a batch carrying the content more than once expects more of it until then
+
+
 class PendingPool(Protocol):
     """Every method raises `StoreError` when the pool is unavailable."""
 
@@ -109,6 +114,16 @@ class PendingPool(Protocol):
     def armed(self, group: str) -> float | None:
         """When the group's written wake is due; None when none is (nothing of it waits, it is being taken right
         now, or the one armed is still being written and may yet fail)."""
+        ...
+
+    def announce(self, groups: Collection[str], *, until: float, now: float) -> None:
+        """Batches carrying these contents more than once are being worked on: more of them may arrive until
+        `until`. Said before the batch's claims, so that a concurrent batch holding a lone request of one of them
+        sees it before it decides to send that request alone."""
+        ...
+
+    def state(self, group: str) -> GroupState:
+        """`armed` and the latest `announce` of the group, in one read."""
         ...
 
 
@@ -236,6 +251,7 @@ class InProcessPendingPool:
         self._groups: dict[str, dict[str, PendingCopy]] = {}
         self._wakes: dict[str, tuple[float, str | None, str]] = {}  # due, its writer while being written, its token
         self._cursors: dict[str, str] = {}  # the last key of a take that did not take the whole group
+        self._arriving: dict[str, float] = {}
         self._lock = threading.Lock()
 
     def put(self, group: str, copies: Sequence[PendingCopy], *, now: float) -> None:
@@ -289,6 +305,16 @@ class InProcessPendingPool:
         with self._lock:
             armed = self._wakes.get(group)
             return armed[0] if armed is not None and armed[1] is None else None
+
+    def announce(self, groups: Collection[str], *, until: float, now: float) -> None:
+        with self._lock:
+            self._arriving.update((group, until) for group in groups)
+
+    def state(self, group: str) -> GroupState:
+        with self._lock:
+            armed = self._wakes.get(group)
+            wake_at = armed[0] if armed is not None and armed[1] is None else None
+            return GroupState(wake_at, self._arriving.get(group))
 
     def pooled(self, group: str) -> int:
         with self._lock:

@@ -7,11 +7,42 @@ import logging
 
 from imshop_push.dispatch.ports import Context
 from imshop_push.domain.batch import Batch
-from imshop_push.domain.fate import Track
+from imshop_push.domain.fate import Fate, Track
 from imshop_push.domain.model import StoreError
 from imshop_push.domain.pending import group_of
 
 logger = logging.getLogger(__name__)
+
+
+class AnnounceArriving:
+    """Before the claims: the contents this batch carries more than once, in partial calls, are announced in the
+    pool as arriving for about a window (`PendingPool.announce`). A concurrent batch that holds a lone request of
+    one of them would otherwise send it on its own before this batch pools the rest: it joins them instead."""
+
+    def __init__(self, ctx: Context) -> None:
+        self._ctx = ctx
+
+    def __call__(self, batch: Batch) -> None:
+        ctx = self._ctx
+        if ctx.pending is None or not ctx.pending.shared:
+            return
+        requests: dict[str, int] = {}
+        recipients: dict[str, int] = {}
+        for track in batch.parsed():
+            if track.fate is Fate.RECEIVED and track.message_id not in batch.taken:
+                group = group_of(track.message.event_source_arn, track.text)
+                requests[group] = requests.get(group, 0) + 1
+                recipients[group] = recipients.get(group, 0) + len(track.req.recipients)
+        groups = [g for g, n in requests.items() if n > 1 and recipients[g] < ctx.limits.max_recipients]
+        if not groups:
+            return
+        now = ctx.clock()
+        try:
+            ctx.pending.announce(groups, until=now + ctx.limits.window_seconds, now=now)
+        except StoreError:
+            logger.warning(
+                "cannot announce the contents this batch carries: a lone request may go alone", exc_info=True
+            )
 
 
 class JoinWaiting:
@@ -43,7 +74,7 @@ class JoinWaiting:
             return False
         group = group_of(arn, call.content)
         try:
-            wake_at = ctx.pending.armed(group)  # one read: a later batch of the stream finds the earlier ones
+            wake_at, arriving_until = ctx.pending.state(group)  # one read: a later batch finds the earlier ones
         except StoreError:
             logger.exception("cannot tell whether the content waits in the pool: the call goes on")
             return False
@@ -54,6 +85,8 @@ class JoinWaiting:
             turn = max(now, wake_at)
         elif len(owners) > 1 or any(t.switched for t in owners):  # a fallback's text is shared, though
             turn = now + window  # about a window for the rest of the stream to arrive
+        elif arriving_until is not None and now <= arriving_until <= now + window:
+            turn = arriving_until  # a concurrent batch carries more of it and has not pooled them yet
         else:
             return False
         batch.joining.add(group)
