@@ -241,6 +241,10 @@ def test_a_wake_whose_group_was_taken_and_armed_again_since_is_obsolete(either_p
     assert pool.disarm(group, second)
     assert pool.armed(group) is None
     assert pool.disarm(group, first), "nothing armed: a late wake takes what is left"
+    assert not pool.disarm(group, if_armed=True), "but an environment's own take leaves it to whoever took it"
+    third = pool.arm(group, wake_at=now + 5, stale_before=now - 100, now=now)
+    assert third is not None
+    assert pool.disarm(group, if_armed=True), "one armed: the own take has the group"
 
 
 def test_an_announced_content_is_read_with_its_wake_in_one_state(either_pool: PendingPool) -> None:
@@ -254,6 +258,7 @@ def test_an_announced_content_is_read_with_its_wake_in_one_state(either_pool: Pe
     a, b = pool.state("content:a"), pool.state("content:b")
     assert a.wake_at == pytest.approx(now + 1, abs=0.01)
     assert a.arriving_until == pytest.approx(now + 2, abs=0.01)
-    assert b == (None, pytest.approx(now + 2, abs=0.01))
+    assert b.wake_at is None
+    assert b.arriving_until == pytest.approx(now + 2, abs=0.01)
     assert pool.disarm("content:a")
     assert pool.state("content:a").arriving_until == pytest.approx(now + 2, abs=0.01), "a take keeps the announce"

@@ -128,7 +128,7 @@ class DynamoDBPendingPool(DynamoDBStore):
         with translated(StateStoreError, "pending pool announce"):
             map_in_threads(one, list(groups))
 
-    def disarm(self, group: str, token: str | None = None) -> bool:
+    def disarm(self, group: str, token: str | None = None, *, if_armed: bool = False) -> bool:
         """Keeps where the next take starts (the item's other attribute)."""
         request: dict[str, Any] = {
             "TableName": self._table,
@@ -150,7 +150,7 @@ class DynamoDBPendingPool(DynamoDBStore):
                 raise
             cause = cast("ClientError", e.__cause__)
             armed = cast("dict[str, Any]", cause.response).get("Item")
-            return not armed or "wake_at" not in armed  # none was armed: the take goes on
+            return not if_armed and (not armed or "wake_at" not in armed)  # none was armed
         return True
 
     def _if_armed_by(self, group: str, token: str, update: str, what: str) -> None:

@@ -64,7 +64,7 @@ class PendingCopy(NamedTuple):
 
 class GroupState(NamedTuple):
     wake_at: float | None  # when its written wake is due (as `armed`)
-    arriving_until: float | None  # a batch carrying the content more than once expects more of it until then
+    arriving_until: float | None  # a batch carrying the content more than once is worked on until then
 
 
 class PendingPool(Protocol):
@@ -104,11 +104,12 @@ class PendingPool(Protocol):
         received, or another arm replaced it, meanwhile: then nothing changes)."""
         ...
 
-    def disarm(self, group: str, token: str | None = None) -> bool:
+    def disarm(self, group: str, token: str | None = None, *, if_armed: bool = False) -> bool:
         """The wake armed with `token` (None: any wake) is received: before the pool is read, so what is pooled
         after this arms a wake of its own. False, and nothing changes: the group is armed by another wake, written,
         that will take whatever this one would have (this one is obsolete: its group was taken and armed again
-        since it was written, or an earlier wake replaced it)."""
+        since it was written, or an earlier wake replaced it); with `if_armed`, also when no wake is armed (an
+        environment's own take: another take has the group already)."""
         ...
 
     def armed(self, group: str) -> float | None:
@@ -117,9 +118,9 @@ class PendingPool(Protocol):
         ...
 
     def announce(self, groups: Collection[str], *, until: float, now: float) -> None:
-        """Batches carrying these contents more than once are being worked on: more of them may arrive until
-        `until`. Said before the batch's claims, so that a concurrent batch holding a lone request of one of them
-        sees it before it decides to send that request alone."""
+        """A batch carrying these contents more than once is being worked on until `until` (its deadline), and
+        will pool what of them it does not send. Said before the batch's claims, so that a concurrent batch holding
+        a lone request of one of them sees it before it decides to send that request alone."""
         ...
 
     def state(self, group: str) -> GroupState:
@@ -293,12 +294,14 @@ class InProcessPendingPool:
             if armed is not None and armed[1] == token:
                 del self._wakes[group]
 
-    def disarm(self, group: str, token: str | None = None) -> bool:
+    def disarm(self, group: str, token: str | None = None, *, if_armed: bool = False) -> bool:
         with self._lock:
             armed = self._wakes.get(group)
-            if token is not None and armed is not None and armed[1] is None and armed[2] != token:
+            if armed is None:
+                return not if_armed
+            if token is not None and armed[1] is None and armed[2] != token:
                 return False
-            self._wakes.pop(group, None)
+            del self._wakes[group]
             return True
 
     def armed(self, group: str) -> float | None:

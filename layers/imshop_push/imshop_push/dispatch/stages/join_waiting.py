@@ -36,9 +36,8 @@ class AnnounceArriving:
         groups = [g for g, n in requests.items() if n > 1 and recipients[g] < ctx.limits.max_recipients]
         if not groups:
             return
-        now = ctx.clock()
         try:
-            ctx.pending.announce(groups, until=now + ctx.limits.window_seconds, now=now)
+            ctx.pending.announce(groups, until=batch.deadline.hard, now=ctx.clock())
         except StoreError:
             logger.warning(
                 "cannot announce the contents this batch carries: a lone request may go alone", exc_info=True
@@ -85,8 +84,8 @@ class JoinWaiting:
             turn = max(now, wake_at)
         elif len(owners) > 1 or any(t.switched for t in owners):  # a fallback's text is shared, though
             turn = now + window  # about a window for the rest of the stream to arrive
-        elif arriving_until is not None and now <= arriving_until <= now + window:
-            turn = arriving_until  # a concurrent batch carries more of it and has not pooled them yet
+        elif arriving_until is not None and now <= arriving_until:
+            turn = min(arriving_until, now + window)  # a concurrent batch carries more of it, not pooled yet
         else:
             return False
         batch.joining.add(group)

@@ -54,8 +54,9 @@ class TakePending:
             track, group = wake
             try:
                 # Before reading: what is pooled after this has a wake of its own.
-                if not pool.disarm(group, None if is_own_wake(track.message) else wake_token(track.message)):
-                    return []  # obsolete: a newer wake of the group, written, takes what this one would
+                own = is_own_wake(track.message)
+                if not pool.disarm(group, None if own else wake_token(track.message), if_armed=own):
+                    return []  # obsolete, or another take has the group already
                 return pool.take(group, limit=limit)
             except StoreError:
                 logger.exception("the pending pool is unavailable: the wake goes back to SQS")
@@ -98,9 +99,10 @@ class TakePending:
     def _open_groups_due(self, woken: list[str], *, rationed: bool) -> list[tuple[Track, str]]:
         """This environment's own groups that are due (`OpenGroups`), up to the rest of the ration: taken as if
         their wake had come, by a wake of this stage's making outside the batch (no SQS message to answer for).
-        It disarms the group, so that what arrives after it opens the group again for a window. The wake message
-        still comes: obsolete once the group is armed again and written (`PendingPool.disarm`), else it takes
-        what is left, which covers what this take could not give back (it has no message to give back)."""
+        It disarms the group, so that what arrives after it opens the group again for a window, and takes it only
+        if a wake was armed (another environment that pooled in it, or the wake message, may have taken it). The
+        wake message still comes: obsolete once the group is armed again and written (`PendingPool.disarm`), else
+        it takes what is left, which covers what this take could not give back (it has no message to give back)."""
         groups = self._ctx.open_groups
         for group in woken:
             groups.taken(group)
