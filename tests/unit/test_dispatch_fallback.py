@@ -16,7 +16,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from imshop_push.dispatch.dispatcher import Disposition
-from imshop_push.domain.fallback import FALLBACK_ATTRIBUTE, carried_of
+from imshop_push.domain.fallback import FALLBACK_ATTRIBUTE, WAKE_LEAD_WINDOWS, carried_of, fallback_wake_at
 from imshop_push.domain.inbound import InboundMessage
 from imshop_push.domain.lanes import Lane
 from imshop_push.domain.model import Carried
@@ -326,3 +326,64 @@ def test_a_scheduled_request_is_due_at_its_send_at_not_when_sqs_first_accepted_i
     h.clock.now += held.delay_seconds
     assert h.run(requeued_copy(held, "m-1/1"), seconds=600) == {"m-1/1": Disposition.DELIVERED}
     assert texts(h) == {"Заказ 1 передан в доставку": 1}
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    window=st.sampled_from([4.0, 12.0, 60.0]),
+    offsets=st.lists(st.floats(0.0, 0.999), min_size=1, max_size=3),
+    per_batch=st.integers(1, 120),
+)
+def test_switched_requests_wake_before_the_opening_and_their_shared_call_takes_it(
+    window: float, offsets: list[float], per_batch: int
+) -> None:
+    """The wake of a fallback's group is due ahead of the opening its requests were denied, by the time its
+    execution needs to take and claim them, and never past it: an SQS delay is whole seconds, and a wake visible
+    after the opening, its requests still to claim, finds the slots gone to bulk and to own texts, a window later."""
+    h = Harness(limit=10, window=window, pending=True)
+    busy(h)
+    opening = min(h.limiter._slots.values())
+    users = phones(per_batch * len(offsets))
+    start = h.clock()
+    visible: list[float] = []  # when each wake's message is visible: written now, delayed whole seconds
+    for batch, offset in enumerate(sorted(offsets)):  # switched at any fraction of a second, in any batch
+        h.clock.now = start + offset
+        chunk = users[batch * per_batch : (batch + 1) * per_batch]
+        results = h.run(*statuses(h, chunk, start=batch * per_batch, after=0), seconds=SECONDS)
+        assert set(results.values()) == {Disposition.DEFERRED}
+        visible += [h.clock() + delay for _, _, delay in h.backlog.wakes[len(visible) :]]
+    assert max(visible) <= opening - 1.0, "visible a poll and the claims before the opening, not after it"
+    assert min(visible) >= opening - window * WAKE_LEAD_WINDOWS - 1.0, "no earlier than it must: later ones join"
+    _, group, _ = h.backlog.wakes[0]
+    h.clock.now = min(visible)
+    assert h.run(msg("wake", wake_body(group), **{GROUP_ATTRIBUTE: group}), seconds=90) == {
+        "wake": Disposition.DELIVERED
+    }
+    assert texts(h) == {STATUS["title"]: 1}
+    assert h.api.calls[0].at == pytest.approx(opening, abs=0.01), "its call waited for the opening in process"
+    assert sorted(rid for _, rid in h.api.calls[0].recipients) == sorted(users)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    now=st.floats(0.0, 10_000.0),
+    until_opening=st.floats(-120.0, 120.0),
+    window=st.sampled_from([0.5, 4.0, 12.0, 60.0]),
+)
+def test_a_fallback_group_is_woken_whole_seconds_ahead_of_an_opening_never_past_it(
+    now: float, until_opening: float, window: float
+) -> None:
+    """Whole seconds from now (an SQS delay), never past the opening it is for: this one while its lead is still
+    ahead, else the next one (a wake for this one may be taken already), at once when a slot is free now."""
+    opening = now + until_opening
+    wake_at = fallback_wake_at(opening, now, window)
+    delay = wake_at - now
+    assert delay >= 0
+    assert delay == pytest.approx(round(delay), abs=1e-6)
+    lead, fuzz = window * WAKE_LEAD_WINDOWS, 1e-6
+    if opening <= now:
+        assert wake_at == now
+    elif opening - lead >= now:
+        assert opening - lead - 1 < wake_at <= opening - lead + fuzz
+    else:
+        assert opening + window - lead - 1 < wake_at <= opening + window - lead + fuzz

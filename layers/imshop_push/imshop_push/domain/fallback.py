@@ -17,6 +17,7 @@ A request is *switched* once its recipients are to get the fallback's text inste
 from __future__ import annotations
 
 import hashlib
+import math
 from collections.abc import Iterable
 
 from imshop_push.domain.inbound import InboundMessage
@@ -26,6 +27,12 @@ from imshop_push.domain.state import DIGEST_SIZE
 FALLBACK_ATTRIBUTE = "fallbackState"
 """On the dispatcher's copies of a request with a fallback: `<first SentTimestamp ms>:<0|1 switched>:<digest>`."""
 _DIGEST_BYTES = 16
+WAKE_LEAD_WINDOWS = 0.5
+"""How long before the opening its switched requests were denied a fallback's group is woken, in windows. Its
+execution takes the group, claims every request (up to `pending.TAKE_MAX_ITEMS`: 20 s at the generous
+`TAKE_SECONDS_PER_ITEM`, less than half a 60 s window), then waits in process for the opening, where its
+transactional demand holds bulk back. Requests switched later than that join the next window's wake: one call a
+window, not one a batch."""
 
 
 def fallback_value(body: str, carried: Carried) -> str:
@@ -70,3 +77,18 @@ def switch_digests(own: Content, recipients: Iterable[Recipient]) -> list[bytes]
 def planned_content(request: NotificationRequest, switched: bool) -> Content:
     """The text its recipients are planned (and merged) under."""
     return request.fallback.content if switched and request.fallback is not None else request.content
+
+
+def fallback_wake_at(opening: float, now: float, window_seconds: float) -> float:
+    """When the group of a fallback's text, denied a slot until `opening`, is woken: `WAKE_LEAD_WINDOWS` before
+    the opening; before the next one when that moment has passed (a wake for this opening may be taken already,
+    its execution waiting for the slot: a wake of its own would cost a call); at once when a slot is free now (the
+    call was denied for its invocation's budget). A whole number of seconds from `now`, so that the delay of the
+    wake's message, in whole seconds, never carries it past the opening."""
+    if opening <= now:
+        return now
+    lead = window_seconds * WAKE_LEAD_WINDOWS
+    ahead = opening - lead - now
+    if ahead < 0:
+        ahead += window_seconds
+    return now + max(0, math.floor(ahead))

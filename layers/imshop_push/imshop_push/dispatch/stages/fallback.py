@@ -26,7 +26,7 @@ from collections.abc import Iterable, Sequence
 from imshop_push.dispatch.ports import Context
 from imshop_push.domain import observability as m
 from imshop_push.domain.batch import Batch
-from imshop_push.domain.fallback import carried_of, switch_digests
+from imshop_push.domain.fallback import carried_of, fallback_wake_at, switch_digests
 from imshop_push.domain.fate import Track
 from imshop_push.domain.lanes import Lane
 from imshop_push.domain.model import Carried
@@ -132,6 +132,16 @@ class FallbackSwitch:
             if t.retry_at is not None and self._switchable(batch, t) and t.retry_at > self.deadline(t)
         ]
         _mark(late, "deferred past its deadline")
+
+    def wake_turn(self, owners: Sequence[Track], opening: float) -> float:
+        """The turn a call of these owners, denied a slot until `opening`, waits in the pool for. A call of switched
+        requests is woken ahead of the opening (`fallback.fallback_wake_at`): its execution has taken and claimed
+        them, and waits for the slot in process with its lane's demand, when the opening comes (woken at the
+        opening, it would still be claiming while bulk and own texts take the slots). Any other call: the opening
+        (a partial merged call gathers until then)."""
+        if not any(t.switched for t in owners):
+            return opening
+        return fallback_wake_at(opening, self._ctx.clock(), self._ctx.limits.window_seconds)
 
     def deadline(self, track: Track) -> float:
         """Due + afterSeconds: the latest start of its own call."""

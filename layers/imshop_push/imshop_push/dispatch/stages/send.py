@@ -79,7 +79,7 @@ class Send:
             turn = denied.retry_at + (position // limit) * self._ctx.limits.window_seconds
             owners = batch.owners(call)
             for track in owners:
-                track.defer(turn)
+                track.defer(self._fallback.wake_turn(owners, turn))
             lane = self._ctx.lanes.of_call(t.message.event_source_arn for t in owners)
             self._ctx.metric(m.per_lane(m.LANE_CALLS_DEFERRED, lane), 1)
             # As long as SQS will hold it before it is received again (its delay is capped).
