@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
-from fakes import SENT
+from fakes import SENT, FlakyPendingPool
 from harness import AMBIGUOUS, FAILED, QUEUE_ARN, Harness, msg, phones, requeued_copy
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -20,7 +20,7 @@ from imshop_push.domain.fallback import FALLBACK_ATTRIBUTE, WAKE_LEAD_WINDOWS, c
 from imshop_push.domain.inbound import InboundMessage
 from imshop_push.domain.lanes import Lane
 from imshop_push.domain.model import Carried
-from imshop_push.domain.pending import GROUP_ATTRIBUTE, wake_body
+from imshop_push.domain.pending import GROUP_ATTRIBUTE, PendingCopy, wake_body
 from imshop_push.domain.rate_limit import Denied, InProcessRateLimiter, Permit, WindowPolicy
 
 STATUS = {"title": "Статус заказа изменился", "summary": "Откройте заказ в приложении"}
@@ -387,3 +387,39 @@ def test_a_fallback_group_is_woken_whole_seconds_ahead_of_an_opening_never_past_
         assert opening - lead - 1 < wake_at <= opening - lead + fuzz
     else:
         assert opening + window - lead - 1 < wake_at <= opening + window - lead + fuzz
+
+
+class SlowPool(FlakyPendingPool):
+    """A take costs `seconds` of the clock, as reading hundreds of items does on a loaded emulator."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.clock: Any = None
+        self.seconds = 0.0
+
+    def take(self, group: str, *, limit: int) -> list[PendingCopy]:
+        if self.clock is not None:
+            self.clock.now += self.seconds
+        return super().take(group, limit=limit)
+
+
+@settings(max_examples=10, deadline=None)
+@given(wakes=st.integers(2, 5))
+def test_wakes_of_one_group_in_one_batch_read_it_once_and_its_call_goes(wakes: int) -> None:
+    """A wake that waited in the queue past two windows is presumed lost and written again, so a slow queue holds
+    several wakes of one group, and one batch may receive them all. Read once per wake, a slow pool spent the
+    invocation's time before the claims; its call never went, and the wakes came back together, again and again."""
+    pool = SlowPool()
+    h = Harness(limit=10, window=4.0, pending_pool=pool)
+    pool.clock = h.clock
+    busy(h)
+    users = phones(60)
+    assert set(h.run(*statuses(h, users, after=0), seconds=SECONDS).values()) == {Disposition.DEFERRED}
+    _, group, _ = h.backlog.wakes[0]
+    h.clock.now += 3600  # every slot free again; the wakes arrive together
+    pool.seconds, takes = 5.0, pool.takes
+    messages = [msg(f"wake-{n}", wake_body(group), **{GROUP_ATTRIBUTE: group}) for n in range(wakes)]
+    assert set(h.run(*messages, seconds=SECONDS).values()) == {Disposition.DELIVERED}
+    assert pool.takes - takes == 1
+    assert texts(h) == {STATUS["title"]: 1}
+    assert sorted(rid for _, rid in h.api.calls[0].recipients) == sorted(users)
