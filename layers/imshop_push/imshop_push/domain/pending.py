@@ -28,7 +28,7 @@ import hashlib
 import json
 import threading
 import uuid
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from typing import Any, NamedTuple, Protocol
 
 from imshop_push.domain.inbound import InboundMessage
@@ -204,6 +204,26 @@ def wake_group(message: InboundMessage) -> str | None:
 def wake_token(message: InboundMessage) -> str | None:
     value = message.message_attributes.get(WAKE_TOKEN_ATTRIBUTE, {}).get("stringValue")
     return value if isinstance(value, str) and value else None
+
+
+class Received(Protocol):
+    """A record of a batch (`fate.Track`), as far as reading its wakes needs it."""
+
+    message: InboundMessage
+
+    def wake(self, reason: str) -> None: ...
+
+
+def wakes_of[R: Received](tracks: Iterable[R]) -> list[tuple[R, str]]:
+    """The wakes among `tracks` with their groups, one a group: the others are acknowledged. A wake overdue by two
+    windows is presumed lost and written again, so a slow queue may deliver several of one group together; each
+    read of the group again would cost the time its claims need, and a few of them can spend the invocation before
+    its calls (then the wakes come back together after the visibility timeout, and again)."""
+    first: dict[str, R] = {}
+    for track in tracks:
+        if (group := wake_group(track.message)) is not None and first.setdefault(group, track) is not track:
+            track.wake("its group is taken by another wake of this batch")
+    return [(track, group) for group, track in first.items()]
 
 
 def wake_body(group: str) -> str:

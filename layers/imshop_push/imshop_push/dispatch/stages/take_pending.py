@@ -20,8 +20,8 @@ from imshop_push.domain.pending import (
     PendingCopy,
     inbound_of,
     wake_body,
-    wake_group,
     wake_token,
+    wakes_of,
 )
 from imshop_push.domain.threads import map_in_threads
 
@@ -40,7 +40,7 @@ class TakePending:
         self._ctx = ctx
 
     def __call__(self, batch: Batch) -> None:
-        wakes = [(t, group) for t in batch.tracks if (group := wake_group(t.message)) is not None]
+        wakes = wakes_of(batch.tracks)  # one a group
         pool = self._ctx.pending
         if pool is None:
             for wake, _ in wakes:
