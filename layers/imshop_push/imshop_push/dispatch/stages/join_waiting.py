@@ -82,7 +82,9 @@ class JoinWaiting:
         # other groups may have written it again for a later window.
         if wake_at is not None and now - 2 * window <= wake_at <= now + window:
             turn = max(now, wake_at)
-        elif len(owners) > 1 or any(t.switched for t in owners):  # a fallback's text is shared, though
+        elif any(t.switched for t in owners):  # asks for its slot first, then waits for it ahead of the opening
+            return False  # (`FallbackSwitch.wake_turn`): the switched are late already, and their text is shared
+        elif len(owners) > 1:
             turn = now + window  # about a window for the rest of the stream to arrive
         elif arriving_until is not None and now <= arriving_until:
             turn = min(arriving_until, now + window)  # a concurrent batch carries more of it, not pooled yet
