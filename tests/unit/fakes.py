@@ -166,6 +166,13 @@ class FlakyPendingPool(InProcessPendingPool):
         super().__init__(shared=shared)
         self.fail: set[str] = set()
         self.takes = 0
+        self.after_announce: Callable[[], None] | None = None  # runs once, after the next announce (others act)
+
+    def announce(self, groups: Collection[str], *, until: float, now: float) -> None:
+        super().announce(groups, until=until, now=now)
+        hook, self.after_announce = self.after_announce, None
+        if hook is not None:
+            hook()
 
     def put(self, group: str, copies: Sequence[PendingCopy], *, now: float) -> None:
         self._maybe_fail("put")

@@ -218,17 +218,16 @@ def test_a_late_wake_message_of_a_group_its_environment_took_leaves_the_text_arr
 
 def test_a_lone_request_of_a_text_a_concurrent_batch_carries_joins_it_rather_than_going_alone() -> None:
     """Two batches worked on side by side: one holds four requests of a text and has not pooled them yet, the other
-    holds the text's fifth. The first announced the text before its claims; the lone request waits with it."""
+    holds the text's fifth. The first announced the text first thing; the lone request waits with it."""
     h = Harness(pending=True, window=WINDOW, max_recipients=MAX_RECIPIENTS)
     four, [lone] = stream_batch(0, 4, 0), stream_batch(1, 1, 4)
     concurrent = h.execution()
     lone_results: dict[str, RecordResult] = {}
 
-    def lone_batch_meanwhile(*_: object) -> None:  # while the first batch claims its four
-        h.state.while_claiming = None
+    def lone_batch_meanwhile() -> None:  # before the first batch pools its four
         lone_results.update(concurrent.dispatch([lone], deadline=h.deadlines[-1]))
 
-    h.state.while_claiming = lone_batch_meanwhile
+    h.pool.after_announce = lone_batch_meanwhile
     h.run(*four, seconds=SECONDS)
 
     assert {r.disposition for r in lone_results.values()} == {Disposition.DEFERRED}, "it joins the text"
@@ -238,3 +237,31 @@ def test_a_lone_request_of_a_text_a_concurrent_batch_carries_joins_it_rather_tha
     h.dispatcher = h.execution()
     h.run(wake_message(group, "wake"), seconds=SECONDS)
     assert [len(c.recipients) for c in h.api.calls] == [5]
+
+
+def test_requests_held_to_fill_wait_unclaimed_and_their_wake_claims_them_once() -> None:
+    """A claim before the pool would be written, settled and written again by the wake's execution."""
+    h = Harness(pending=True, window=WINDOW, max_recipients=MAX_RECIPIENTS)
+    claimed: list[str] = []
+    h.state.while_claiming = lambda requests: claimed.extend(key for key, _ in requests)
+
+    assert set(h.run(*stream_batch(0, 5, 0), seconds=SECONDS).values()) == {Disposition.DEFERRED}
+    assert claimed == []
+    [(_, group, _)] = h.backlog.wakes
+    h.clock.now += WINDOW
+    h.run(wake_message(group, "wake"), seconds=SECONDS)
+
+    assert [len(c.recipients) for c in h.api.calls] == [5]
+    assert sorted(claimed) == sorted(f"s0-{n}" for n in range(5))
+
+
+def test_requests_held_to_fill_are_pooled_even_when_the_state_table_refuses_the_batchs_settlement() -> None:
+    h = Harness(pending=True, window=WINDOW, max_recipients=MAX_RECIPIENTS)
+    status = msg("status", body(users=phones(1, 900), message={"title": "Заказ", "summary": "."}, key="o"))
+    h.state.failing.add("settle")
+
+    results = h.run(status, *stream_batch(0, 3, 0), seconds=SECONDS)
+
+    assert results.pop("status") is Disposition.RETRY
+    assert set(results.values()) == {Disposition.DEFERRED}
+    assert h.pool.pooled(h.backlog.wakes[0][1]) == 3

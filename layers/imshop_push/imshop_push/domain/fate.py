@@ -65,6 +65,7 @@ _FROM: dict[str, frozenset[Fate]] = {  # transition: the states it may leave
     "sent": frozenset({Fate.PLANNED}),
     "expire": frozenset({Fate.RECEIVED, Fate.PLANNED}),
     "defer": frozenset({Fate.PLANNED, Fate.DEFERRED}),
+    "fill": frozenset({Fate.RECEIVED}),
     "retry": _UNDECIDED | {Fate.DEFERRED, Fate.EXPIRED},
     "dead_letter": _UNDECIDED | {Fate.DEFERRED, Fate.EXPIRED, Fate.RETRY, Fate.DEAD_LETTERED},
     "requeue": frozenset({Fate.RETRY}),
@@ -187,6 +188,11 @@ class Track:
     def defer(self, turn: float) -> None:
         if self._go("defer", Fate.DEFERRED, "waiting for rate budget"):
             self.retry_at = turn if self.retry_at is None else min(self.retry_at, turn)
+
+    def wait_to_fill(self, turn: float) -> None:
+        """Unclaimed, into the pending pool: its call would be partial and more of its text is on its way."""
+        if self._go("fill", Fate.DEFERRED, "waiting for the rest of its text"):
+            self.retry_at = turn
 
     def wake(self, reason: str) -> None:
         self._go("wake", Fate.WOKEN, reason)

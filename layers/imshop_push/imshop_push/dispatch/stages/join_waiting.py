@@ -15,9 +15,12 @@ logger = logging.getLogger(__name__)
 
 
 class AnnounceArriving:
-    """Before the claims: the contents this batch carries more than once, in partial calls, are announced in the
-    pool as arriving for about a window (`PendingPool.announce`). A concurrent batch that holds a lone request of
-    one of them would otherwise send it on its own before this batch pools the rest: it joins them instead."""
+    """Before the claims: a content this batch carries more than once in what would be a partial call is still
+    arriving. Its requests wait in the pending pool for the rest of it, unclaimed (the wake's execution claims
+    them: a claim here would be written, settled and written again there), and the content is announced in the
+    pool as arriving for as long as this invocation may run (`PendingPool.announce`): a concurrent batch that
+    holds a lone request of it would otherwise send that request on its own before this batch pools the rest.
+    A request with a fallback is left to Send: a free slot is never to cost it its own text."""
 
     def __init__(self, ctx: Context) -> None:
         self._ctx = ctx
@@ -26,22 +29,28 @@ class AnnounceArriving:
         ctx = self._ctx
         if ctx.pending is None or not ctx.pending.shared:
             return
-        requests: dict[str, int] = {}
-        recipients: dict[str, int] = {}
+        by_group: dict[str, list[Track]] = {}
         for track in batch.parsed():
             if track.fate is Fate.RECEIVED and track.message_id not in batch.taken:
-                group = group_of(track.message.event_source_arn, track.text)
-                requests[group] = requests.get(group, 0) + 1
-                recipients[group] = recipients.get(group, 0) + len(track.req.recipients)
-        groups = [g for g, n in requests.items() if n > 1 and recipients[g] < ctx.limits.max_recipients]
-        if not groups:
+                by_group.setdefault(group_of(track.message.event_source_arn, track.text), []).append(track)
+        partial = {
+            group: tracks
+            for group, tracks in by_group.items()
+            if len(tracks) > 1 and sum(len(t.req.recipients) for t in tracks) < ctx.limits.max_recipients
+        }
+        if not partial:
             return
+        now = ctx.clock()
         try:
-            ctx.pending.announce(groups, until=batch.deadline.hard, now=ctx.clock())
+            ctx.pending.announce(list(partial), until=batch.deadline.hard, now=now)
         except StoreError:
-            logger.warning(
-                "cannot announce the contents this batch carries: a lone request may go alone", exc_info=True
-            )
+            logger.warning("cannot announce what this batch carries: a lone request of it may go alone", exc_info=True)
+        for tracks in partial.values():
+            waiting = [t for t in tracks if t.req.fallback is None and not t.switched]
+            if len(waiting) > 1:
+                batch.joining.add(group_of(waiting[0].message.event_source_arn, waiting[0].text))
+                for track in waiting:
+                    track.wait_to_fill(now + ctx.limits.window_seconds)  # or the written wake due before it
 
 
 class JoinWaiting:

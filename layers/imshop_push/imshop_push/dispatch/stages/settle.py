@@ -29,7 +29,9 @@ class Settle:
         self._fallback = FallbackSwitch(ctx)
 
     def __call__(self, batch: Batch) -> None:
+        unclaimed = [t for t in batch.tracks if t.fate is Fate.DEFERRED and t.message_id not in batch.claimed]
         if not batch.claimed:
+            self._requeue(batch, unclaimed)  # waiting to fill, unclaimed: nothing of them to settle
             return
         self._record_unrecorded(batch.attempt)
         tracks = list(batch.claimed.values())
@@ -45,8 +47,9 @@ class Settle:
             logger.exception("cannot settle state: requests go back to SQS (progress is kept)")
             for track in tracks:
                 track.give_back("state store unavailable")
+            self._requeue(batch, unclaimed)
             return
-        self._requeue(batch, [t for t in tracks if t.fate is Fate.DEFERRED])
+        self._requeue(batch, [*unclaimed, *(t for t in tracks if t.fate is Fate.DEFERRED)])
 
     def _record_unrecorded(self, attempt: Attempt) -> None:
         for cid, digests in attempt.unrecorded_sent:
