@@ -43,6 +43,12 @@ class Send:
                     for track in batch.owners(rest):
                         track.retry("state store unavailable")
                 return
+            if isinstance(outcome, Denied) and self._pooled_fallback(batch, index):
+                owners = batch.owners(calls[index])
+                for track in owners:  # in its fallback's group, woken ahead of the opening: one call a window
+                    track.defer(self._fallback.wake_turn(owners, outcome.retry_at))
+                index += 1
+                continue
             if isinstance(outcome, Denied):
                 self._defer_rest(batch, calls[index:], outcome)
                 return
@@ -65,7 +71,17 @@ class Send:
                 if not isinstance(outcome, Denied) or outcome.retry_at <= until:
                     return outcome
                 self._fallback.switch_late(batch, index, outcome.retry_at)
-        return self._sender.send(batch, index)
+        return self._sender.send(batch, index, wait=not self._pooled_fallback(batch, index))
+
+    def _pooled_fallback(self, batch: Batch, index: int) -> bool:
+        """A call of requests switched to their fallback's text in this batch: a free slot now, or it waits with
+        the rest of that text in the pool rather than in process (each batch's would cost a call). A wake's are
+        sent as any call; without a shared pool, it waits in process."""
+        pool = self._ctx.pending
+        if pool is None or not pool.shared:
+            return False
+        owners = batch.owners(batch.attempt.calls[index])
+        return bool(owners) and all(t.switched and t.message_id not in batch.taken for t in owners)
 
     def _defer_rest(self, batch: Batch, calls: Sequence[PlannedCall], denied: Denied) -> None:
         """Out of budget for this invocation: spread the rest over the windows in which their turn comes.
@@ -85,3 +101,10 @@ class Send:
             # As long as SQS will hold it before it is received again (its delay is capped).
             waits_ms = round(min(max(0.0, turn - now), SQS_MAX_DELAY_SECONDS) * 1000)
             self._ctx.metric(m.per_lane(m.LANE_DEFERRED_CALL_MS, lane), waits_ms)
+
+
+def _switched_fresh(batch: Batch, index: int) -> bool:
+    """A call of requests switched to their fallback's text in this batch: a free slot now, or it waits with the
+    rest of that text rather than in process (each batch's would cost a call). A wake's are sent as any."""
+    owners = batch.owners(batch.attempt.calls[index])
+    return bool(owners) and all(t.switched and t.message_id not in batch.taken for t in owners)
