@@ -265,3 +265,27 @@ def test_requests_held_to_fill_are_pooled_even_when_the_state_table_refuses_the_
     assert results.pop("status") is Disposition.RETRY
     assert set(results.values()) == {Disposition.DEFERRED}
     assert h.pool.pooled(h.backlog.wakes[0][1]) == 3
+
+
+def test_two_wakes_of_one_group_in_one_batch_take_it_whichever_token_is_armed() -> None:
+    """The batch keeps the first wake of a group and acknowledges the other; the group's record may name the other
+    one's token. Kept with its own token, the first would find itself obsolete, and the group would stay armed with
+    no wake message left."""
+    h = Harness(pending=True, limit=2, window=WINDOW)
+    for _ in range(2):
+        h.limiter.try_acquire(h.clock())
+    h.run(*stream_batch(0, 3, 0), seconds=SECONDS)
+    [(_, group, _)] = h.backlog.wakes
+    assert h.pool.disarm(group)  # taken meanwhile (and nothing found), then armed again by the next requests
+    h.dispatcher = h.execution()
+    h.run(*stream_batch(1, 3, 3), seconds=SECONDS)
+    first, second = (
+        msg(f"wake-{n}", wake_body(group), **{GROUP_ATTRIBUTE: group, WAKE_TOKEN_ATTRIBUTE: token or ""})
+        for n, token in enumerate(h.backlog.wake_tokens[:2])
+    )
+    h.clock.now += 2 * WINDOW
+
+    h.run(first, second, seconds=SECONDS)
+
+    assert [len(c.recipients) for c in h.api.calls] == [6]
+    assert h.pool.pooled(group) == 0
