@@ -45,10 +45,10 @@ class AnnounceArriving:
             ctx.pending.announce(list(partial), until=batch.deadline.hard, now=now)
         except StoreError:
             logger.warning("cannot announce what this batch carries: a lone request of it may go alone", exc_info=True)
-        for tracks in partial.values():
+        for group, tracks in partial.items():
             waiting = [t for t in tracks if t.req.fallback is None and not t.switched]
             if len(waiting) > 1:
-                batch.joining.add(group_of(waiting[0].message.event_source_arn, waiting[0].text))
+                batch.joining.add(group)
                 for track in waiting:
                     track.wait_to_fill(now + ctx.limits.window_seconds)  # or the written wake due before it
 
