@@ -218,11 +218,20 @@ def wakes_of[R: Received](tracks: Iterable[R]) -> list[tuple[R, str]]:
     """The wakes among `tracks` with their groups, one a group: the others are acknowledged. A wake overdue by two
     windows is presumed lost and written again, so a slow queue may deliver several of one group together; each
     read of the group again would cost the time its claims need, and a few of them can spend the invocation before
-    its calls (then the wakes come back together after the visibility timeout, and again)."""
+    its calls (then the wakes come back together after the visibility timeout, and again).
+
+    The one kept of several takes its group without its token: whichever of them the group's armed token names,
+    the group is this batch's to take, and with its own token the kept one could find itself obsolete beside the
+    very wake acknowledged here, leaving the group armed with no wake message left (`PendingPool.disarm`)."""
     first: dict[str, R] = {}
     for track in tracks:
-        if (group := wake_group(track.message)) is not None and first.setdefault(group, track) is not track:
-            track.wake("its group is taken by another wake of this batch")
+        if (group := wake_group(track.message)) is None or first.setdefault(group, track) is track:
+            continue
+        track.wake("its group is taken by another wake of this batch")
+        kept = first[group]
+        if WAKE_TOKEN_ATTRIBUTE in kept.message.message_attributes:
+            attributes = {k: v for k, v in kept.message.message_attributes.items() if k != WAKE_TOKEN_ATTRIBUTE}
+            kept.message = kept.message._replace(message_attributes=attributes)
     return [(track, group) for group, track in first.items()]
 
 

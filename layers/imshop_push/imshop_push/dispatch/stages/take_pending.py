@@ -5,7 +5,6 @@ no more groups than one window's limit of calls; the other wakes go back, each d
 from __future__ import annotations
 
 import logging
-from collections import Counter
 from dataclasses import replace
 
 from imshop_push.dispatch.ports import Context
@@ -18,11 +17,9 @@ from imshop_push.domain.pending import (
     TAKE_MIN_ITEMS,
     TAKE_SECONDS_PER_ITEM,
     VIRTUAL_PREFIX,
-    WAKE_TOKEN_ATTRIBUTE,
     PendingCopy,
     inbound_of,
     wake_body,
-    wake_group,
     wake_token,
     wakes_of,
 )
@@ -43,7 +40,7 @@ class TakePending:
         self._ctx = ctx
 
     def __call__(self, batch: Batch) -> None:
-        wakes = _untokened_when_several(batch, wakes_of(batch.tracks))  # one a group
+        wakes = wakes_of(batch.tracks)  # one a group
         pool = self._ctx.pending
         if pool is None:
             for wake, _ in wakes:
@@ -132,16 +129,3 @@ class TakePending:
         room = max(0.0, deadline.hard - self._ctx.clock()) * FINISH_RESERVE_FRACTION
         extra = min(room, FINISH_RESERVE_PER_RECORD_SECONDS * len(batch.taken))
         batch.deadline = replace(deadline, last_call_start=deadline.last_call_start - extra)
-
-
-def _untokened_when_several(batch: Batch, wakes: list[tuple[Track, str]]) -> list[tuple[Track, str]]:
-    """A group whose wakes came several in this batch is taken by one of them, the others acknowledged: whichever
-    one its armed token names, the group is this batch's to take, so the one kept takes it without its token (and
-    is written again without it, when rationed): with it, it could find itself obsolete beside the very wake this
-    batch acknowledged, and leave the group armed with no wake message left."""
-    several = {g for g, n in Counter(wake_group(t.message) for t in batch.tracks).items() if g is not None and n > 1}
-    for track, group in wakes:
-        if group in several and WAKE_TOKEN_ATTRIBUTE in track.message.message_attributes:
-            attributes = {k: v for k, v in track.message.message_attributes.items() if k != WAKE_TOKEN_ATTRIBUTE}
-            track.message = track.message._replace(message_attributes=attributes)
-    return wakes
